@@ -1,0 +1,413 @@
+//! What a provider offers: its signed capability advert, whether an advert
+//! satisfies a job's requirements, and the table of the network's adverts.
+
+use crate::identity::NodeId;
+use crate::job::{JobSpec, Requirements};
+use crate::pricing::PriceTable;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuInfo {
+    pub vendor: String,
+    pub model: String,
+    /// Physical cores.
+    pub cores: u32,
+    /// Hardware threads.
+    pub threads: u32,
+    /// Instruction-set features that jobs select on (`avx2`, `avx512f`, `neon`, ...).
+    pub features: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryInfo {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StorageKind {
+    Nvme,
+    Ssd,
+    Hdd,
+    #[default]
+    Unknown,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageInfo {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+    pub kind: StorageKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GpuVendor {
+    Nvidia,
+    Amd,
+    Intel,
+    Apple,
+    Other,
+}
+
+impl fmt::Display for GpuVendor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GpuVendor::Nvidia => "NVIDIA",
+            GpuVendor::Amd => "AMD",
+            GpuVendor::Intel => "Intel",
+            GpuVendor::Apple => "Apple",
+            GpuVendor::Other => "other",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuInfo {
+    pub vendor: GpuVendor,
+    pub model: String,
+    pub vram_bytes: u64,
+    /// CUDA compute capability (major, minor) for NVIDIA GPUs.
+    pub compute_capability: Option<(u32, u32)>,
+    pub driver: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRuntime {
+    /// `docker`, `podman`, ...
+    pub name: String,
+    pub version: String,
+    /// Whether an NVIDIA container runtime is registered (GPU containers).
+    pub nvidia: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    /// Parameter count.
+    pub parameters: u64,
+    /// Quantization (`Q4_K_M`, `F16`, ...).
+    pub quantization: String,
+    /// Context length in tokens.
+    pub context_length: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterInfo {
+    pub name: String,
+    pub methods: Vec<String>,
+    pub models: Vec<ModelInfo>,
+}
+
+/// Resources not currently committed to jobs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Capacity {
+    pub cores: u32,
+    pub memory_bytes: u64,
+    pub gpus: u32,
+    pub storage_bytes: u64,
+}
+
+impl Capacity {
+    /// The share of this capacity a job with these requirements takes.
+    pub fn for_requirements(req: &Requirements) -> Self {
+        Capacity {
+            cores: req.cores.max(1),
+            memory_bytes: req.memory_bytes,
+            gpus: req.gpus,
+            storage_bytes: req.storage_bytes,
+        }
+    }
+
+    pub fn fits(&self, need: &Capacity) -> bool {
+        self.cores >= need.cores
+            && self.memory_bytes >= need.memory_bytes
+            && self.gpus >= need.gpus
+            && self.storage_bytes >= need.storage_bytes
+    }
+
+    pub fn minus(&self, o: &Capacity) -> Capacity {
+        Capacity {
+            cores: self.cores.saturating_sub(o.cores),
+            memory_bytes: self.memory_bytes.saturating_sub(o.memory_bytes),
+            gpus: self.gpus.saturating_sub(o.gpus),
+            storage_bytes: self.storage_bytes.saturating_sub(o.storage_bytes),
+        }
+    }
+
+    pub fn plus(&self, o: &Capacity) -> Capacity {
+        Capacity {
+            cores: self.cores.saturating_add(o.cores),
+            memory_bytes: self.memory_bytes.saturating_add(o.memory_bytes),
+            gpus: self.gpus.saturating_add(o.gpus),
+            storage_bytes: self.storage_bytes.saturating_add(o.storage_bytes),
+        }
+    }
+}
+
+/// A node's signed statement of what it offers (its `Advert` envelope's signer).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityAdvert {
+    /// Increases with every advert the node publishes; older ones are replays.
+    pub sequence: u64,
+    /// Peers forget the advert after this time unless a newer one arrives.
+    pub expires_at: Timestamp,
+    pub cpu: CpuInfo,
+    pub memory: MemoryInfo,
+    pub storage: StorageInfo,
+    pub gpus: Vec<GpuInfo>,
+    pub container_runtime: Option<ContainerRuntime>,
+    pub adapters: Vec<AdapterInfo>,
+    /// Result of `modchain benchmark` (higher is faster; 0 if never run).
+    pub benchmark_score: u64,
+    pub prices: PriceTable,
+    pub free: Capacity,
+    /// Whether the node stands for election as an orchestrator.
+    pub orchestrator_candidate: bool,
+}
+
+/// Bounds on an advert's lists, so a hostile advert cannot bloat every table.
+pub const MAX_ADVERT_ITEMS: usize = 64;
+
+impl CapabilityAdvert {
+    pub fn within_limits(&self) -> bool {
+        self.gpus.len() <= MAX_ADVERT_ITEMS
+            && self.adapters.len() <= MAX_ADVERT_ITEMS
+            && self.cpu.features.len() <= 4 * MAX_ADVERT_ITEMS
+            && self
+                .adapters
+                .iter()
+                .all(|a| a.methods.len() <= MAX_ADVERT_ITEMS && a.models.len() <= MAX_ADVERT_ITEMS)
+    }
+
+    pub fn adapter(&self, name: &str) -> Option<&AdapterInfo> {
+        self.adapters.iter().find(|a| a.name == name)
+    }
+
+    /// The whole machine, as a capacity: what it could run when idle.
+    pub fn total_capacity(&self) -> Capacity {
+        Capacity {
+            cores: self.cpu.threads.max(self.cpu.cores),
+            memory_bytes: self.memory.total_bytes,
+            gpus: self.gpus.len() as u32,
+            storage_bytes: self.storage.total_bytes,
+        }
+    }
+
+    /// Whether this machine could ever run the job (ignoring what is busy now).
+    pub fn satisfies(&self, job: &JobSpec) -> Result<(), Unmet> {
+        for check in Unmet::ORDER {
+            if !check.passes(self, job) {
+                return Err(check);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first requirement of a job that an advert does not meet. The order of
+/// checks is fixed so "why is my job waiting" always names the same thing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unmet {
+    Adapter,
+    Method,
+    Model,
+    Cores,
+    Memory,
+    GpuCount,
+    GpuVendor,
+    GpuMemory,
+    Storage,
+}
+
+impl Unmet {
+    pub const ORDER: [Unmet; 9] = [
+        Unmet::Adapter,
+        Unmet::Method,
+        Unmet::Model,
+        Unmet::Cores,
+        Unmet::Memory,
+        Unmet::GpuCount,
+        Unmet::GpuVendor,
+        Unmet::GpuMemory,
+        Unmet::Storage,
+    ];
+
+    fn matching_gpus<'a>(ad: &'a CapabilityAdvert, req: &'a Requirements) -> impl Iterator<Item = &'a GpuInfo> {
+        ad.gpus.iter().filter(move |g| {
+            req.gpu_vendor.is_none_or(|v| g.vendor == v) && g.vram_bytes >= req.min_vram_bytes
+        })
+    }
+
+    fn passes(self, ad: &CapabilityAdvert, job: &JobSpec) -> bool {
+        let req = &job.requirements;
+        match self {
+            Unmet::Adapter => ad.adapter(&job.adapter).is_some(),
+            Unmet::Method => ad
+                .adapter(&job.adapter)
+                .is_some_and(|a| a.methods.iter().any(|m| *m == job.method)),
+            Unmet::Model => match &req.model {
+                None => true,
+                Some(model) => ad
+                    .adapter(&job.adapter)
+                    .is_some_and(|a| a.models.iter().any(|m| m.name == *model)),
+            },
+            Unmet::Cores => ad.total_capacity().cores >= req.cores,
+            Unmet::Memory => ad.memory.total_bytes >= req.memory_bytes,
+            Unmet::GpuCount => ad.gpus.len() as u64 >= u64::from(req.gpus),
+            Unmet::GpuVendor => {
+                req.gpus == 0
+                    || ad
+                        .gpus
+                        .iter()
+                        .filter(|g| req.gpu_vendor.is_none_or(|v| g.vendor == v))
+                        .count() as u64
+                        >= u64::from(req.gpus)
+            }
+            Unmet::GpuMemory => {
+                req.gpus == 0 || Self::matching_gpus(ad, req).count() as u64 >= u64::from(req.gpus)
+            }
+            Unmet::Storage => ad.storage.total_bytes >= req.storage_bytes,
+        }
+    }
+
+    /// "no provider with ..." in the network's words, for a job's queued status.
+    pub fn describe(self, job: &JobSpec) -> String {
+        let req = &job.requirements;
+        let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
+        match self {
+            Unmet::Adapter => format!("no provider offers the `{}` adapter", job.adapter),
+            Unmet::Method => format!(
+                "no provider's `{}` adapter offers the `{}` method",
+                job.adapter, job.method
+            ),
+            Unmet::Model => format!(
+                "no provider serves the model `{}`",
+                req.model.as_deref().unwrap_or_default()
+            ),
+            Unmet::Cores => format!("no provider with ≥ {} CPU cores", req.cores),
+            Unmet::Memory => format!("no provider with ≥ {} of memory", gib(req.memory_bytes)),
+            Unmet::GpuCount => format!("no provider with ≥ {} GPUs", req.gpus),
+            Unmet::GpuVendor => format!(
+                "no provider with ≥ {} {} GPUs",
+                req.gpus,
+                req.gpu_vendor.map(|v| v.to_string()).unwrap_or_default()
+            ),
+            Unmet::GpuMemory => format!(
+                "no provider with ≥ {} GPU memory on {} GPU(s)",
+                gib(req.min_vram_bytes),
+                req.gpus
+            ),
+            Unmet::Storage => format!("no provider with ≥ {} of storage", gib(req.storage_bytes)),
+        }
+    }
+}
+
+/// Why an advert was not taken into the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdvertRejection {
+    /// Its expiry has passed.
+    Expired,
+    /// Not newer than the one we hold (a replay or a reordering).
+    Stale,
+    /// Its lists are over the bounds.
+    TooLarge,
+}
+
+/// The network's adverts as one peer knows them: the newest per node, until it expires.
+#[derive(Clone, Debug, Default)]
+pub struct AdvertBook {
+    adverts: HashMap<NodeId, (CapabilityAdvert, Timestamp)>,
+}
+
+impl AdvertBook {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes a verified advert from `node`. Returns whether it replaced what we had.
+    pub fn insert(
+        &mut self,
+        now: Timestamp,
+        node: NodeId,
+        advert: CapabilityAdvert,
+    ) -> Result<(), AdvertRejection> {
+        if advert.expires_at <= now {
+            return Err(AdvertRejection::Expired);
+        }
+        if !advert.within_limits() {
+            return Err(AdvertRejection::TooLarge);
+        }
+        if let Some((held, _)) = self.adverts.get(&node)
+            && held.sequence >= advert.sequence
+        {
+            return Err(AdvertRejection::Stale);
+        }
+        self.adverts.insert(node, (advert, now));
+        Ok(())
+    }
+
+    /// Forgets expired adverts.
+    pub fn expire(&mut self, now: Timestamp) {
+        self.adverts.retain(|_, (a, _)| a.expires_at > now);
+    }
+
+    pub fn remove(&mut self, node: &NodeId) {
+        self.adverts.remove(node);
+    }
+
+    pub fn get(&self, node: &NodeId) -> Option<&CapabilityAdvert> {
+        self.adverts.get(node).map(|(a, _)| a)
+    }
+
+    /// When the advert from `node` arrived.
+    pub fn received_at(&self, node: &NodeId) -> Option<Timestamp> {
+        self.adverts.get(node).map(|(_, t)| *t)
+    }
+
+    pub fn len(&self) -> usize {
+        self.adverts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.adverts.is_empty()
+    }
+
+    /// Adverts in node order, so every walk over the table is deterministic.
+    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &CapabilityAdvert)> {
+        let mut v: Vec<_> = self.adverts.iter().map(|(k, (a, _))| (k, a)).collect();
+        v.sort_by_key(|(k, _)| **k);
+        v.into_iter()
+    }
+
+    /// Nodes that stand as orchestrator candidates.
+    pub fn candidates(&self) -> Vec<NodeId> {
+        self.iter()
+            .filter(|(_, a)| a.orchestrator_candidate)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Providers that could run `job`, or the requirement nobody meets.
+    pub fn matching(&self, job: &JobSpec) -> Result<Vec<NodeId>, Unmet> {
+        let mut deepest: Option<usize> = None;
+        let mut found = Vec::new();
+        for (node, ad) in self.iter() {
+            match ad.satisfies(job) {
+                Ok(()) => found.push(*node),
+                Err(unmet) => {
+                    let depth = Unmet::ORDER.iter().position(|u| *u == unmet).unwrap_or(0);
+                    deepest = Some(deepest.map_or(depth, |d| d.max(depth)));
+                }
+            }
+        }
+        if found.is_empty() {
+            // The requirement that stopped the adverts that got furthest: the
+            // one the client most plausibly needs to relax.
+            return Err(Unmet::ORDER[deepest.unwrap_or(0)]);
+        }
+        Ok(found)
+    }
+}

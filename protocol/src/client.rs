@@ -1,0 +1,410 @@
+//! The client: submits a job to the orchestrator that ranks first for it,
+//! follows it through submitted → bidding → awarded → running → completed /
+//! failed / cancelled, fails over to the next orchestrator when one goes
+//! silent, checks the result's signature, and co-signs the receipt.
+
+use crate::action::{Action, Event, Topic};
+use crate::auction::{Award, AwardCheck};
+use crate::digest::JobId;
+use crate::envelope::{Envelope, Message, Signed};
+use crate::identity::{Keypair, NodeId};
+use crate::job::{Cancel, JobResult, JobSpec, JobState, JobStatus, SpecError};
+use crate::receipt::{Outcome, Receipt, SignedReceipt};
+use crate::time::{SECOND, Timestamp};
+use crate::timer::Timers;
+use std::collections::{HashMap, VecDeque};
+use thiserror::Error;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// With no word from the orchestrator for this long before an award,
+    /// resubmit to the next one in the job's ranking.
+    pub silence_timeout_ms: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            silence_timeout_ms: 12 * SECOND,
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("invalid job: {0}")]
+    Invalid(#[from] SpecError),
+    #[error("no orchestrator is elected yet: wait until the node sees orchestrator candidates")]
+    NoOrchestrator,
+}
+
+/// A job as its client knows it.
+#[derive(Clone, Debug)]
+pub struct ClientJob {
+    pub spec: JobSpec,
+    pub state: JobState,
+    pub detail: String,
+    pub submitted_at: Timestamp,
+    /// Orchestrators for this job, responsible first.
+    pub ranking: Vec<NodeId>,
+    /// Index into `ranking` of the orchestrator in charge.
+    pub orchestrator: usize,
+    pub award: Option<Award>,
+    pub result: Option<JobResult>,
+    pub receipt: Option<SignedReceipt>,
+    /// Every state the job went through, with when.
+    pub history: Vec<(Timestamp, JobState)>,
+    envelope: Envelope,
+    last_heard: Timestamp,
+}
+
+impl ClientJob {
+    pub fn provider(&self) -> Option<NodeId> {
+        self.award.as_ref().map(|a| a.winner)
+    }
+    pub fn orchestrator_id(&self) -> Option<NodeId> {
+        self.ranking.get(self.orchestrator).copied()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Silence(JobId),
+}
+
+#[derive(Debug)]
+pub struct Client {
+    key: Keypair,
+    me: NodeId,
+    config: ClientConfig,
+    jobs: HashMap<JobId, ClientJob>,
+    timers: Timers<TimerKey>,
+    actions: VecDeque<Action>,
+}
+
+impl Client {
+    pub fn new(key: Keypair, config: ClientConfig) -> Self {
+        Client {
+            me: key.node_id(),
+            key,
+            config,
+            jobs: HashMap::new(),
+            timers: Timers::default(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.timers.next()
+    }
+
+    pub fn job(&self, id: &JobId) -> Option<&ClientJob> {
+        self.jobs.get(id)
+    }
+
+    pub fn jobs(&self) -> impl Iterator<Item = (&JobId, &ClientJob)> {
+        self.jobs.iter()
+    }
+
+    /// Signs `spec` and sends it to the first orchestrator of `ranking`
+    /// (computed by the caller from the election for the job's id, see
+    /// [`Client::prepare`]).
+    pub fn submit(&mut self, now: Timestamp, signed: Signed, ranking: Vec<NodeId>) -> Result<JobId, SubmitError> {
+        let Message::Job(spec) = signed.message() else {
+            return Err(SubmitError::Invalid(SpecError::BadAdapter));
+        };
+        spec.validate()?;
+        let Some(first) = ranking.first().copied() else {
+            return Err(SubmitError::NoOrchestrator);
+        };
+        let id = signed.id();
+        self.jobs.insert(
+            id,
+            ClientJob {
+                spec: spec.clone(),
+                state: JobState::Queued,
+                detail: "submitted".into(),
+                submitted_at: now,
+                ranking,
+                orchestrator: 0,
+                award: None,
+                result: None,
+                receipt: None,
+                history: vec![(now, JobState::Queued)],
+                envelope: signed.envelope().clone(),
+                last_heard: now,
+            },
+        );
+        self.actions.push_back(Action::Send {
+            to: first,
+            message: signed,
+        });
+        self.timers
+            .set(now.plus(self.config.silence_timeout_ms), TimerKey::Silence(id));
+        self.set_state(now, id, JobState::Queued, format!("submitted to orchestrator {}", first.short()));
+        Ok(id)
+    }
+
+    /// Signs a job spec; its id is the signed envelope's digest, which the
+    /// caller needs to rank orchestrators before submitting.
+    pub fn prepare(&self, now: Timestamp, spec: JobSpec) -> Result<Signed, SubmitError> {
+        spec.validate()?;
+        Ok(Envelope::seal(&self.key, now, Message::Job(spec)))
+    }
+
+    /// Asks the orchestrator (and the provider, if there is one) to stop the job.
+    pub fn cancel(&mut self, now: Timestamp, id: &JobId, reason: &str) -> bool {
+        let Some(job) = self.jobs.get(id) else {
+            return false;
+        };
+        if job.state.is_terminal() {
+            return false;
+        }
+        let msg = Envelope::seal(
+            &self.key,
+            now,
+            Message::Cancel(Cancel {
+                job_id: *id,
+                reason: reason.to_string(),
+            }),
+        );
+        let mut to: Vec<NodeId> = job.orchestrator_id().into_iter().collect();
+        if let Some(p) = job.provider() {
+            to.push(p);
+        }
+        for n in to {
+            self.actions.push_back(Action::Send {
+                to: n,
+                message: msg.clone(),
+            });
+        }
+        self.set_state(now, *id, JobState::Cancelled, "cancelled by you".into());
+        true
+    }
+
+    fn set_state(&mut self, now: Timestamp, id: JobId, state: JobState, detail: String) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.state == state && job.detail == detail {
+            return;
+        }
+        if job.state != state {
+            job.history.push((now, state));
+        }
+        job.state = state;
+        job.detail = detail.clone();
+        self.actions.push_back(Action::Notify(Event::StateChanged {
+            job_id: id,
+            state,
+            detail,
+        }));
+    }
+
+    pub fn handle_message(&mut self, now: Timestamp, msg: &Signed) {
+        let from = msg.signer();
+        match msg.message() {
+            Message::Status(s) => self.on_status(now, from, s),
+            Message::Award(a) => self.on_award(now, from, a),
+            Message::Result(r) => self.on_result(now, from, r),
+            Message::Receipt(r) => self.on_receipt(now, r),
+            _ => {}
+        }
+    }
+
+    fn on_status(&mut self, now: Timestamp, from: NodeId, s: &JobStatus) {
+        let Some(job) = self.jobs.get_mut(&s.job_id) else {
+            return;
+        };
+        if job.state.is_terminal() {
+            return;
+        }
+        let from_orchestrator = job.orchestrator_id() == Some(from);
+        let from_provider = job.provider() == Some(from)
+            && job.award.as_ref().is_some_and(|a| a.attempt == s.attempt);
+        if !from_orchestrator && !from_provider {
+            return;
+        }
+        job.last_heard = now;
+        // Providers may only say "running"; the orchestrator speaks for the rest.
+        if from_provider && s.state != JobState::Running {
+            return;
+        }
+        // An awarded job is not sent back to bidding by a late status of an older round.
+        if from_orchestrator && job.award.as_ref().is_some_and(|a| a.attempt > s.attempt) {
+            return;
+        }
+        let state = match s.state {
+            // Completion is the result's to say, with its receipt.
+            JobState::Completed => return,
+            other => other,
+        };
+        if matches!(state, JobState::Queued | JobState::Bidding)
+            && job.award.as_ref().is_some_and(|a| a.attempt < s.attempt)
+        {
+            // A re-auction: the old award is void.
+            job.award = None;
+        }
+        self.set_state(now, s.job_id, state, s.detail.clone());
+    }
+
+    fn on_award(&mut self, now: Timestamp, from: NodeId, a: &Award) {
+        let me = self.me;
+        let Some(job) = self.jobs.get_mut(&a.job_id) else {
+            return;
+        };
+        if job.orchestrator_id() != Some(from) || a.client != me || job.state.is_terminal() {
+            return;
+        }
+        if job.award.as_ref().is_some_and(|old| old.attempt >= a.attempt) {
+            return;
+        }
+        if a.check() != AwardCheck::Valid {
+            self.actions.push_back(Action::Notify(Event::ResultRejected {
+                job_id: a.job_id,
+                reason: format!("award does not follow the selection rule: {:?}", a.check()),
+            }));
+            return;
+        }
+        job.award = Some(a.clone());
+        job.last_heard = now;
+        let detail = format!("awarded to {} for at most {}", a.winner.short(), a.bids.iter().find(|b| b.bid_id == a.winning_bid).map(|b| b.max_total).unwrap_or_default());
+        self.set_state(now, a.job_id, JobState::Awarded, detail);
+    }
+
+    fn on_result(&mut self, now: Timestamp, from: NodeId, r: &JobResult) {
+        let Some(job) = self.jobs.get_mut(&r.job_id) else {
+            return;
+        };
+        let Some(award) = job.award.clone() else {
+            return;
+        };
+        if award.winner != from || award.attempt != r.attempt || job.result.is_some() {
+            return;
+        }
+        let reject = |reason: &str| {
+            Action::Notify(Event::ResultRejected {
+                job_id: r.job_id,
+                reason: reason.to_string(),
+            })
+        };
+        if !r.within_limits() {
+            self.actions.push_back(reject("result over the size limits"));
+            return;
+        }
+        let Some(orchestrator) = job.orchestrator_id() else {
+            return;
+        };
+        let receipt = Receipt::for_result(&award, orchestrator, r);
+        if !from.verify(&receipt.signing_bytes(), &r.receipt_signature) {
+            self.actions
+                .push_back(reject("the provider's receipt signature does not match the result"));
+            return;
+        }
+        let signed = SignedReceipt {
+            client_signature: Some(receipt.sign(&self.key)),
+            provider_signature: Some(r.receipt_signature),
+            orchestrator_signature: None,
+            receipt,
+        };
+        job.result = Some(r.clone());
+        job.receipt = Some(signed.clone());
+        job.last_heard = now;
+        let was_cancelled = job.state == JobState::Cancelled;
+        let msg = Envelope::seal(&self.key, now, Message::Receipt(signed.clone()));
+        self.actions.push_back(Action::StoreReceipt(signed));
+        self.actions.push_back(Action::Publish {
+            topic: Topic::Receipts,
+            message: msg.clone(),
+        });
+        // Directly too, so provider and orchestrator settle even if gossip lags.
+        self.actions.push_back(Action::Send {
+            to: from,
+            message: msg.clone(),
+        });
+        if orchestrator != from {
+            self.actions.push_back(Action::Send {
+                to: orchestrator,
+                message: msg,
+            });
+        }
+        self.actions.push_back(Action::Notify(Event::ResultReceived {
+            job_id: r.job_id,
+            provider: from,
+            exit: r.exit.clone(),
+        }));
+        if !was_cancelled {
+            self.set_state(now, r.job_id, JobState::Completed, format!("{:?}", r.exit));
+        }
+    }
+
+    fn on_receipt(&mut self, now: Timestamp, r: &SignedReceipt) {
+        // A failure receipt about our job: the orchestrator will re-auction.
+        let rec = &r.receipt;
+        if let Outcome::ProviderFailed(reason) = rec.outcome
+            && let Some(job) = self.jobs.get_mut(&rec.job_id)
+            && job.orchestrator_id() == Some(rec.orchestrator)
+            && r.verify().is_ok()
+            && !job.state.is_terminal()
+        {
+            job.last_heard = now;
+            let detail = format!("provider {} {}; waiting for a new auction", rec.provider.short(), reason.as_str());
+            job.award = None;
+            self.set_state(now, rec.job_id, JobState::Queued, detail);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        for TimerKey::Silence(id) in self.timers.expired(now) {
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            if job.state.is_terminal() {
+                continue;
+            }
+            let quiet = now.since(job.last_heard);
+            let before_award = job.award.is_none();
+            if quiet >= self.config.silence_timeout_ms && before_award {
+                // The orchestrator in charge went silent: resubmit the same
+                // signed job (same id) to the next one in the ranking.
+                if job.orchestrator + 1 < job.ranking.len() {
+                    job.orchestrator += 1;
+                    job.last_heard = now;
+                    let next = job.ranking[job.orchestrator];
+                    let message = match job.envelope.clone().verify() {
+                        Ok(m) => m,
+                        Err(_) => continue,
+                    };
+                    self.actions.push_back(Action::Send { to: next, message });
+                    self.actions.push_back(Action::Notify(Event::Resubmitted {
+                        job_id: id,
+                        orchestrator: next,
+                    }));
+                    self.set_state(
+                        now,
+                        id,
+                        JobState::Queued,
+                        format!("orchestrator went silent; resubmitted to {}", next.short()),
+                    );
+                } else {
+                    self.set_state(
+                        now,
+                        id,
+                        JobState::Failed,
+                        "no orchestrator in the job's ranking answered".into(),
+                    );
+                    continue;
+                }
+            }
+            let last = self.jobs.get(&id).map(|j| j.last_heard).unwrap_or(now);
+            self.timers.set(
+                last.plus(self.config.silence_timeout_ms).max(now.plus(1)),
+                TimerKey::Silence(id),
+            );
+        }
+    }
+}

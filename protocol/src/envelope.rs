@@ -1,0 +1,404 @@
+//! Signed envelopes: the only form in which application messages travel.
+//!
+//! An envelope carries the protocol version, the message kind, a timestamp,
+//! the signer's public key, the encoded payload and an ed25519 signature over
+//!
+//! ```text
+//! "modchain/v1/" || kind name || 0x00 || version (u16 LE) || timestamp (u64 LE) || signer (32 bytes) || payload
+//! ```
+//!
+//! The kind name in the signed bytes is the domain separation: a bid's
+//! signature never verifies as a receipt's. Bytes from the network become a
+//! [`Signed`] message only through [`Envelope::decode`] and
+//! [`Envelope::verify`], which never panic; what fails is a [`Rejection`] the
+//! node counts and drops.
+
+use crate::advert::CapabilityAdvert;
+use crate::auction::{Award, Bid, CallForBids, Decline};
+use crate::codec::{self, DecodeError};
+use crate::digest::Digest;
+use crate::identity::{Keypair, NodeId, Signature};
+use crate::job::{Cancel, JobResult, JobSpec, JobStatus};
+use crate::receipt::SignedReceipt;
+use crate::time::{MINUTE, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// How far in the future a timestamp may be before we call the sender's clock wrong.
+pub const MAX_CLOCK_SKEW_MS: u64 = MINUTE;
+
+/// How old a direct message (anything but adverts and receipts) may be.
+pub const MAX_DIRECT_MESSAGE_AGE_MS: u64 = 10 * MINUTE;
+
+/// Room for the envelope's own fields around the payload.
+const ENVELOPE_OVERHEAD: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    Advert,
+    Job,
+    CallForBids,
+    Bid,
+    Decline,
+    Award,
+    Status,
+    Result,
+    Cancel,
+    Receipt,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 10] = [
+        Kind::Advert,
+        Kind::Job,
+        Kind::CallForBids,
+        Kind::Bid,
+        Kind::Decline,
+        Kind::Award,
+        Kind::Status,
+        Kind::Result,
+        Kind::Cancel,
+        Kind::Receipt,
+    ];
+
+    /// The name used in the signature's domain string and in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Advert => "advert",
+            Kind::Job => "job",
+            Kind::CallForBids => "call-for-bids",
+            Kind::Bid => "bid",
+            Kind::Decline => "decline",
+            Kind::Award => "award",
+            Kind::Status => "status",
+            Kind::Result => "result",
+            Kind::Cancel => "cancel",
+            Kind::Receipt => "receipt",
+        }
+    }
+
+    /// The largest payload a message of this kind may have.
+    pub fn max_payload_bytes(self) -> usize {
+        use crate::job::limits;
+        match self {
+            Kind::Advert => 64 * 1024,
+            Kind::Job => limits::MAX_PARAMS_BYTES + 16 * 1024,
+            Kind::CallForBids => limits::MAX_PARAMS_BYTES + 32 * 1024,
+            Kind::Bid => 1024,
+            Kind::Decline => 2 * 1024,
+            Kind::Award => 64 * 1024,
+            Kind::Status => 4 * 1024,
+            Kind::Result => {
+                2 * limits::MAX_LOG_BYTES
+                    + limits::MAX_INLINE_OUTPUT_BYTES
+                    + limits::MAX_OUTPUT_FILES * 512
+            }
+            Kind::Cancel => 2 * 1024,
+            Kind::Receipt => 4 * 1024,
+        }
+    }
+
+    /// Whether the message is only meaningful shortly after it was sent.
+    fn is_direct(self) -> bool {
+        !matches!(self, Kind::Advert | Kind::Receipt)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The largest envelope any peer accepts, in bytes.
+pub fn max_envelope_bytes() -> usize {
+    Kind::ALL
+        .iter()
+        .map(|k| k.max_payload_bytes())
+        .max()
+        .unwrap_or(0)
+        + ENVELOPE_OVERHEAD
+}
+
+/// Every application message, by kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    Advert(CapabilityAdvert),
+    Job(JobSpec),
+    CallForBids(CallForBids),
+    Bid(Bid),
+    Decline(Decline),
+    Award(Award),
+    Status(JobStatus),
+    Result(JobResult),
+    Cancel(Cancel),
+    Receipt(SignedReceipt),
+}
+
+impl Message {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Message::Advert(_) => Kind::Advert,
+            Message::Job(_) => Kind::Job,
+            Message::CallForBids(_) => Kind::CallForBids,
+            Message::Bid(_) => Kind::Bid,
+            Message::Decline(_) => Kind::Decline,
+            Message::Award(_) => Kind::Award,
+            Message::Status(_) => Kind::Status,
+            Message::Result(_) => Kind::Result,
+            Message::Cancel(_) => Kind::Cancel,
+            Message::Receipt(_) => Kind::Receipt,
+        }
+    }
+
+    fn encode_payload(&self) -> Vec<u8> {
+        match self {
+            Message::Advert(m) => codec::encode(m),
+            Message::Job(m) => codec::encode(m),
+            Message::CallForBids(m) => codec::encode(m),
+            Message::Bid(m) => codec::encode(m),
+            Message::Decline(m) => codec::encode(m),
+            Message::Award(m) => codec::encode(m),
+            Message::Status(m) => codec::encode(m),
+            Message::Result(m) => codec::encode(m),
+            Message::Cancel(m) => codec::encode(m),
+            Message::Receipt(m) => codec::encode(m),
+        }
+    }
+
+    fn decode_payload(kind: Kind, payload: &[u8]) -> Result<Message, DecodeError> {
+        let limit = kind.max_payload_bytes();
+        Ok(match kind {
+            Kind::Advert => Message::Advert(codec::decode(payload, limit)?),
+            Kind::Job => Message::Job(codec::decode(payload, limit)?),
+            Kind::CallForBids => Message::CallForBids(codec::decode(payload, limit)?),
+            Kind::Bid => Message::Bid(codec::decode(payload, limit)?),
+            Kind::Decline => Message::Decline(codec::decode(payload, limit)?),
+            Kind::Award => Message::Award(codec::decode(payload, limit)?),
+            Kind::Status => Message::Status(codec::decode(payload, limit)?),
+            Kind::Result => Message::Result(codec::decode(payload, limit)?),
+            Kind::Cancel => Message::Cancel(codec::decode(payload, limit)?),
+            Kind::Receipt => Message::Receipt(codec::decode(payload, limit)?),
+        })
+    }
+}
+
+/// A message as it travels: see the module documentation for what is signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u16,
+    pub kind: Kind,
+    pub timestamp: Timestamp,
+    pub signer: NodeId,
+    pub payload: Vec<u8>,
+    pub signature: Signature,
+}
+
+/// Why bytes from the network were dropped. Each variant is a metrics label.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("envelope too large: {len} bytes, limit {limit}")]
+    TooLarge { len: usize, limit: usize },
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    #[error("unknown protocol version {0}, this node speaks {PROTOCOL_VERSION}")]
+    UnknownVersion(u16),
+    #[error("bad signature on a {0} message")]
+    BadSignature(Kind),
+    #[error("malformed {kind} payload: {reason}")]
+    MalformedPayload { kind: Kind, reason: String },
+    #[error("{kind} message timestamped {skew_ms} ms in the future")]
+    FromTheFuture { kind: Kind, skew_ms: u64 },
+    #[error("stale {kind} message, {age_ms} ms old")]
+    Stale { kind: Kind, age_ms: u64 },
+    #[error("a {got} message arrived where a {expected} was expected")]
+    UnexpectedKind { expected: Kind, got: Kind },
+}
+
+impl Rejection {
+    /// A short label for counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::Malformed(_) => "malformed",
+            Rejection::UnknownVersion(_) => "unknown_version",
+            Rejection::BadSignature(_) => "bad_signature",
+            Rejection::MalformedPayload { .. } => "malformed_payload",
+            Rejection::FromTheFuture { .. } => "from_the_future",
+            Rejection::Stale { .. } => "stale",
+            Rejection::UnexpectedKind { .. } => "unexpected_kind",
+        }
+    }
+}
+
+fn signing_bytes(
+    version: u16,
+    kind: Kind,
+    timestamp: Timestamp,
+    signer: &NodeId,
+    payload: &[u8],
+) -> Vec<u8> {
+    let name = kind.name().as_bytes();
+    let mut out = Vec::with_capacity(12 + name.len() + 1 + 2 + 8 + 32 + payload.len());
+    out.extend_from_slice(b"modchain/v1/");
+    out.extend_from_slice(name);
+    out.push(0);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&timestamp.0.to_le_bytes());
+    out.extend_from_slice(&signer.0);
+    out.extend_from_slice(payload);
+    out
+}
+
+impl Envelope {
+    /// Signs `message` as `key` at `now`.
+    pub fn seal(key: &Keypair, now: Timestamp, message: Message) -> Signed {
+        let kind = message.kind();
+        let payload = message.encode_payload();
+        let signer = key.node_id();
+        let signature = key.sign(&signing_bytes(
+            PROTOCOL_VERSION,
+            kind,
+            now,
+            &signer,
+            &payload,
+        ));
+        let envelope = Envelope {
+            version: PROTOCOL_VERSION,
+            kind,
+            timestamp: now,
+            signer,
+            payload,
+            signature,
+        };
+        let id = envelope.id();
+        Signed {
+            envelope,
+            message,
+            id,
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// The envelope's id: the digest of its encoded bytes.
+    pub fn id(&self) -> Digest {
+        Digest::of(&self.to_bytes())
+    }
+
+    /// Decodes an envelope from network bytes without checking it.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, Rejection> {
+        let limit = max_envelope_bytes();
+        codec::decode::<Envelope>(bytes, limit).map_err(|e| match e {
+            DecodeError::TooLarge { len, limit } => Rejection::TooLarge { len, limit },
+            other => Rejection::Malformed(other.to_string()),
+        })
+    }
+
+    /// Checks version, payload size, signature and payload encoding. Does not
+    /// look at the clock: see [`Signed::check_time`].
+    pub fn verify(self) -> Result<Signed, Rejection> {
+        if self.version != PROTOCOL_VERSION {
+            return Err(Rejection::UnknownVersion(self.version));
+        }
+        let limit = self.kind.max_payload_bytes();
+        if self.payload.len() > limit {
+            return Err(Rejection::TooLarge {
+                len: self.payload.len(),
+                limit,
+            });
+        }
+        let signed = signing_bytes(
+            self.version,
+            self.kind,
+            self.timestamp,
+            &self.signer,
+            &self.payload,
+        );
+        if !self.signer.verify(&signed, &self.signature) {
+            return Err(Rejection::BadSignature(self.kind));
+        }
+        let message = Message::decode_payload(self.kind, &self.payload).map_err(|e| {
+            Rejection::MalformedPayload {
+                kind: self.kind,
+                reason: e.to_string(),
+            }
+        })?;
+        let id = self.id();
+        Ok(Signed {
+            envelope: self,
+            message,
+            id,
+        })
+    }
+
+    /// Decode, verify and check the time in one step: the path for bytes off the wire.
+    pub fn open(bytes: &[u8], now: Timestamp) -> Result<Signed, Rejection> {
+        let signed = Self::decode(bytes)?.verify()?;
+        signed.check_time(now)?;
+        Ok(signed)
+    }
+}
+
+/// A message whose signature has been checked. Only [`Envelope::seal`] and
+/// [`Envelope::verify`] make one, so holding a `Signed` is proof of both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signed {
+    envelope: Envelope,
+    message: Message,
+    id: Digest,
+}
+
+impl Signed {
+    pub fn signer(&self) -> NodeId {
+        self.envelope.signer
+    }
+    pub fn kind(&self) -> Kind {
+        self.envelope.kind
+    }
+    pub fn timestamp(&self) -> Timestamp {
+        self.envelope.timestamp
+    }
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+    pub fn into_envelope(self) -> Envelope {
+        self.envelope
+    }
+    /// Digest of the envelope's bytes: the job id for a `Job`, the bid id for a `Bid`.
+    pub fn id(&self) -> Digest {
+        self.id
+    }
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.envelope.to_bytes()
+    }
+
+    /// Rejects messages from a clock too far ahead, and direct messages too
+    /// old to act on. Adverts carry their own expiry and receipts are valid
+    /// forever, so only the future check applies to them.
+    pub fn check_time(&self, now: Timestamp) -> Result<(), Rejection> {
+        let kind = self.kind();
+        let ts = self.timestamp();
+        if ts.since(now) > MAX_CLOCK_SKEW_MS {
+            return Err(Rejection::FromTheFuture {
+                kind,
+                skew_ms: ts.since(now),
+            });
+        }
+        if kind.is_direct() && now.since(ts) > MAX_DIRECT_MESSAGE_AGE_MS {
+            return Err(Rejection::Stale {
+                kind,
+                age_ms: now.since(ts),
+            });
+        }
+        Ok(())
+    }
+}

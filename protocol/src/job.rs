@@ -1,0 +1,285 @@
+//! Jobs: what a client asks for, how it is going, and what came of it.
+
+use crate::advert::GpuVendor;
+use crate::digest::{Digest, JobId};
+use crate::identity::Signature;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Bounds that every peer enforces on a job spec before acting on it.
+pub mod limits {
+    /// Adapter and method names, model names.
+    pub const MAX_NAME_BYTES: usize = 64;
+    /// Adapter parameters (JSON text).
+    pub const MAX_PARAMS_BYTES: usize = 256 * 1024;
+    /// Longest timeout a job may ask for: one day.
+    pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+    /// stdout and stderr each, as carried in a result.
+    pub const MAX_LOG_BYTES: usize = 64 * 1024;
+    /// Outputs carried inline in a signed result, all together.
+    pub const MAX_INLINE_OUTPUT_BYTES: usize = 1024 * 1024;
+    /// Output files listed in one result.
+    pub const MAX_OUTPUT_FILES: usize = 256;
+    /// Free-text reasons and details.
+    pub const MAX_TEXT_BYTES: usize = 1024;
+}
+
+/// What a job needs from the machine that runs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Requirements {
+    /// CPU cores (at least one is always reserved).
+    pub cores: u32,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// Number of GPUs.
+    pub gpus: u32,
+    /// GPU vendor, if the job cares.
+    pub gpu_vendor: Option<GpuVendor>,
+    /// Minimum memory per GPU, in bytes.
+    pub min_vram_bytes: u64,
+    /// Scratch storage in bytes.
+    pub storage_bytes: u64,
+    /// A model the provider must serve (LLM jobs).
+    pub model: Option<String>,
+}
+
+/// A client's request, signed by the client (its `Job` envelope's signer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Adapter that runs the job (`docker`, `wasm`, `llm`).
+    pub adapter: String,
+    /// Method of the adapter (`run`, `generate`, ...).
+    pub method: String,
+    /// Adapter parameters as JSON text; the adapter validates them.
+    pub params: String,
+    pub requirements: Requirements,
+    /// The most the client will pay, in micro-credits.
+    pub max_price: crate::pricing::Credits,
+    /// Hard limit on execution time, in milliseconds.
+    pub timeout_ms: u64,
+    /// Higher runs first when orchestrators are busy.
+    pub priority: u8,
+    /// The job is dropped if no provider has started it by this time.
+    pub start_by: Timestamp,
+    /// Makes otherwise identical submissions distinct jobs.
+    pub nonce: u64,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("adapter name is empty or longer than {} bytes", limits::MAX_NAME_BYTES)]
+    BadAdapter,
+    #[error("method name is empty or longer than {} bytes", limits::MAX_NAME_BYTES)]
+    BadMethod,
+    #[error("params are {0} bytes, over the {max} byte limit", max = limits::MAX_PARAMS_BYTES)]
+    ParamsTooLarge(usize),
+    #[error("timeout must be between 1 ms and {} ms", limits::MAX_TIMEOUT_MS)]
+    BadTimeout,
+    #[error("model name is longer than {} bytes", limits::MAX_NAME_BYTES)]
+    BadModel,
+}
+
+impl JobSpec {
+    /// Checks the bounds every peer enforces. Adapter-specific checks come later,
+    /// on the provider.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let name_ok = |s: &str| !s.is_empty() && s.len() <= limits::MAX_NAME_BYTES;
+        if !name_ok(&self.adapter) {
+            return Err(SpecError::BadAdapter);
+        }
+        if !name_ok(&self.method) {
+            return Err(SpecError::BadMethod);
+        }
+        if self.params.len() > limits::MAX_PARAMS_BYTES {
+            return Err(SpecError::ParamsTooLarge(self.params.len()));
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > limits::MAX_TIMEOUT_MS {
+            return Err(SpecError::BadTimeout);
+        }
+        if let Some(m) = &self.requirements.model
+            && !name_ok(m)
+        {
+            return Err(SpecError::BadModel);
+        }
+        Ok(())
+    }
+}
+
+/// Where a job stands, as its client sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobState {
+    /// Accepted by an orchestrator, waiting for a provider (see the detail for why).
+    Queued,
+    /// Calls for bids are out.
+    Bidding,
+    /// A provider won the auction.
+    Awarded,
+    /// The provider started it.
+    Running,
+    /// Finished and settled by a receipt (whatever the exit code).
+    Completed,
+    /// Could not be run (no provider before `start_by`, retries exhausted, bad input).
+    Failed,
+    /// Cancelled by its client.
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Bidding => "bidding",
+            JobState::Awarded => "awarded",
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A progress report about a job, from its orchestrator or its provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub job_id: JobId,
+    /// Auction round the report belongs to (0 for the first).
+    pub attempt: u32,
+    pub state: JobState,
+    /// Human-readable detail: why it is queued, why it failed.
+    pub detail: String,
+}
+
+/// How an execution ended.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExitStatus {
+    /// The workload exited with this code.
+    Exited(i32),
+    /// Killed for exceeding its memory limit.
+    OutOfMemory,
+    /// Killed at its timeout.
+    TimedOut,
+    /// Stopped because the client cancelled.
+    Cancelled,
+    /// The adapter could not run it (bad params, image missing); the text says why.
+    Rejected(String),
+}
+
+impl ExitStatus {
+    pub fn is_success(&self) -> bool {
+        matches!(self, ExitStatus::Exited(0))
+    }
+
+    /// A process-style exit code for CLIs: the code itself, or 125..=128 for the rest.
+    pub fn code(&self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => *c,
+            ExitStatus::OutOfMemory => 137,
+            ExitStatus::TimedOut => 124,
+            ExitStatus::Cancelled => 130,
+            ExitStatus::Rejected(_) => 125,
+        }
+    }
+}
+
+/// Resources a job used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Usage {
+    /// Wall-clock time from start to end, in milliseconds.
+    pub wall_ms: u64,
+    /// CPU time, in milliseconds, where the adapter can tell.
+    pub cpu_ms: u64,
+    /// Peak memory, in bytes, where the adapter can tell.
+    pub peak_memory_bytes: u64,
+    /// Tokens generated (LLM jobs).
+    pub tokens: u64,
+}
+
+/// One file a job wrote to its outputs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// Path relative to the output directory, `/`-separated.
+    pub name: String,
+    pub size: u64,
+    /// BLAKE3 of the contents.
+    pub digest: Digest,
+    /// The contents, when all inline outputs together fit the inline limit;
+    /// otherwise the client fetches them from the provider by digest.
+    pub inline: Option<Vec<u8>>,
+}
+
+/// The outcome of an execution, signed by the provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub job_id: JobId,
+    pub attempt: u32,
+    pub exit: ExitStatus,
+    /// The last `MAX_LOG_BYTES` of stdout.
+    pub stdout: Vec<u8>,
+    /// The last `MAX_LOG_BYTES` of stderr.
+    pub stderr: Vec<u8>,
+    pub outputs: Vec<OutputFile>,
+    pub usage: Usage,
+    pub finished_at: Timestamp,
+    /// The provider's signature over the receipt this result settles
+    /// (see [`crate::receipt::Receipt::for_result`]); the client co-signs it.
+    pub receipt_signature: Signature,
+}
+
+impl JobResult {
+    /// Digest of everything but the receipt signature: what the receipt names.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&crate::codec::encode(&(
+            &self.job_id,
+            self.attempt,
+            &self.exit,
+            &self.stdout,
+            &self.stderr,
+            &self.outputs,
+            &self.usage,
+            self.finished_at,
+        )))
+    }
+
+    /// Checks the size bounds a client enforces on results it receives.
+    pub fn within_limits(&self) -> bool {
+        let inline: usize = self
+            .outputs
+            .iter()
+            .filter_map(|o| o.inline.as_ref().map(Vec::len))
+            .sum();
+        self.stdout.len() <= limits::MAX_LOG_BYTES
+            && self.stderr.len() <= limits::MAX_LOG_BYTES
+            && self.outputs.len() <= limits::MAX_OUTPUT_FILES
+            && inline <= limits::MAX_INLINE_OUTPUT_BYTES
+    }
+}
+
+/// A request to stop a job, signed by its client. Orchestrators forward the
+/// client's envelope unchanged to the provider, which checks the signer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancel {
+    pub job_id: JobId,
+    pub reason: String,
+}
+
+/// Keeps the last `max` bytes of a log, which is where the error usually is.
+pub fn tail_bytes(bytes: &[u8], max: usize) -> Vec<u8> {
+    bytes[bytes.len().saturating_sub(max)..].to_vec()
+}
+
+/// Truncates free text to the protocol's bound on a char boundary.
+pub fn bounded_text(s: &str) -> String {
+    if s.len() <= limits::MAX_TEXT_BYTES {
+        return s.to_string();
+    }
+    let mut end = limits::MAX_TEXT_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}

@@ -1,0 +1,427 @@
+//! A whole peer: the client, provider and orchestrator roles, the advert
+//! table and the election, behind one sans-IO interface. The node drives a
+//! `Peer` from libp2p and tokio; the simulator and the test network drive it
+//! from an event queue. Routing a message to the roles lives here, once.
+
+use crate::action::{Action, Event, Topic};
+use crate::advert::{AdvertBook, AdvertRejection, CapabilityAdvert};
+use crate::client::{Client, ClientConfig, ClientJob, SubmitError};
+use crate::digest::JobId;
+use crate::election::{Election, ElectionConfig};
+use crate::envelope::{Envelope, Kind, Message, Rejection, Signed};
+use crate::identity::{Keypair, NodeId};
+use crate::job::{JobSpec, JobState, JobStatus};
+use crate::orchestrator::{Context, Orchestrator, OrchestratorConfig, ReputationTable};
+use crate::provider::{ExecutionReport, Provider, ProviderConfig};
+use crate::time::{MINUTE, SECOND, Timestamp};
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    pub election: ElectionConfig,
+    /// Stand as orchestrator candidate with this configuration.
+    pub orchestrator: Option<OrchestratorConfig>,
+    /// Sell capacity with this configuration.
+    pub provider: Option<ProviderConfig>,
+    pub client: ClientConfig,
+    /// Hardware and software description; sequence, expiry, prices, free
+    /// capacity, adapters and candidacy are filled in by the peer.
+    pub advert: CapabilityAdvert,
+    /// How long our adverts stay valid.
+    pub advert_ttl_ms: u64,
+    /// How often we republish our advert unchanged.
+    pub advert_interval_ms: u64,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            election: ElectionConfig::default(),
+            orchestrator: None,
+            provider: None,
+            client: ClientConfig::default(),
+            advert: CapabilityAdvert::default(),
+            advert_ttl_ms: 3 * MINUTE,
+            advert_interval_ms: MINUTE,
+        }
+    }
+}
+
+/// Why received messages were dropped, and what arrived: the node's counters.
+#[derive(Clone, Debug, Default)]
+pub struct PeerStats {
+    pub received: BTreeMap<Kind, u64>,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub adverts_rejected: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug)]
+pub struct Peer {
+    key: Keypair,
+    me: NodeId,
+    config: PeerConfig,
+    adverts: AdvertBook,
+    election: Election,
+    reputation: ReputationTable,
+    client: Client,
+    provider: Option<Provider>,
+    orchestrator: Option<Orchestrator>,
+    advert_sequence: u64,
+    next_advert_at: Timestamp,
+    last_advert_at: Option<Timestamp>,
+    actions: VecDeque<Action>,
+    stats: PeerStats,
+}
+
+/// Republishing after a capacity change waits at least this long since the last advert.
+const ADVERT_MIN_INTERVAL_MS: u64 = SECOND;
+
+impl Peer {
+    pub fn new(key: Keypair, config: PeerConfig) -> Self {
+        let me = key.node_id();
+        Peer {
+            client: Client::new(key.clone(), config.client.clone()),
+            provider: config
+                .provider
+                .clone()
+                .map(|c| Provider::new(key.clone(), c)),
+            orchestrator: config
+                .orchestrator
+                .clone()
+                .map(|c| Orchestrator::new(key.clone(), c)),
+            election: Election::new(config.election.clone()),
+            key,
+            me,
+            config,
+            adverts: AdvertBook::new(),
+            reputation: ReputationTable::new(),
+            advert_sequence: 0,
+            next_advert_at: Timestamp::ZERO,
+            last_advert_at: None,
+            actions: VecDeque::new(),
+            stats: PeerStats::default(),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+    pub fn key(&self) -> &Keypair {
+        &self.key
+    }
+    pub fn adverts(&self) -> &AdvertBook {
+        &self.adverts
+    }
+    pub fn stats(&self) -> &PeerStats {
+        &self.stats
+    }
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+    pub fn provider(&self) -> Option<&Provider> {
+        self.provider.as_ref()
+    }
+    pub fn orchestrator(&self) -> Option<&Orchestrator> {
+        self.orchestrator.as_ref()
+    }
+    pub fn job(&self, id: &JobId) -> Option<&ClientJob> {
+        self.client.job(id)
+    }
+    pub fn reputation(&self) -> &ReputationTable {
+        &self.reputation
+    }
+
+    /// The elected orchestrators at `now`.
+    pub fn elected(&mut self, now: Timestamp) -> Vec<NodeId> {
+        self.election.elected(now).to_vec()
+    }
+
+    pub fn election(&self) -> &Election {
+        &self.election
+    }
+
+    /// Reputations as last computed from the ledger.
+    pub fn set_reputation(&mut self, table: ReputationTable) {
+        self.reputation = table;
+        self.refresh_candidates();
+    }
+
+    fn refresh_candidates(&mut self) {
+        let cands: Vec<(NodeId, u32)> = self
+            .adverts
+            .candidates()
+            .into_iter()
+            .map(|n| (n, self.reputation.get(&n).copied().unwrap_or(0)))
+            .collect();
+        self.election.set_candidates(cands);
+    }
+
+    /// Our current advert, as we would publish it now.
+    pub fn current_advert(&self, now: Timestamp) -> CapabilityAdvert {
+        let mut ad = self.config.advert.clone();
+        ad.sequence = self.advert_sequence;
+        ad.expires_at = now.plus(self.config.advert_ttl_ms);
+        ad.orchestrator_candidate = self.orchestrator.is_some();
+        if let Some(p) = &self.provider {
+            ad.prices = p.config().prices.clone();
+            ad.adapters = p.config().adapters.clone();
+            ad.free = p.free_capacity();
+        } else {
+            ad.adapters.clear();
+            ad.free = Default::default();
+        }
+        ad
+    }
+
+    fn publish_advert(&mut self, now: Timestamp) {
+        // Sequence numbers must grow across restarts too: start from the clock.
+        self.advert_sequence = self.advert_sequence.max(now.0).saturating_add(1);
+        let ad = self.current_advert(now);
+        let signed = Envelope::seal(&self.key, now, Message::Advert(ad.clone()));
+        let _ = self.adverts.insert(now, self.me, ad);
+        self.refresh_candidates();
+        self.actions.push_back(Action::Publish {
+            topic: Topic::Adverts,
+            message: signed,
+        });
+        self.last_advert_at = Some(now);
+        self.next_advert_at = now.plus(self.config.advert_interval_ms);
+    }
+
+    /// Starts the peer: publishes its first advert.
+    pub fn start(&mut self, now: Timestamp) {
+        self.publish_advert(now);
+    }
+
+    /// Bytes from the network: decode, verify, route. Dropped messages are
+    /// counted and returned as the rejection.
+    pub fn handle_bytes(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), Rejection> {
+        match Envelope::open(bytes, now) {
+            Ok(signed) => {
+                self.handle_signed(now, signed);
+                Ok(())
+            }
+            Err(r) => {
+                *self.stats.rejected.entry(r.label()).or_default() += 1;
+                Err(r)
+            }
+        }
+    }
+
+    /// A verified message (from the network or from ourselves).
+    pub fn handle_signed(&mut self, now: Timestamp, msg: Signed) {
+        *self.stats.received.entry(msg.kind()).or_default() += 1;
+        let ctx_rep = std::mem::take(&mut self.reputation);
+        match msg.message() {
+            Message::Advert(ad) => {
+                match self.adverts.insert(now, msg.signer(), ad.clone()) {
+                    Ok(()) => self.refresh_candidates(),
+                    Err(r) => {
+                        let label = match r {
+                            AdvertRejection::Expired => "expired",
+                            AdvertRejection::Stale => "stale",
+                            AdvertRejection::TooLarge => "too_large",
+                        };
+                        *self.stats.adverts_rejected.entry(label).or_default() += 1;
+                    }
+                }
+            }
+            Message::Job(_) => {
+                let accept = self.orchestrator.is_some() && self.recently_elected(now);
+                if accept {
+                    if let Some(o) = self.orchestrator.as_mut() {
+                        let ctx = Context {
+                            now,
+                            adverts: &self.adverts,
+                            reputation: &ctx_rep,
+                        };
+                        o.handle_message(&ctx, &msg);
+                    }
+                } else {
+                    // Tell the client at once so it moves to the next orchestrator.
+                    let reply = Envelope::seal(
+                        &self.key,
+                        now,
+                        Message::Status(JobStatus {
+                            job_id: msg.id(),
+                            attempt: 0,
+                            state: JobState::Failed,
+                            detail: format!(
+                                "{} is not an elected orchestrator; resubmit to the next in the job's ranking",
+                                self.me.short()
+                            ),
+                        }),
+                    );
+                    self.actions.push_back(Action::Send {
+                        to: msg.signer(),
+                        message: reply,
+                    });
+                }
+            }
+            Message::CallForBids(_) => {
+                if let Some(p) = self.provider.as_mut() {
+                    p.handle_message(now, &msg);
+                }
+            }
+            Message::Bid(_) | Message::Decline(_) => {
+                if let Some(o) = self.orchestrator.as_mut() {
+                    let ctx = Context {
+                        now,
+                        adverts: &self.adverts,
+                        reputation: &ctx_rep,
+                    };
+                    o.handle_message(&ctx, &msg);
+                }
+            }
+            Message::Award(_) => {
+                if let Some(p) = self.provider.as_mut() {
+                    p.handle_message(now, &msg);
+                }
+                self.client.handle_message(now, &msg);
+            }
+            Message::Status(_) | Message::Result(_) => {
+                self.client.handle_message(now, &msg);
+                if let Some(o) = self.orchestrator.as_mut() {
+                    let ctx = Context {
+                        now,
+                        adverts: &self.adverts,
+                        reputation: &ctx_rep,
+                    };
+                    o.handle_message(&ctx, &msg);
+                }
+            }
+            Message::Cancel(_) => {
+                if let Some(o) = self.orchestrator.as_mut() {
+                    let ctx = Context {
+                        now,
+                        adverts: &self.adverts,
+                        reputation: &ctx_rep,
+                    };
+                    o.handle_message(&ctx, &msg);
+                }
+                if let Some(p) = self.provider.as_mut() {
+                    p.handle_message(now, &msg);
+                }
+            }
+            Message::Receipt(r) => {
+                // Every valid receipt goes to the ledger, whoever sent it.
+                if r.verify().is_ok() {
+                    self.actions.push_back(Action::StoreReceipt(r.clone()));
+                    self.client.handle_message(now, &msg);
+                    if let Some(o) = self.orchestrator.as_mut() {
+                        let ctx = Context {
+                            now,
+                            adverts: &self.adverts,
+                            reputation: &ctx_rep,
+                        };
+                        o.handle_message(&ctx, &msg);
+                    }
+                } else {
+                    *self.stats.rejected.entry("invalid_receipt").or_default() += 1;
+                }
+            }
+        }
+        self.reputation = ctx_rep;
+    }
+
+    /// Elected now or in the previous epoch: jobs submitted just before an
+    /// epoch change still find their orchestrator.
+    fn recently_elected(&mut self, now: Timestamp) -> bool {
+        let me = self.me;
+        if self.election.is_elected(now, &me) {
+            return true;
+        }
+        let epoch_ms = self.election.config().epoch_ms;
+        now.0 >= epoch_ms && self.election.is_elected(Timestamp(now.0 - epoch_ms), &me)
+    }
+
+    /// Signs and submits a job from this peer's user.
+    pub fn submit(&mut self, now: Timestamp, spec: JobSpec) -> Result<JobId, SubmitError> {
+        let signed = self.client.prepare(now, spec)?;
+        let ranking = self.election.ranking(now, &signed.id());
+        self.client.submit(now, signed, ranking)
+    }
+
+    pub fn cancel(&mut self, now: Timestamp, job: &JobId, reason: &str) -> bool {
+        self.client.cancel(now, job, reason)
+    }
+
+    /// The adapter finished a job this peer runs as provider.
+    pub fn execution_finished(&mut self, now: Timestamp, job: JobId, report: ExecutionReport) {
+        if let Some(p) = self.provider.as_mut() {
+            p.execution_finished(now, job, report);
+        }
+    }
+
+    /// The connection to `node` dropped.
+    pub fn peer_gone(&mut self, now: Timestamp, node: &NodeId) {
+        if let Some(o) = self.orchestrator.as_mut() {
+            let ctx = Context {
+                now,
+                adverts: &self.adverts,
+                reputation: &self.reputation,
+            };
+            o.handle_peer_gone(&ctx, node);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        [
+            Some(self.next_advert_at),
+            self.client.poll_timeout(),
+            self.provider.as_ref().and_then(Provider::poll_timeout),
+            self.orchestrator.as_ref().and_then(Orchestrator::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if now >= self.next_advert_at {
+            self.adverts.expire(now);
+            self.publish_advert(now);
+        }
+        self.client.handle_timeout(now);
+        if let Some(p) = self.provider.as_mut() {
+            p.handle_timeout(now);
+        }
+        if let Some(o) = self.orchestrator.as_mut() {
+            let ctx = Context {
+                now,
+                adverts: &self.adverts,
+                reputation: &self.reputation,
+            };
+            o.handle_timeout(&ctx);
+        }
+    }
+
+    /// Drains the roles' actions. Messages a role addresses to this same peer
+    /// (a client that is also the orchestrator) are delivered here and never
+    /// reach the driver; a capacity change schedules a fresh advert.
+    pub fn poll_action(&mut self, now: Timestamp) -> Option<Action> {
+        loop {
+            if let Some(a) = self.actions.pop_front() {
+                return Some(a);
+            }
+            let next = self
+                .client
+                .poll_action()
+                .or_else(|| self.provider.as_mut().and_then(Provider::poll_action))
+                .or_else(|| self.orchestrator.as_mut().and_then(Orchestrator::poll_action))?;
+            match next {
+                Action::Send { to, message } if to == self.me => {
+                    self.handle_signed(now, message);
+                }
+                Action::Notify(Event::CapacityChanged) => {
+                    let earliest = self
+                        .last_advert_at
+                        .map_or(now, |t| t.plus(ADVERT_MIN_INTERVAL_MS));
+                    self.next_advert_at = self.next_advert_at.min(earliest.max(now));
+                    return Some(Action::Notify(Event::CapacityChanged));
+                }
+                other => return Some(other),
+            }
+        }
+    }
+}

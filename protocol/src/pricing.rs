@@ -1,0 +1,127 @@
+//! Credits and prices.
+//!
+//! All money is integer micro-credits so every peer computes the same sums.
+//! A provider advertises a [`PriceTable`]; for a job it quotes a [`Quote`]
+//! (a fixed part plus a per-second rate for the resources the job asked for).
+//! The client is charged for the seconds the job actually ran, never more
+//! than the quote's worst case over the job's timeout, which is what the job's
+//! `max_price` bounds.
+
+use crate::job::Requirements;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Micro-credits (1 credit = 1,000,000).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Credits(pub u64);
+
+impl Credits {
+    pub const ZERO: Credits = Credits(0);
+    pub const fn from_credits(c: u64) -> Self {
+        Credits(c.saturating_mul(1_000_000))
+    }
+    pub const fn micros(self) -> u64 {
+        self.0
+    }
+    pub const fn saturating_add(self, o: Credits) -> Credits {
+        Credits(self.0.saturating_add(o.0))
+    }
+}
+
+impl fmt::Display for Credits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
+
+const GIB: u128 = 1 << 30;
+
+/// What a provider charges per unit of each resource.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceTable {
+    /// Charged once per job, in micro-credits.
+    pub per_job: Credits,
+    /// Per CPU core per second.
+    pub per_core_second: Credits,
+    /// Per GiB of memory per second (pro rata for parts of a GiB).
+    pub per_gib_memory_second: Credits,
+    /// Per GPU per second.
+    pub per_gpu_second: Credits,
+    /// Per 1,000 generated tokens, for LLM jobs.
+    pub per_1k_tokens: Credits,
+}
+
+impl PriceTable {
+    /// The quote this table gives for a job with these requirements.
+    pub fn quote(&self, req: &Requirements) -> Quote {
+        let cores = u128::from(req.cores.max(1)) * u128::from(self.per_core_second.0);
+        let memory = u128::from(req.memory_bytes) * u128::from(self.per_gib_memory_second.0)
+            / GIB;
+        let gpus = u128::from(req.gpus) * u128::from(self.per_gpu_second.0);
+        let per_second = (cores + memory + gpus).min(u128::from(u64::MAX)) as u64;
+        Quote {
+            fixed: self.per_job,
+            per_second: Credits(per_second),
+        }
+    }
+}
+
+/// A provider's price for one job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Quote {
+    /// Charged whatever the job's duration.
+    pub fixed: Credits,
+    /// Charged per started second of wall time.
+    pub per_second: Credits,
+}
+
+impl Quote {
+    /// The most this quote can cost: the job running until its timeout.
+    pub fn max_total(&self, timeout_ms: u64) -> Credits {
+        self.charge(timeout_ms)
+    }
+
+    /// The price for a job that ran `wall_ms` milliseconds (seconds rounded up).
+    pub fn charge(&self, wall_ms: u64) -> Credits {
+        let seconds = wall_ms.div_ceil(1000);
+        Credits(
+            self.fixed
+                .0
+                .saturating_add(self.per_second.0.saturating_mul(seconds)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_scales_with_requested_resources() {
+        let table = PriceTable {
+            per_job: Credits(100),
+            per_core_second: Credits(10),
+            per_gib_memory_second: Credits(4),
+            per_gpu_second: Credits(1000),
+            per_1k_tokens: Credits(0),
+        };
+        let req = Requirements {
+            cores: 2,
+            memory_bytes: 512 << 20,
+            gpus: 1,
+            ..Requirements::default()
+        };
+        let q = table.quote(&req);
+        assert_eq!(q.per_second, Credits(20 + 2 + 1000));
+        assert_eq!(q.charge(1), Credits(100 + 1022));
+        assert_eq!(q.charge(2500), Credits(100 + 3 * 1022));
+        assert_eq!(q.max_total(10_000), Credits(100 + 10 * 1022));
+    }
+
+    #[test]
+    fn credits_display_whole_and_micro() {
+        assert_eq!(Credits(1_500_000).to_string(), "1.500000");
+    }
+}

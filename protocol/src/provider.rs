@@ -1,0 +1,490 @@
+//! The provider: bids on calls within its free capacity and prices, runs the
+//! jobs it wins, reports status and a signed result, and frees every
+//! reservation on every path that ends a job.
+
+use crate::action::{Action, Event, Execution, StopReason};
+use crate::advert::{AdapterInfo, Capacity};
+use crate::auction::{Award, AwardCheck, Bid, CallForBids, Decline, DeclineReason};
+use crate::digest::{BidId, JobId};
+use crate::envelope::{Envelope, Message, Signed};
+use crate::identity::{Keypair, NodeId};
+use crate::job::{
+    Cancel, ExitStatus, JobResult, JobSpec, JobState, JobStatus, OutputFile, Usage, limits,
+    tail_bytes,
+};
+use crate::pricing::{Credits, PriceTable, Quote};
+use crate::receipt::Receipt;
+use crate::time::{SECOND, Timestamp};
+use crate::timer::Timers;
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderConfig {
+    pub prices: PriceTable,
+    /// What this provider offers to jobs in total.
+    pub capacity: Capacity,
+    /// Adapters with their methods and models.
+    pub adapters: Vec<AdapterInfo>,
+    /// How often a running job's status is reported.
+    pub heartbeat_ms: u64,
+    /// How long after the bid deadline a reservation waits for the award.
+    pub award_grace_ms: u64,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        ProviderConfig {
+            prices: PriceTable::default(),
+            capacity: Capacity::default(),
+            adapters: Vec::new(),
+            heartbeat_ms: 5 * SECOND,
+            award_grace_ms: 5 * SECOND,
+        }
+    }
+}
+
+/// What an adapter reports when a job ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecutionReport {
+    pub exit: Option<ExitStatus>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub outputs: Vec<OutputFile>,
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug)]
+struct Reservation {
+    orchestrator: NodeId,
+    attempt: u32,
+    bid_id: BidId,
+    need: Capacity,
+    spec: JobSpec,
+    client: NodeId,
+    expires_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+struct Running {
+    orchestrator: NodeId,
+    award: Award,
+    need: Capacity,
+    spec: JobSpec,
+    started_at: Timestamp,
+    stop: Option<StopReason>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    ReservationExpiry(JobId, u32),
+    Heartbeat(JobId, u32),
+    Deadline(JobId, u32),
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    key: Keypair,
+    me: NodeId,
+    config: ProviderConfig,
+    reserved: HashMap<JobId, Reservation>,
+    running: HashMap<JobId, Running>,
+    timers: Timers<TimerKey>,
+    actions: VecDeque<Action>,
+}
+
+impl Provider {
+    pub fn new(key: Keypair, config: ProviderConfig) -> Self {
+        Provider {
+            me: key.node_id(),
+            key,
+            config,
+            reserved: HashMap::new(),
+            running: HashMap::new(),
+            timers: Timers::default(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.timers.next()
+    }
+
+    /// Capacity not reserved by bids nor taken by running jobs.
+    pub fn free_capacity(&self) -> Capacity {
+        let used = self
+            .reserved
+            .values()
+            .map(|r| r.need)
+            .chain(self.running.values().map(|r| r.need))
+            .fold(Capacity::default(), |a, b| a.plus(&b));
+        self.config.capacity.minus(&used)
+    }
+
+    pub fn reservations(&self) -> usize {
+        self.reserved.len()
+    }
+
+    pub fn running_jobs(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Whether the job is still held (reserved or running).
+    pub fn holds(&self, job: &JobId) -> bool {
+        self.reserved.contains_key(job) || self.running.contains_key(job)
+    }
+
+    pub fn handle_message(&mut self, now: Timestamp, msg: &Signed) {
+        let from = msg.signer();
+        match msg.message() {
+            Message::CallForBids(c) => self.on_call(now, from, c),
+            Message::Award(a) => self.on_award(now, from, a),
+            Message::Cancel(c) => self.on_cancel(from, c),
+            _ => {}
+        }
+    }
+
+    fn notify(&mut self, e: Event) {
+        self.actions.push_back(Action::Notify(e));
+    }
+
+    fn send(&mut self, now: Timestamp, to: NodeId, m: Message) {
+        let message = Envelope::seal(&self.key, now, m);
+        self.actions.push_back(Action::Send { to, message });
+    }
+
+    /// Checks a call and returns the job and our quote, or why we will not bid.
+    fn assess(&self, call: &CallForBids) -> Result<(JobId, JobSpec, NodeId, Quote, Credits), (Option<JobId>, DeclineReason)> {
+        let job = call
+            .job
+            .clone()
+            .verify()
+            .map_err(|e| (None, DeclineReason::InvalidCall(e.to_string())))?;
+        let job_id = job.id();
+        let Message::Job(spec) = job.message() else {
+            return Err((Some(job_id), DeclineReason::InvalidCall("not a job".into())));
+        };
+        spec.validate()
+            .map_err(|e| (Some(job_id), DeclineReason::InvalidCall(e.to_string())))?;
+        let adapter = self
+            .config
+            .adapters
+            .iter()
+            .find(|a| a.name == spec.adapter)
+            .ok_or_else(|| (Some(job_id), DeclineReason::Unsupported(format!("adapter `{}`", spec.adapter))))?;
+        if !adapter.methods.iter().any(|m| *m == spec.method) {
+            return Err((Some(job_id), DeclineReason::Unsupported(format!("method `{}`", spec.method))));
+        }
+        if let Some(model) = &spec.requirements.model
+            && !adapter.models.iter().any(|m| m.name == *model)
+        {
+            return Err((Some(job_id), DeclineReason::Unsupported(format!("model `{model}`"))));
+        }
+        let need = Capacity::for_requirements(&spec.requirements);
+        if !self.config.capacity.fits(&need) {
+            return Err((
+                Some(job_id),
+                DeclineReason::RequirementsUnmet("more than this machine offers".into()),
+            ));
+        }
+        if !self.free_capacity().fits(&need) {
+            return Err((Some(job_id), DeclineReason::Busy));
+        }
+        let quote = self.config.prices.quote(&spec.requirements);
+        let max_total = quote.max_total(spec.timeout_ms);
+        if max_total > spec.max_price {
+            return Err((
+                Some(job_id),
+                DeclineReason::OverMaxPrice {
+                    max_total,
+                    max_price: spec.max_price,
+                },
+            ));
+        }
+        Ok((job_id, spec.clone(), job.signer(), quote, max_total))
+    }
+
+    fn on_call(&mut self, now: Timestamp, orchestrator: NodeId, call: &CallForBids) {
+        if call.bid_deadline <= now {
+            return;
+        }
+        match self.assess(call) {
+            Ok((job_id, spec, client, quote, max_total)) => {
+                if self.holds(&job_id) {
+                    // A duplicate call for a job we already hold: our first answer stands.
+                    return;
+                }
+                let bid = Envelope::seal(
+                    &self.key,
+                    now,
+                    Message::Bid(Bid {
+                        job_id,
+                        attempt: call.attempt,
+                        quote,
+                        max_total,
+                    }),
+                );
+                let expires_at = call.bid_deadline.plus(self.config.award_grace_ms);
+                self.reserved.insert(
+                    job_id,
+                    Reservation {
+                        orchestrator,
+                        attempt: call.attempt,
+                        bid_id: bid.id(),
+                        need: Capacity::for_requirements(&spec.requirements),
+                        spec,
+                        client,
+                        expires_at,
+                    },
+                );
+                self.timers
+                    .set(expires_at, TimerKey::ReservationExpiry(job_id, call.attempt));
+                self.actions.push_back(Action::Send {
+                    to: orchestrator,
+                    message: bid,
+                });
+                self.notify(Event::BidSent {
+                    job_id,
+                    orchestrator,
+                    max_total,
+                });
+                self.notify(Event::CapacityChanged);
+            }
+            Err((job_id, reason)) => {
+                if let Some(job_id) = job_id {
+                    if self.holds(&job_id) {
+                        return;
+                    }
+                    self.send(
+                        now,
+                        orchestrator,
+                        Message::Decline(Decline {
+                            job_id,
+                            attempt: call.attempt,
+                            reason: reason.clone(),
+                        }),
+                    );
+                    self.notify(Event::BidWithheld { job_id, reason });
+                }
+            }
+        }
+    }
+
+    fn release(&mut self, job: &JobId) {
+        let had = self.reserved.remove(job).is_some() | self.running.remove(job).is_some();
+        if had {
+            self.notify(Event::CapacityChanged);
+        }
+    }
+
+    fn on_award(&mut self, now: Timestamp, from: NodeId, award: &Award) {
+        let Some(res) = self.reserved.get(&award.job_id) else {
+            return;
+        };
+        if res.orchestrator != from || res.attempt != award.attempt {
+            return;
+        }
+        if award.winner != self.me || award.winning_bid != res.bid_id {
+            // We lost: free the capacity we held for this bid.
+            self.release(&award.job_id);
+            return;
+        }
+        if award.check() != AwardCheck::Valid || award.client != res.client {
+            // An award that breaks the rule is not binding; drop the reservation.
+            self.release(&award.job_id);
+            return;
+        }
+        let Some(res) = self.reserved.remove(&award.job_id) else {
+            return;
+        };
+        let job_id = award.job_id;
+        let deadline = now.plus(res.spec.timeout_ms);
+        self.running.insert(
+            job_id,
+            Running {
+                orchestrator: from,
+                award: award.clone(),
+                need: res.need,
+                spec: res.spec.clone(),
+                started_at: now,
+                stop: None,
+            },
+        );
+        self.actions.push_back(Action::Execute(Execution {
+            job_id,
+            attempt: award.attempt,
+            client: res.client,
+            spec: res.spec,
+            deadline,
+        }));
+        self.report_running(now, job_id);
+        self.timers.set(
+            now.plus(self.config.heartbeat_ms),
+            TimerKey::Heartbeat(job_id, award.attempt),
+        );
+        self.timers
+            .set(deadline, TimerKey::Deadline(job_id, award.attempt));
+        self.notify(Event::ExecutionStarted {
+            job_id,
+            client: res.client,
+        });
+    }
+
+    fn report_running(&mut self, now: Timestamp, job_id: JobId) {
+        let Some(run) = self.running.get(&job_id) else {
+            return;
+        };
+        let status = Envelope::seal(
+            &self.key,
+            now,
+            Message::Status(JobStatus {
+                job_id,
+                attempt: run.award.attempt,
+                state: JobState::Running,
+                detail: format!("running on {}", self.me.short()),
+            }),
+        );
+        let (o, c) = (run.orchestrator, run.award.client);
+        self.actions.push_back(Action::Send {
+            to: o,
+            message: status.clone(),
+        });
+        self.actions.push_back(Action::Send {
+            to: c,
+            message: status,
+        });
+    }
+
+    fn on_cancel(&mut self, from: NodeId, c: &Cancel) {
+        if let Some(res) = self.reserved.get(&c.job_id) {
+            if res.client == from {
+                self.release(&c.job_id);
+            }
+            return;
+        }
+        if let Some(run) = self.running.get_mut(&c.job_id)
+            && run.award.client == from
+            && run.stop.is_none()
+        {
+            run.stop = Some(StopReason::Cancelled);
+            self.actions.push_back(Action::Stop {
+                job_id: c.job_id,
+                reason: StopReason::Cancelled,
+            });
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        for key in self.timers.expired(now) {
+            match key {
+                TimerKey::ReservationExpiry(id, attempt) => {
+                    if self
+                        .reserved
+                        .get(&id)
+                        .is_some_and(|r| r.attempt == attempt && r.expires_at <= now)
+                    {
+                        self.release(&id);
+                    }
+                }
+                TimerKey::Heartbeat(id, attempt) => {
+                    if self.running.get(&id).is_some_and(|r| r.award.attempt == attempt) {
+                        self.report_running(now, id);
+                        self.timers
+                            .set(now.plus(self.config.heartbeat_ms), TimerKey::Heartbeat(id, attempt));
+                    }
+                }
+                TimerKey::Deadline(id, attempt) => {
+                    if let Some(run) = self.running.get_mut(&id)
+                        && run.award.attempt == attempt
+                        && run.stop.is_none()
+                    {
+                        run.stop = Some(StopReason::TimedOut);
+                        self.actions.push_back(Action::Stop {
+                            job_id: id,
+                            reason: StopReason::TimedOut,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The adapter finished `job` (or stopped it). Sends the signed result,
+    /// with our signature on the receipt it settles, and frees the capacity.
+    pub fn execution_finished(&mut self, now: Timestamp, job_id: JobId, report: ExecutionReport) {
+        let Some(run) = self.running.get(&job_id) else {
+            return;
+        };
+        let exit = match (run.stop, report.exit) {
+            (Some(StopReason::Cancelled), _) => ExitStatus::Cancelled,
+            (Some(StopReason::TimedOut), _) => ExitStatus::TimedOut,
+            (None, Some(e)) => e,
+            (None, None) => ExitStatus::Rejected("the adapter reported no exit status".into()),
+        };
+        let mut usage = report.usage;
+        if usage.wall_ms == 0 {
+            usage.wall_ms = now.since(run.started_at);
+        }
+        let mut result = JobResult {
+            job_id,
+            attempt: run.award.attempt,
+            exit: exit.clone(),
+            stdout: tail_bytes(&report.stdout, limits::MAX_LOG_BYTES),
+            stderr: tail_bytes(&report.stderr, limits::MAX_LOG_BYTES),
+            outputs: bound_outputs(report.outputs),
+            usage,
+            finished_at: now,
+            receipt_signature: crate::identity::Signature([0; 64]),
+        };
+        let receipt = Receipt::for_result(&run.award, run.orchestrator, &result);
+        result.receipt_signature = receipt.sign(&self.key);
+        let (o, c) = (run.orchestrator, run.award.client);
+        let msg = Envelope::seal(&self.key, now, Message::Result(result));
+        self.actions.push_back(Action::Send {
+            to: c,
+            message: msg.clone(),
+        });
+        if o != c {
+            self.actions.push_back(Action::Send { to: o, message: msg });
+        }
+        let _ = &run.spec;
+        self.notify(Event::ExecutionFinished {
+            job_id,
+            exit,
+            wall_ms: usage.wall_ms,
+        });
+        self.release(&job_id);
+    }
+
+    /// Replaces the capacity offered (the machine changed, or the operator did).
+    pub fn set_capacity(&mut self, capacity: Capacity) {
+        self.config.capacity = capacity;
+    }
+}
+
+/// Drops inline contents once they would push the result over the inline
+/// limit: the client then fetches those files by digest.
+fn bound_outputs(outputs: Vec<OutputFile>) -> Vec<OutputFile> {
+    let mut inline_total = 0usize;
+    outputs
+        .into_iter()
+        .take(limits::MAX_OUTPUT_FILES)
+        .map(|mut o| {
+            if let Some(data) = &o.inline {
+                if inline_total + data.len() > limits::MAX_INLINE_OUTPUT_BYTES {
+                    o.inline = None;
+                } else {
+                    inline_total += data.len();
+                }
+            }
+            o
+        })
+        .collect()
+}

@@ -1,0 +1,231 @@
+//! Receipts: the signed record every finished job leaves behind.
+//!
+//! A receipt for work done is signed by both parties, client and provider; a
+//! failure receipt (the provider missed its deadline or vanished) is signed by
+//! the orchestrator that saw it. Anything else counts for nothing. Each party
+//! signs `"modchain/v1/receipt-body" || 0x00 || encode(receipt)`, a domain of
+//! its own, so no envelope signature can pass for a receipt signature.
+
+use crate::auction::Award;
+use crate::codec;
+use crate::digest::{Digest, JobId, ReceiptId};
+use crate::identity::{Keypair, NodeId, Signature};
+use crate::job::{ExitStatus, JobResult, Usage};
+use crate::pricing::Credits;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+const RECEIPT_DOMAIN: &[u8] = b"modchain/v1/receipt-body\0";
+
+/// Why a provider was reported as failing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FailureReason {
+    /// No result by the execution deadline.
+    MissedDeadline,
+    /// No status report within the heartbeat window, or the connection dropped.
+    Unresponsive,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::MissedDeadline => "missed its deadline",
+            FailureReason::Unresponsive => "stopped responding",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The provider ran the job and delivered a result (whatever its exit status).
+    Executed(ExitStatus),
+    /// The provider did not deliver; reported by the orchestrator.
+    ProviderFailed(FailureReason),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Receipt {
+    pub job_id: JobId,
+    pub attempt: u32,
+    pub client: NodeId,
+    pub provider: NodeId,
+    pub orchestrator: NodeId,
+    /// What the client pays the provider.
+    pub price: Credits,
+    pub usage: Usage,
+    pub outcome: Outcome,
+    /// Digest of the signed result, for executed jobs.
+    pub result_digest: Option<Digest>,
+    pub issued_at: Timestamp,
+}
+
+impl Receipt {
+    /// The receipt that settles `result` under `award`. Client and provider
+    /// each compute it and must get the same bytes, or the signatures will
+    /// not agree. `orchestrator` is the award's signer.
+    pub fn for_result(award: &Award, orchestrator: NodeId, result: &JobResult) -> Receipt {
+        let cap = award
+            .bids
+            .iter()
+            .find(|b| b.bid_id == award.winning_bid)
+            .map(|b| b.max_total)
+            .unwrap_or(Credits::ZERO);
+        let price = match result.exit {
+            // Nothing ran: nothing to pay.
+            ExitStatus::Rejected(_) => Credits::ZERO,
+            _ => award.quote.charge(result.usage.wall_ms).min(cap),
+        };
+        Receipt {
+            job_id: award.job_id,
+            attempt: award.attempt,
+            client: award.client,
+            provider: award.winner,
+            orchestrator,
+            price,
+            usage: result.usage,
+            outcome: Outcome::Executed(result.exit.clone()),
+            result_digest: Some(result.digest()),
+            issued_at: result.finished_at,
+        }
+    }
+
+    /// A failure receipt for the winner of `award`.
+    pub fn for_failure(
+        award: &Award,
+        orchestrator: NodeId,
+        reason: FailureReason,
+        now: Timestamp,
+    ) -> Receipt {
+        Receipt {
+            job_id: award.job_id,
+            attempt: award.attempt,
+            client: award.client,
+            provider: award.winner,
+            orchestrator,
+            price: Credits::ZERO,
+            usage: Usage::default(),
+            outcome: Outcome::ProviderFailed(reason),
+            result_digest: None,
+            issued_at: now,
+        }
+    }
+
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut out = RECEIPT_DOMAIN.to_vec();
+        out.extend_from_slice(&codec::encode(self));
+        out
+    }
+
+    pub fn id(&self) -> ReceiptId {
+        Digest::of(&codec::encode(self))
+    }
+
+    pub fn sign(&self, key: &Keypair) -> Signature {
+        key.sign(&self.signing_bytes())
+    }
+
+    pub fn is_failure(&self) -> bool {
+        matches!(self.outcome, Outcome::ProviderFailed(_))
+    }
+}
+
+/// A receipt with the signatures its outcome requires.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SignedReceipt {
+    pub receipt: Receipt,
+    pub client_signature: Option<Signature>,
+    pub provider_signature: Option<Signature>,
+    pub orchestrator_signature: Option<Signature>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ReceiptError {
+    #[error("receipt lacks the client's signature")]
+    MissingClientSignature,
+    #[error("receipt lacks the provider's signature")]
+    MissingProviderSignature,
+    #[error("failure receipt lacks the orchestrator's signature")]
+    MissingOrchestratorSignature,
+    #[error("a signature on the receipt does not verify")]
+    BadSignature,
+    #[error("a failure receipt must not charge anything")]
+    FailureWithPrice,
+}
+
+impl SignedReceipt {
+    /// The (signer, signature) pairs that must verify for this receipt to count.
+    fn required(&self) -> Result<Vec<(NodeId, Signature)>, ReceiptError> {
+        let r = &self.receipt;
+        if r.is_failure() {
+            if r.price != Credits::ZERO {
+                return Err(ReceiptError::FailureWithPrice);
+            }
+            let sig = self
+                .orchestrator_signature
+                .ok_or(ReceiptError::MissingOrchestratorSignature)?;
+            Ok(vec![(r.orchestrator, sig)])
+        } else {
+            let c = self
+                .client_signature
+                .ok_or(ReceiptError::MissingClientSignature)?;
+            let p = self
+                .provider_signature
+                .ok_or(ReceiptError::MissingProviderSignature)?;
+            Ok(vec![(r.client, c), (r.provider, p)])
+        }
+    }
+
+    /// Checks every required signature. Returns the receipt's id.
+    pub fn verify(&self) -> Result<ReceiptId, ReceiptError> {
+        let bytes = self.receipt.signing_bytes();
+        for (who, sig) in self.required()? {
+            if !who.verify(&bytes, &sig) {
+                return Err(ReceiptError::BadSignature);
+            }
+        }
+        Ok(self.receipt.id())
+    }
+
+    pub fn id(&self) -> ReceiptId {
+        self.receipt.id()
+    }
+}
+
+/// Verifies many receipts with ed25519 batch verification, which is several
+/// times faster than one at a time. When a batch fails, falls back to
+/// checking each receipt alone so one forgery does not sink its neighbours.
+pub fn verify_batch(receipts: &[SignedReceipt]) -> Vec<Result<ReceiptId, ReceiptError>> {
+    let mut out: Vec<Result<ReceiptId, ReceiptError>> = Vec::with_capacity(receipts.len());
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    let mut sigs = Vec::new();
+    let mut keys = Vec::new();
+    let mut batchable = true;
+    for r in receipts {
+        match r.required() {
+            Ok(required) => {
+                let bytes = r.receipt.signing_bytes();
+                for (who, sig) in required {
+                    match ed25519_dalek::VerifyingKey::from_bytes(&who.0) {
+                        Ok(k) => {
+                            keys.push(k);
+                            sigs.push(ed25519_dalek::Signature::from_bytes(&sig.0));
+                            messages.push(bytes.clone());
+                        }
+                        Err(_) => batchable = false,
+                    }
+                }
+                out.push(Ok(r.receipt.id()));
+            }
+            Err(e) => {
+                out.push(Err(e));
+                batchable = false;
+            }
+        }
+    }
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    if batchable && ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok() {
+        return out;
+    }
+    receipts.iter().map(SignedReceipt::verify).collect()
+}
