@@ -66,26 +66,93 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     // Orchestrator.
-    JobAccepted { job_id: JobId, client: NodeId },
-    JobRejected { job_id: JobId, reason: String },
-    JobWaiting { job_id: JobId, reason: String },
-    AuctionOpened { job_id: JobId, attempt: u32, providers: Vec<NodeId> },
-    BidReceived { job_id: JobId, provider: NodeId, max_total: Credits },
-    DeclineReceived { job_id: JobId, provider: NodeId, reason: DeclineReason },
-    Awarded { job_id: JobId, attempt: u32, provider: NodeId, max_total: Credits, bids: usize, auction_ms: u64 },
-    ProviderFailed { job_id: JobId, provider: NodeId, reason: FailureReason },
-    JobEnded { job_id: JobId, state: JobState, detail: String },
+    JobAccepted {
+        job_id: JobId,
+        client: NodeId,
+    },
+    JobRejected {
+        job_id: JobId,
+        reason: String,
+    },
+    JobWaiting {
+        job_id: JobId,
+        reason: String,
+    },
+    AuctionOpened {
+        job_id: JobId,
+        attempt: u32,
+        providers: Vec<NodeId>,
+    },
+    BidReceived {
+        job_id: JobId,
+        provider: NodeId,
+        max_total: Credits,
+    },
+    DeclineReceived {
+        job_id: JobId,
+        provider: NodeId,
+        reason: DeclineReason,
+    },
+    Awarded {
+        job_id: JobId,
+        attempt: u32,
+        provider: NodeId,
+        max_total: Credits,
+        bids: usize,
+        auction_ms: u64,
+    },
+    ProviderFailed {
+        job_id: JobId,
+        provider: NodeId,
+        reason: FailureReason,
+    },
+    JobEnded {
+        job_id: JobId,
+        state: JobState,
+        detail: String,
+    },
     // Provider.
-    BidSent { job_id: JobId, orchestrator: NodeId, max_total: Credits },
-    BidWithheld { job_id: JobId, reason: DeclineReason },
-    ExecutionStarted { job_id: JobId, client: NodeId },
-    ExecutionFinished { job_id: JobId, exit: ExitStatus, wall_ms: u64 },
+    BidSent {
+        job_id: JobId,
+        orchestrator: NodeId,
+        max_total: Credits,
+    },
+    BidWithheld {
+        job_id: JobId,
+        reason: DeclineReason,
+    },
+    ExecutionStarted {
+        job_id: JobId,
+        client: NodeId,
+    },
+    ExecutionFinished {
+        job_id: JobId,
+        exit: ExitStatus,
+        wall_ms: u64,
+    },
     CapacityChanged,
     // Client.
-    StateChanged { job_id: JobId, state: JobState, detail: String },
-    ResultReceived { job_id: JobId, provider: NodeId, exit: ExitStatus },
-    ResultRejected { job_id: JobId, reason: String },
-    Resubmitted { job_id: JobId, orchestrator: NodeId },
+    StateChanged {
+        job_id: JobId,
+        state: JobState,
+        detail: String,
+    },
+    ResultReceived {
+        job_id: JobId,
+        provider: NodeId,
+        exit: ExitStatus,
+    },
+    ResultRejected {
+        job_id: JobId,
+        reason: String,
+    },
+    Resubmitted {
+        job_id: JobId,
+        orchestrator: NodeId,
+    },
     // Any peer.
-    ReceiptStored { receipt_id: ReceiptId, job_id: JobId },
+    ReceiptStored {
+        receipt_id: ReceiptId,
+        job_id: JobId,
+    },
 }

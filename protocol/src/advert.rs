@@ -235,7 +235,10 @@ impl Unmet {
         Unmet::Storage,
     ];
 
-    fn matching_gpus<'a>(ad: &'a CapabilityAdvert, req: &'a Requirements) -> impl Iterator<Item = &'a GpuInfo> {
+    fn matching_gpus<'a>(
+        ad: &'a CapabilityAdvert,
+        req: &'a Requirements,
+    ) -> impl Iterator<Item = &'a GpuInfo> {
         ad.gpus.iter().filter(move |g| {
             req.gpu_vendor.is_none_or(|v| g.vendor == v) && g.vram_bytes >= req.min_vram_bytes
         })
@@ -247,7 +250,7 @@ impl Unmet {
             Unmet::Adapter => ad.adapter(&job.adapter).is_some(),
             Unmet::Method => ad
                 .adapter(&job.adapter)
-                .is_some_and(|a| a.methods.iter().any(|m| *m == job.method)),
+                .is_some_and(|a| a.methods.contains(&job.method)),
             Unmet::Model => match &req.model {
                 None => true,
                 Some(model) => ad

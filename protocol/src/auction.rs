@@ -44,7 +44,10 @@ pub enum DeclineReason {
     /// Not enough free capacity right now.
     Busy,
     /// The provider's price for this job is over the job's `max_price`.
-    OverMaxPrice { max_total: Credits, max_price: Credits },
+    OverMaxPrice {
+        max_total: Credits,
+        max_price: Credits,
+    },
     /// The provider does not run this adapter, method or model.
     Unsupported(String),
     /// The machine cannot meet the requirements at all.
@@ -140,7 +143,9 @@ pub enum AwardCheck {
     DigestMismatch,
     NoBids,
     /// The rule picks another bid.
-    WrongWinner { expected: BidId },
+    WrongWinner {
+        expected: BidId,
+    },
     /// The winner and quote do not belong to the winning bid.
     InconsistentWinner,
 }

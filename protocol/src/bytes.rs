@@ -59,8 +59,7 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
             from_hex::<N>(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
         }
         fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
-            v.try_into()
-                .map_err(|_| E::invalid_length(v.len(), &self))
+            v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
         }
         fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let mut out = [0u8; N];

@@ -113,7 +113,12 @@ impl Client {
     /// Signs `spec` and sends it to the first orchestrator of `ranking`
     /// (computed by the caller from the election for the job's id, see
     /// [`Client::prepare`]).
-    pub fn submit(&mut self, now: Timestamp, signed: Signed, ranking: Vec<NodeId>) -> Result<JobId, SubmitError> {
+    pub fn submit(
+        &mut self,
+        now: Timestamp,
+        signed: Signed,
+        ranking: Vec<NodeId>,
+    ) -> Result<JobId, SubmitError> {
         let Message::Job(spec) = signed.message() else {
             return Err(SubmitError::Invalid(SpecError::BadAdapter));
         };
@@ -143,9 +148,16 @@ impl Client {
             to: first,
             message: signed,
         });
-        self.timers
-            .set(now.plus(self.config.silence_timeout_ms), TimerKey::Silence(id));
-        self.set_state(now, id, JobState::Queued, format!("submitted to orchestrator {}", first.short()));
+        self.timers.set(
+            now.plus(self.config.silence_timeout_ms),
+            TimerKey::Silence(id),
+        );
+        self.set_state(
+            now,
+            id,
+            JobState::Queued,
+            format!("submitted to orchestrator {}", first.short()),
+        );
         Ok(id)
     }
 
@@ -260,19 +272,32 @@ impl Client {
         if job.orchestrator_id() != Some(from) || a.client != me || job.state.is_terminal() {
             return;
         }
-        if job.award.as_ref().is_some_and(|old| old.attempt >= a.attempt) {
+        if job
+            .award
+            .as_ref()
+            .is_some_and(|old| old.attempt >= a.attempt)
+        {
             return;
         }
         if a.check() != AwardCheck::Valid {
-            self.actions.push_back(Action::Notify(Event::ResultRejected {
-                job_id: a.job_id,
-                reason: format!("award does not follow the selection rule: {:?}", a.check()),
-            }));
+            self.actions
+                .push_back(Action::Notify(Event::ResultRejected {
+                    job_id: a.job_id,
+                    reason: format!("award does not follow the selection rule: {:?}", a.check()),
+                }));
             return;
         }
         job.award = Some(a.clone());
         job.last_heard = now;
-        let detail = format!("awarded to {} for at most {}", a.winner.short(), a.bids.iter().find(|b| b.bid_id == a.winning_bid).map(|b| b.max_total).unwrap_or_default());
+        let detail = format!(
+            "awarded to {} for at most {}",
+            a.winner.short(),
+            a.bids
+                .iter()
+                .find(|b| b.bid_id == a.winning_bid)
+                .map(|b| b.max_total)
+                .unwrap_or_default()
+        );
         self.set_state(now, a.job_id, JobState::Awarded, detail);
     }
 
@@ -293,7 +318,8 @@ impl Client {
             })
         };
         if !r.within_limits() {
-            self.actions.push_back(reject("result over the size limits"));
+            self.actions
+                .push_back(reject("result over the size limits"));
             return;
         }
         let Some(orchestrator) = job.orchestrator_id() else {
@@ -301,8 +327,9 @@ impl Client {
         };
         let receipt = Receipt::for_result(&award, orchestrator, r);
         if !from.verify(&receipt.signing_bytes(), &r.receipt_signature) {
-            self.actions
-                .push_back(reject("the provider's receipt signature does not match the result"));
+            self.actions.push_back(reject(
+                "the provider's receipt signature does not match the result",
+            ));
             return;
         }
         let signed = SignedReceipt {
@@ -332,11 +359,12 @@ impl Client {
                 message: msg,
             });
         }
-        self.actions.push_back(Action::Notify(Event::ResultReceived {
-            job_id: r.job_id,
-            provider: from,
-            exit: r.exit.clone(),
-        }));
+        self.actions
+            .push_back(Action::Notify(Event::ResultReceived {
+                job_id: r.job_id,
+                provider: from,
+                exit: r.exit.clone(),
+            }));
         if !was_cancelled {
             self.set_state(now, r.job_id, JobState::Completed, format!("{:?}", r.exit));
         }
@@ -352,7 +380,11 @@ impl Client {
             && !job.state.is_terminal()
         {
             job.last_heard = now;
-            let detail = format!("provider {} {}; waiting for a new auction", rec.provider.short(), reason.as_str());
+            let detail = format!(
+                "provider {} {}; waiting for a new auction",
+                rec.provider.short(),
+                reason.as_str()
+            );
             job.award = None;
             self.set_state(now, rec.job_id, JobState::Queued, detail);
         }

@@ -90,7 +90,10 @@ mod tests {
         let bytes = vec![0u8; 101];
         assert_eq!(
             decode::<Vec<u8>>(&bytes, 100),
-            Err(DecodeError::TooLarge { len: 101, limit: 100 })
+            Err(DecodeError::TooLarge {
+                len: 101,
+                limit: 100
+            })
         );
     }
 }

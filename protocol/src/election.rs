@@ -152,7 +152,10 @@ impl Election {
             let list: Vec<(NodeId, u32)> = self.candidates.iter().map(|(k, v)| (*k, *v)).collect();
             self.cached = Some((epoch, elect(epoch, &list, self.config.orchestrators)));
         }
-        self.cached.as_ref().map(|(_, v)| v.as_slice()).unwrap_or(&[])
+        self.cached
+            .as_ref()
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or(&[])
     }
 
     /// Whether `node` is an elected orchestrator at `now`.
@@ -196,8 +199,13 @@ mod tests {
     #[test]
     fn elected_set_rotates_between_epochs() {
         let c: Vec<(NodeId, u32)> = (0..50).map(|i| (node(i), 0)).collect();
-        let sets: std::collections::HashSet<Vec<NodeId>> = (0..10).map(|e| elect(e, &c, 3)).collect();
-        assert!(sets.len() > 5, "election should rotate, got {} distinct sets", sets.len());
+        let sets: std::collections::HashSet<Vec<NodeId>> =
+            (0..10).map(|e| elect(e, &c, 3)).collect();
+        assert!(
+            sets.len() > 5,
+            "election should rotate, got {} distinct sets",
+            sets.len()
+        );
     }
 
     #[test]

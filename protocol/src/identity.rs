@@ -125,7 +125,8 @@ impl Keypair {
 
     /// A deterministic key for tests and simulations: never use for a real node.
     pub fn from_seed(seed: u64) -> Self {
-        let digest = blake3::hash(&[b"modchain/test-key/".as_slice(), &seed.to_le_bytes()].concat());
+        let digest =
+            blake3::hash(&[b"modchain/test-key/".as_slice(), &seed.to_le_bytes()].concat());
         Self::from_secret(*digest.as_bytes())
     }
 
@@ -203,7 +204,8 @@ impl Keypair {
             options.mode(KEY_FILE_MODE);
         }
         let mut file = options.open(path).map_err(unwritable)?;
-        file.write_all(&self.signing.to_bytes()).map_err(unwritable)?;
+        file.write_all(&self.signing.to_bytes())
+            .map_err(unwritable)?;
         file.sync_all().map_err(unwritable)?;
         Ok(())
     }
@@ -244,10 +246,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "modchain-identity-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("modchain-identity-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("temp dir");
         dir
@@ -258,7 +258,10 @@ mod tests {
         let key = Keypair::from_seed(7);
         let peer = key.peer_id();
         assert_eq!(key.node_id().to_peer_id().expect("valid key"), peer);
-        assert_eq!(NodeId::from_peer_id(&peer).expect("ed25519 peer"), key.node_id());
+        assert_eq!(
+            NodeId::from_peer_id(&peer).expect("ed25519 peer"),
+            key.node_id()
+        );
     }
 
     #[test]
@@ -298,7 +301,10 @@ mod tests {
         Keypair::from_seed(3).save_new(&short).expect("save");
         fs::write(&short, [1u8; 31]).expect("write");
         let err = Keypair::load(&short).expect_err("short");
-        assert!(matches!(err, IdentityError::WrongLength { len: 31, .. }), "{err}");
+        assert!(
+            matches!(err, IdentityError::WrongLength { len: 31, .. }),
+            "{err}"
+        );
 
         #[cfg(unix)]
         {
@@ -307,7 +313,10 @@ mod tests {
             Keypair::from_seed(4).save_new(&open).expect("save");
             fs::set_permissions(&open, fs::Permissions::from_mode(0o644)).expect("chmod");
             let err = Keypair::load(&open).expect_err("too open");
-            assert!(matches!(err, IdentityError::TooOpen { mode: 0o644, .. }), "{err}");
+            assert!(
+                matches!(err, IdentityError::TooOpen { mode: 0o644, .. }),
+                "{err}"
+            );
             assert!(err.to_string().contains("chmod 600"), "{err}");
         }
     }

@@ -68,7 +68,10 @@ pub struct JobSpec {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SpecError {
-    #[error("adapter name is empty or longer than {} bytes", limits::MAX_NAME_BYTES)]
+    #[error(
+        "adapter name is empty or longer than {} bytes",
+        limits::MAX_NAME_BYTES
+    )]
     BadAdapter,
     #[error("method name is empty or longer than {} bytes", limits::MAX_NAME_BYTES)]
     BadMethod,
@@ -127,7 +130,10 @@ pub enum JobState {
 
 impl JobState {
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::Cancelled
+        )
     }
 
     pub fn as_str(self) -> &'static str {

@@ -235,8 +235,11 @@ impl Orchestrator {
                         && !*ready
                     {
                         *ready = true;
-                        self.queue
-                            .insert((std::cmp::Reverse(job.spec.priority), job.submitted_at, id));
+                        self.queue.insert((
+                            std::cmp::Reverse(job.spec.priority),
+                            job.submitted_at,
+                            id,
+                        ));
                     }
                 }
                 TimerKey::StartBy(id) => self.start_by_passed(ctx, id),
@@ -302,8 +305,10 @@ impl Orchestrator {
         job.phase = Phase::Ended(state);
         self.queue
             .remove(&(std::cmp::Reverse(job.spec.priority), job.submitted_at, id));
-        self.timers
-            .set(ctx.now.plus(self.config.remember_ended_ms), TimerKey::Forget(id));
+        self.timers.set(
+            ctx.now.plus(self.config.remember_ended_ms),
+            TimerKey::Forget(id),
+        );
         self.status_to_client(ctx, id, state, detail.clone());
         self.notify(Event::JobEnded {
             job_id: id,
@@ -330,7 +335,9 @@ impl Orchestrator {
         } else if spec.start_by <= ctx.now {
             Some(refuse("its start-by time has already passed".into()))
         } else if self.active_jobs() >= self.config.max_jobs {
-            Some(refuse("this orchestrator's queue is full; try again later".into()))
+            Some(refuse(
+                "this orchestrator's queue is full; try again later".into(),
+            ))
         } else {
             None
         };
@@ -637,7 +644,11 @@ impl Orchestrator {
             ctx,
             id,
             JobState::Awarded,
-            format!("awarded to {} for at most {}", winner.provider.short(), winner.max_total),
+            format!(
+                "awarded to {} for at most {}",
+                winner.provider.short(),
+                winner.max_total
+            ),
         );
     }
 

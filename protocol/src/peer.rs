@@ -213,19 +213,17 @@ impl Peer {
         *self.stats.received.entry(msg.kind()).or_default() += 1;
         let ctx_rep = std::mem::take(&mut self.reputation);
         match msg.message() {
-            Message::Advert(ad) => {
-                match self.adverts.insert(now, msg.signer(), ad.clone()) {
-                    Ok(()) => self.refresh_candidates(),
-                    Err(r) => {
-                        let label = match r {
-                            AdvertRejection::Expired => "expired",
-                            AdvertRejection::Stale => "stale",
-                            AdvertRejection::TooLarge => "too_large",
-                        };
-                        *self.stats.adverts_rejected.entry(label).or_default() += 1;
-                    }
+            Message::Advert(ad) => match self.adverts.insert(now, msg.signer(), ad.clone()) {
+                Ok(()) => self.refresh_candidates(),
+                Err(r) => {
+                    let label = match r {
+                        AdvertRejection::Expired => "expired",
+                        AdvertRejection::Stale => "stale",
+                        AdvertRejection::TooLarge => "too_large",
+                    };
+                    *self.stats.adverts_rejected.entry(label).or_default() += 1;
                 }
-            }
+            },
             Message::Job(_) => {
                 let accept = self.orchestrator.is_some() && self.recently_elected(now);
                 if accept {
@@ -370,7 +368,9 @@ impl Peer {
             Some(self.next_advert_at),
             self.client.poll_timeout(),
             self.provider.as_ref().and_then(Provider::poll_timeout),
-            self.orchestrator.as_ref().and_then(Orchestrator::poll_timeout),
+            self.orchestrator
+                .as_ref()
+                .and_then(Orchestrator::poll_timeout),
         ]
         .into_iter()
         .flatten()
@@ -408,7 +408,11 @@ impl Peer {
                 .client
                 .poll_action()
                 .or_else(|| self.provider.as_mut().and_then(Provider::poll_action))
-                .or_else(|| self.orchestrator.as_mut().and_then(Orchestrator::poll_action))?;
+                .or_else(|| {
+                    self.orchestrator
+                        .as_mut()
+                        .and_then(Orchestrator::poll_action)
+                })?;
             match next {
                 Action::Send { to, message } if to == self.me => {
                     self.handle_signed(now, message);

@@ -57,8 +57,7 @@ impl PriceTable {
     /// The quote this table gives for a job with these requirements.
     pub fn quote(&self, req: &Requirements) -> Quote {
         let cores = u128::from(req.cores.max(1)) * u128::from(self.per_core_second.0);
-        let memory = u128::from(req.memory_bytes) * u128::from(self.per_gib_memory_second.0)
-            / GIB;
+        let memory = u128::from(req.memory_bytes) * u128::from(self.per_gib_memory_second.0) / GIB;
         let gpus = u128::from(req.gpus) * u128::from(self.per_gpu_second.0);
         let per_second = (cores + memory + gpus).min(u128::from(u64::MAX)) as u64;
         Quote {

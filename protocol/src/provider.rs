@@ -53,6 +53,18 @@ pub struct ExecutionReport {
     pub usage: Usage,
 }
 
+/// A call for bids we can answer with a bid.
+struct Assessed {
+    job_id: JobId,
+    spec: JobSpec,
+    client: NodeId,
+    quote: Quote,
+    max_total: Credits,
+}
+
+/// Why we will not bid, and on which job if the call named one we could read.
+type Refusal = (Option<JobId>, DeclineReason);
+
 #[derive(Clone, Debug)]
 struct Reservation {
     orchestrator: NodeId,
@@ -69,7 +81,6 @@ struct Running {
     orchestrator: NodeId,
     award: Award,
     need: Capacity,
-    spec: JobSpec,
     started_at: Timestamp,
     stop: Option<StopReason>,
 }
@@ -136,6 +147,11 @@ impl Provider {
         self.running.len()
     }
 
+    /// Whether this provider is executing the job now.
+    pub fn is_running(&self, job: &JobId) -> bool {
+        self.running.contains_key(job)
+    }
+
     /// Whether the job is still held (reserved or running).
     pub fn holds(&self, job: &JobId) -> bool {
         self.reserved.contains_key(job) || self.running.contains_key(job)
@@ -161,7 +177,7 @@ impl Provider {
     }
 
     /// Checks a call and returns the job and our quote, or why we will not bid.
-    fn assess(&self, call: &CallForBids) -> Result<(JobId, JobSpec, NodeId, Quote, Credits), (Option<JobId>, DeclineReason)> {
+    fn assess(&self, call: &CallForBids) -> Result<Assessed, Refusal> {
         let job = call
             .job
             .clone()
@@ -178,14 +194,25 @@ impl Provider {
             .adapters
             .iter()
             .find(|a| a.name == spec.adapter)
-            .ok_or_else(|| (Some(job_id), DeclineReason::Unsupported(format!("adapter `{}`", spec.adapter))))?;
-        if !adapter.methods.iter().any(|m| *m == spec.method) {
-            return Err((Some(job_id), DeclineReason::Unsupported(format!("method `{}`", spec.method))));
+            .ok_or_else(|| {
+                (
+                    Some(job_id),
+                    DeclineReason::Unsupported(format!("adapter `{}`", spec.adapter)),
+                )
+            })?;
+        if !adapter.methods.contains(&spec.method) {
+            return Err((
+                Some(job_id),
+                DeclineReason::Unsupported(format!("method `{}`", spec.method)),
+            ));
         }
         if let Some(model) = &spec.requirements.model
             && !adapter.models.iter().any(|m| m.name == *model)
         {
-            return Err((Some(job_id), DeclineReason::Unsupported(format!("model `{model}`"))));
+            return Err((
+                Some(job_id),
+                DeclineReason::Unsupported(format!("model `{model}`")),
+            ));
         }
         let need = Capacity::for_requirements(&spec.requirements);
         if !self.config.capacity.fits(&need) {
@@ -208,7 +235,13 @@ impl Provider {
                 },
             ));
         }
-        Ok((job_id, spec.clone(), job.signer(), quote, max_total))
+        Ok(Assessed {
+            job_id,
+            spec: spec.clone(),
+            client: job.signer(),
+            quote,
+            max_total,
+        })
     }
 
     fn on_call(&mut self, now: Timestamp, orchestrator: NodeId, call: &CallForBids) {
@@ -216,7 +249,13 @@ impl Provider {
             return;
         }
         match self.assess(call) {
-            Ok((job_id, spec, client, quote, max_total)) => {
+            Ok(Assessed {
+                job_id,
+                spec,
+                client,
+                quote,
+                max_total,
+            }) => {
                 if self.holds(&job_id) {
                     // A duplicate call for a job we already hold: our first answer stands.
                     return;
@@ -244,8 +283,10 @@ impl Provider {
                         expires_at,
                     },
                 );
-                self.timers
-                    .set(expires_at, TimerKey::ReservationExpiry(job_id, call.attempt));
+                self.timers.set(
+                    expires_at,
+                    TimerKey::ReservationExpiry(job_id, call.attempt),
+                );
                 self.actions.push_back(Action::Send {
                     to: orchestrator,
                     message: bid,
@@ -312,7 +353,6 @@ impl Provider {
                 orchestrator: from,
                 award: award.clone(),
                 need: res.need,
-                spec: res.spec.clone(),
                 started_at: now,
                 stop: None,
             },
@@ -394,10 +434,16 @@ impl Provider {
                     }
                 }
                 TimerKey::Heartbeat(id, attempt) => {
-                    if self.running.get(&id).is_some_and(|r| r.award.attempt == attempt) {
+                    if self
+                        .running
+                        .get(&id)
+                        .is_some_and(|r| r.award.attempt == attempt)
+                    {
                         self.report_running(now, id);
-                        self.timers
-                            .set(now.plus(self.config.heartbeat_ms), TimerKey::Heartbeat(id, attempt));
+                        self.timers.set(
+                            now.plus(self.config.heartbeat_ms),
+                            TimerKey::Heartbeat(id, attempt),
+                        );
                     }
                 }
                 TimerKey::Deadline(id, attempt) => {
@@ -452,9 +498,11 @@ impl Provider {
             message: msg.clone(),
         });
         if o != c {
-            self.actions.push_back(Action::Send { to: o, message: msg });
+            self.actions.push_back(Action::Send {
+                to: o,
+                message: msg,
+            });
         }
-        let _ = &run.spec;
         self.notify(Event::ExecutionFinished {
             job_id,
             exit,

@@ -138,7 +138,7 @@ impl TrustGraph {
                 (s > 0).then(|| (rank[*f as usize], rank[*t as usize], s as f64))
             })
             .collect();
-        edges.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        edges.sort_unstable_by_key(|e| (e.0, e.1));
         let mut row_sum = vec![0.0f64; n];
         for (f, _, s) in &edges {
             row_sum[*f as usize] += s;
@@ -152,7 +152,11 @@ impl TrustGraph {
             .iter()
             .filter_map(|p| nodes.binary_search(p).ok())
             .collect();
-        let share = if pre.is_empty() { 0.0 } else { config.pretrusted_share };
+        let share = if pre.is_empty() {
+            0.0
+        } else {
+            config.pretrusted_share
+        };
         let mut p = vec![(1.0 - share) / n as f64; n];
         for i in &pre {
             p[*i] += share / pre.len() as f64;
@@ -274,7 +278,11 @@ mod tests {
         for c in 10..20 {
             g.add(&receipt(c, 1, Outcome::Executed(ExitStatus::Exited(0))));
             g.add(&receipt(c, 2, Outcome::Executed(ExitStatus::Exited(0))));
-            g.add(&receipt(c, 3, Outcome::ProviderFailed(FailureReason::MissedDeadline)));
+            g.add(&receipt(
+                c,
+                3,
+                Outcome::ProviderFailed(FailureReason::MissedDeadline),
+            ));
         }
         let t = g.compute(&[node(10)], &TrustConfig::default());
         assert!((t.sum() - 1.0).abs() < 1e-9);
@@ -292,7 +300,10 @@ mod tests {
         rs.iter().for_each(|r| a.add(r));
         let mut b = TrustGraph::new();
         rs.iter().rev().for_each(|r| b.add(r));
-        let (ta, tb) = (a.compute(&[], &TrustConfig::default()), b.compute(&[], &TrustConfig::default()));
+        let (ta, tb) = (
+            a.compute(&[], &TrustConfig::default()),
+            b.compute(&[], &TrustConfig::default()),
+        );
         let va: Vec<_> = ta.iter().collect();
         let vb: Vec<_> = tb.iter().collect();
         assert_eq!(va, vb);

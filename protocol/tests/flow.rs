@@ -1,0 +1,332 @@
+//! The whole job flow through the deterministic test network: one client,
+//! one orchestrator and three providers, with the failures the protocol
+//! must survive.
+
+use modchain_protocol::action::Event;
+use modchain_protocol::auction::AwardCheck;
+use modchain_protocol::job::{ExitStatus, JobState};
+use modchain_protocol::receipt::Outcome;
+use modchain_protocol::testnet::{Executor, TestNet, test_job};
+use modchain_protocol::time::SECOND;
+use modchain_protocol::{JobId, NodeId};
+
+struct World {
+    net: TestNet,
+    client: NodeId,
+    orchestrator: NodeId,
+    providers: Vec<NodeId>,
+}
+
+/// Client, orchestrator, and three providers priced 100, 200, 300 per core-second.
+fn world() -> World {
+    let mut net = TestNet::new();
+    let client = net.add_client(1);
+    let orchestrator = net.add_orchestrator(2);
+    let providers = vec![
+        net.add_provider(10, 100, Executor::default()),
+        net.add_provider(11, 200, Executor::default()),
+        net.add_provider(12, 300, Executor::default()),
+    ];
+    // Let the adverts spread.
+    net.run_for(SECOND);
+    World {
+        net,
+        client,
+        orchestrator,
+        providers,
+    }
+}
+
+fn state(w: &World, job: &JobId) -> JobState {
+    w.net
+        .peer(&w.client)
+        .job(job)
+        .map(|j| j.state)
+        .unwrap_or(JobState::Failed)
+}
+
+fn settled(w: &World, job: &JobId) -> bool {
+    w.net
+        .peer(&w.client)
+        .job(job)
+        .is_some_and(|j| j.receipt.is_some())
+}
+
+#[test]
+fn job_flows_from_submit_to_receipt_on_every_peer() {
+    let mut w = world();
+    let now = w.net.now;
+    let job = w.net.submit(w.client, test_job(now, 1));
+    assert!(w.net.run_until_cond(30 * SECOND, |n| {
+        n.peer(&w.client)
+            .job(&job)
+            .is_some_and(|j| j.receipt.is_some())
+    }));
+    let cj = w
+        .net
+        .peer(&w.client)
+        .job(&job)
+        .expect("client knows its job")
+        .clone();
+    assert_eq!(cj.state, JobState::Completed);
+    let states: Vec<JobState> = cj.history.iter().map(|(_, s)| *s).collect();
+    assert_eq!(
+        states,
+        vec![
+            JobState::Queued,
+            JobState::Bidding,
+            JobState::Awarded,
+            JobState::Running,
+            JobState::Completed
+        ]
+    );
+    // The cheapest provider won, by the published rule, and the award checks.
+    let award = cj.award.expect("awarded");
+    assert_eq!(award.winner, w.providers[0]);
+    assert_eq!(award.bids.len(), 3);
+    assert_eq!(award.check(), AwardCheck::Valid);
+    let result = cj.result.expect("result");
+    assert_eq!(result.exit, ExitStatus::Exited(0));
+    assert_eq!(result.stdout, b"hello from the provider\n");
+
+    // The co-signed receipt reaches every peer's ledger.
+    w.net.run_for(SECOND);
+    for p in w.net.peer_ids() {
+        let ledger = w.net.ledger(&p);
+        assert_eq!(ledger.len(), 1, "peer {p:?} ledger");
+        let r = &ledger[0];
+        assert!(r.verify().is_ok());
+        assert_eq!(r.receipt.job_id, job);
+        assert_eq!(r.receipt.provider, w.providers[0]);
+        assert!(matches!(
+            r.receipt.outcome,
+            Outcome::Executed(ExitStatus::Exited(0))
+        ));
+        // 2 s at 1 core: 1,000 fixed + 2 × (100 + 10 × 0.25 GiB) micro-credits.
+        assert_eq!(r.receipt.price.0, 1_000 + 2 * (100 + 2));
+    }
+    // Every reservation was released, on the winner and on the losers.
+    for p in &w.providers {
+        let prov = w.net.peer(p).provider().expect("provider");
+        assert_eq!(prov.reservations(), 0);
+        assert_eq!(prov.running_jobs(), 0);
+    }
+}
+
+#[test]
+fn provider_that_vanishes_is_replaced_by_reauction() {
+    let mut w = world();
+    // The cheapest provider will win, start the job, and then vanish.
+    w.net.set_executor(w.providers[0], Executor::Hangs);
+    let now = w.net.now;
+    let job = w.net.submit(w.client, test_job(now, 2));
+    assert!(w.net.run_until_cond(10 * SECOND, |n| {
+        n.peer(&w.client)
+            .job(&job)
+            .is_some_and(|j| j.state == JobState::Running)
+    }));
+    w.net.vanish(w.providers[0]);
+
+    assert!(w.net.run_until_cond(2 * 60 * SECOND, |n| {
+        n.peer(&w.client)
+            .job(&job)
+            .is_some_and(|j| j.receipt.is_some())
+    }));
+    let cj = w.net.peer(&w.client).job(&job).expect("job").clone();
+    assert_eq!(cj.state, JobState::Completed);
+    let award = cj.award.expect("award");
+    assert_eq!(award.attempt, 1, "second round");
+    assert_eq!(award.winner, w.providers[1], "next cheapest provider");
+    assert!(!award.bids.iter().any(|b| b.provider == w.providers[0]));
+
+    // The orchestrator published a failure receipt against the vanished
+    // provider, and the completion receipt followed; both reach every live peer.
+    w.net.run_for(SECOND);
+    let ledger = w.net.ledger(&w.client);
+    assert_eq!(ledger.len(), 2);
+    let failure = ledger
+        .iter()
+        .find(|r| r.receipt.is_failure())
+        .expect("failure receipt");
+    assert_eq!(failure.receipt.provider, w.providers[0]);
+    assert_eq!(failure.receipt.orchestrator, w.orchestrator);
+    assert!(failure.verify().is_ok());
+    for p in [w.orchestrator, w.providers[1], w.providers[2]] {
+        assert_eq!(w.net.ledger(&p).len(), 2);
+    }
+    assert!(w.net.events.iter().any(|(_, who, e)| *who == w.orchestrator
+        && matches!(e, Event::ProviderFailed { provider, .. } if *provider == w.providers[0])));
+}
+
+#[test]
+fn cancel_stops_the_running_job_and_frees_capacity() {
+    let mut w = world();
+    let long = Executor::Runs {
+        duration_ms: 20 * SECOND,
+        exit: ExitStatus::Exited(0),
+        stdout: vec![],
+    };
+    for p in w.providers.clone() {
+        w.net.set_executor(p, long.clone());
+    }
+    let now = w.net.now;
+    let job = w.net.submit(w.client, test_job(now, 3));
+    assert!(w.net.run_until_cond(10 * SECOND, |n| {
+        n.peer(&w.client)
+            .job(&job)
+            .is_some_and(|j| j.state == JobState::Running)
+    }));
+    let winner = w
+        .net
+        .peer(&w.client)
+        .job(&job)
+        .and_then(|j| j.provider())
+        .expect("winner");
+    assert_eq!(
+        w.net.peer(&winner).provider().map(|p| p.running_jobs()),
+        Some(1)
+    );
+
+    w.net.cancel(w.client, &job);
+    assert_eq!(state(&w, &job), JobState::Cancelled);
+    let client = w.client;
+    assert!(w.net.run_until_cond(5 * SECOND, |n| {
+        n.peer(&client)
+            .job(&job)
+            .is_some_and(|j| j.receipt.is_some())
+    }));
+    assert!(settled(&w, &job));
+    let cj = w.net.peer(&w.client).job(&job).expect("job").clone();
+    assert_eq!(cj.state, JobState::Cancelled);
+    assert_eq!(cj.result.map(|r| r.exit), Some(ExitStatus::Cancelled));
+    let prov = w.net.peer(&winner).provider().expect("provider");
+    assert_eq!(prov.running_jobs(), 0);
+    assert_eq!(prov.reservations(), 0);
+    assert_eq!(
+        w.net
+            .peer(&w.orchestrator)
+            .orchestrator()
+            .and_then(|o| o.job_state(&job)),
+        Some(JobState::Cancelled)
+    );
+}
+
+#[test]
+fn job_no_provider_can_take_waits_with_the_reason_until_its_start_by() {
+    let mut w = world();
+    let now = w.net.now;
+    let mut spec = test_job(now, 4);
+    spec.requirements.memory_bytes = 24 << 30;
+    let job = w.net.submit(w.client, spec);
+    w.net.run_for(5 * SECOND);
+    let cj = w.net.peer(&w.client).job(&job).expect("job").clone();
+    assert_eq!(
+        cj.state,
+        JobState::Queued,
+        "waits rather than failing at once"
+    );
+    assert_eq!(cj.detail, "no provider with ≥ 24.0 GiB of memory");
+
+    w.net.run_for(60 * SECOND);
+    let cj = w.net.peer(&w.client).job(&job).expect("job").clone();
+    assert_eq!(cj.state, JobState::Failed);
+    assert!(cj.detail.contains("start-by"), "{}", cj.detail);
+    assert!(cj.detail.contains("24.0 GiB"), "{}", cj.detail);
+}
+
+#[test]
+fn job_over_every_price_waits_and_says_so() {
+    let mut w = world();
+    let now = w.net.now;
+    let mut spec = test_job(now, 5);
+    spec.max_price = modchain_protocol::pricing::Credits(10);
+    let job = w.net.submit(w.client, spec);
+    w.net.run_for(3 * SECOND);
+    let cj = w.net.peer(&w.client).job(&job).expect("job");
+    assert_eq!(cj.state, JobState::Queued);
+    assert!(
+        cj.detail.contains("3 of 3 provider(s) declined"),
+        "{}",
+        cj.detail
+    );
+    assert!(cj.detail.contains("max price"), "{}", cj.detail);
+    for p in &w.providers {
+        assert_eq!(w.net.peer(p).provider().map(|p| p.reservations()), Some(0));
+    }
+}
+
+#[test]
+fn orchestrator_that_vanishes_is_replaced_by_the_next_in_the_ranking() {
+    let mut net = TestNet::new();
+    let client = net.add_client(1);
+    let o1 = net.add_orchestrator(2);
+    let o2 = net.add_orchestrator(3);
+    let p = net.add_provider(10, 100, Executor::default());
+    net.run_for(SECOND);
+    let now = net.now;
+    let spec = test_job(now, 6);
+    // Find which orchestrator ranks first for the job and kill it first.
+    let signed = net
+        .peer(&client)
+        .client()
+        .prepare(now, spec.clone())
+        .expect("valid");
+    let ranking = net
+        .peer_mut(&client)
+        .election()
+        .clone()
+        .ranking(now, &signed.id());
+    assert_eq!(ranking.len(), 2);
+    net.vanish(ranking[0]);
+    let job = net.submit(client, spec);
+    assert!(net.run_until_cond(60 * SECOND, |n| {
+        n.peer(&client)
+            .job(&job)
+            .is_some_and(|j| j.receipt.is_some())
+    }));
+    let cj = net.peer(&client).job(&job).expect("job");
+    assert_eq!(cj.state, JobState::Completed);
+    assert_eq!(cj.orchestrator_id(), Some(ranking[1]));
+    assert_eq!(cj.provider(), Some(p));
+    assert!([o1, o2].contains(&ranking[1]));
+    assert!(
+        net.events
+            .iter()
+            .any(|(_, who, e)| *who == client && matches!(e, Event::Resubmitted { .. }))
+    );
+}
+
+#[test]
+fn forged_messages_never_reach_the_state_machines() {
+    let mut w = world();
+    let now = w.net.now;
+    let signed = w
+        .net
+        .peer(&w.client)
+        .client()
+        .prepare(now, test_job(now, 7))
+        .expect("valid");
+    let mut env = signed.into_envelope();
+    env.payload[0] ^= 1;
+    let err = w
+        .net
+        .peer_mut(&w.orchestrator)
+        .handle_bytes(now, &env.to_bytes())
+        .expect_err("tampered payload");
+    assert_eq!(err.label(), "bad_signature");
+    assert_eq!(
+        w.net
+            .peer(&w.orchestrator)
+            .stats()
+            .rejected
+            .get("bad_signature"),
+        Some(&1)
+    );
+    assert_eq!(
+        w.net
+            .peer(&w.orchestrator)
+            .orchestrator()
+            .map(|o| o.active_jobs()),
+        Some(0)
+    );
+}
