@@ -317,7 +317,13 @@ pub enum AdvertRejection {
     Stale,
     /// Its lists are over the bounds.
     TooLarge,
+    /// It claims to stay valid for longer than any peer keeps an advert.
+    TooLong,
 }
+
+/// The longest validity an advert may claim: a node that vanishes is
+/// forgotten within this time.
+pub const MAX_ADVERT_TTL_MS: u64 = 60 * 60 * 1000;
 
 /// The network's adverts as one peer knows them: the newest per node, until it expires.
 #[derive(Clone, Debug, Default)]
@@ -330,7 +336,7 @@ impl AdvertBook {
         Self::default()
     }
 
-    /// Takes a verified advert from `node`. Returns whether it replaced what we had.
+    /// Takes a verified advert from `node`, replacing an older one.
     pub fn insert(
         &mut self,
         now: Timestamp,
@@ -339,6 +345,9 @@ impl AdvertBook {
     ) -> Result<(), AdvertRejection> {
         if advert.expires_at <= now {
             return Err(AdvertRejection::Expired);
+        }
+        if advert.expires_at.since(now) > MAX_ADVERT_TTL_MS {
+            return Err(AdvertRejection::TooLong);
         }
         if !advert.within_limits() {
             return Err(AdvertRejection::TooLarge);

@@ -34,6 +34,8 @@ impl Default for ClientConfig {
 pub enum SubmitError {
     #[error("invalid job: {0}")]
     Invalid(#[from] SpecError),
+    #[error("only a signed job can be submitted, not a {0} message")]
+    NotAJob(crate::envelope::Kind),
     #[error("no orchestrator is elected yet: wait until the node sees orchestrator candidates")]
     NoOrchestrator,
 }
@@ -66,6 +68,10 @@ impl ClientJob {
         self.ranking.get(self.orchestrator).copied()
     }
 }
+
+/// After an award, how many silence timeouts pass before the client gives up
+/// on the orchestrator and the provider together.
+const AFTER_AWARD_SILENCE_FACTOR: u64 = 5;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
@@ -120,7 +126,7 @@ impl Client {
         ranking: Vec<NodeId>,
     ) -> Result<JobId, SubmitError> {
         let Message::Job(spec) = signed.message() else {
-            return Err(SubmitError::Invalid(SpecError::BadAdapter));
+            return Err(SubmitError::NotAJob(signed.kind()));
         };
         spec.validate()?;
         let Some(first) = ranking.first().copied() else {
@@ -181,7 +187,7 @@ impl Client {
             now,
             Message::Cancel(Cancel {
                 job_id: *id,
-                reason: reason.to_string(),
+                reason: crate::job::bounded_text(reason),
             }),
         );
         let mut to: Vec<NodeId> = job.orchestrator_id().into_iter().collect();
@@ -255,6 +261,16 @@ impl Client {
             JobState::Completed => return,
             other => other,
         };
+        if from_orchestrator
+            && state == JobState::Failed
+            && s.detail.starts_with(crate::peer::NOT_ELECTED)
+            && job.award.is_none()
+        {
+            // This peer does not see itself elected (our views of the
+            // candidates differ): go to the next one at once.
+            self.fail_over(now, s.job_id);
+            return;
+        }
         if matches!(state, JobState::Queued | JobState::Bidding)
             && job.award.as_ref().is_some_and(|a| a.attempt < s.attempt)
         {
@@ -279,7 +295,14 @@ impl Client {
         {
             return;
         }
-        if a.check() != AwardCheck::Valid {
+        let winning_max = a
+            .bids
+            .iter()
+            .find(|b| b.bid_id == a.winning_bid)
+            .map(|b| b.max_total);
+        if a.check() != AwardCheck::Valid
+            || winning_max != Some(a.quote.max_total(job.spec.timeout_ms))
+        {
             self.actions
                 .push_back(Action::Notify(Event::ResultRejected {
                     job_id: a.job_id,
@@ -390,6 +413,41 @@ impl Client {
         }
     }
 
+    /// Resubmits the same signed job (same id) to the next orchestrator in
+    /// its ranking, or fails the job when none is left.
+    fn fail_over(&mut self, now: Timestamp, id: JobId) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.orchestrator + 1 >= job.ranking.len() {
+            self.set_state(
+                now,
+                id,
+                JobState::Failed,
+                "no orchestrator in the job's ranking took the job".into(),
+            );
+            return;
+        }
+        job.orchestrator += 1;
+        job.last_heard = now;
+        job.award = None;
+        let next = job.ranking[job.orchestrator];
+        let Ok(message) = job.envelope.clone().verify() else {
+            return;
+        };
+        self.actions.push_back(Action::Send { to: next, message });
+        self.actions.push_back(Action::Notify(Event::Resubmitted {
+            job_id: id,
+            orchestrator: next,
+        }));
+        self.set_state(
+            now,
+            id,
+            JobState::Queued,
+            format!("orchestrator unavailable; resubmitted to {}", next.short()),
+        );
+    }
+
     pub fn handle_timeout(&mut self, now: Timestamp) {
         for TimerKey::Silence(id) in self.timers.expired(now) {
             let Some(job) = self.jobs.get_mut(&id) else {
@@ -399,36 +457,17 @@ impl Client {
                 continue;
             }
             let quiet = now.since(job.last_heard);
-            let before_award = job.award.is_none();
-            if quiet >= self.config.silence_timeout_ms && before_award {
-                // The orchestrator in charge went silent: resubmit the same
-                // signed job (same id) to the next one in the ranking.
-                if job.orchestrator + 1 < job.ranking.len() {
-                    job.orchestrator += 1;
-                    job.last_heard = now;
-                    let next = job.ranking[job.orchestrator];
-                    let message = match job.envelope.clone().verify() {
-                        Ok(m) => m,
-                        Err(_) => continue,
-                    };
-                    self.actions.push_back(Action::Send { to: next, message });
-                    self.actions.push_back(Action::Notify(Event::Resubmitted {
-                        job_id: id,
-                        orchestrator: next,
-                    }));
-                    self.set_state(
-                        now,
-                        id,
-                        JobState::Queued,
-                        format!("orchestrator went silent; resubmitted to {}", next.short()),
-                    );
-                } else {
-                    self.set_state(
-                        now,
-                        id,
-                        JobState::Failed,
-                        "no orchestrator in the job's ranking answered".into(),
-                    );
+            // Before an award the orchestrator reports at least every requeue
+            // interval; after it, the provider's heartbeats keep coming. A job
+            // that hears from nobody for long has lost both.
+            let limit = if job.award.is_none() {
+                self.config.silence_timeout_ms
+            } else {
+                AFTER_AWARD_SILENCE_FACTOR * self.config.silence_timeout_ms
+            };
+            if quiet >= limit {
+                self.fail_over(now, id);
+                if self.jobs.get(&id).is_none_or(|j| j.state.is_terminal()) {
                     continue;
                 }
             }

@@ -62,8 +62,8 @@ fn neg_log2_unit(h: u64) -> u64 {
 }
 
 /// Weight of a candidate in the election. The floor keeps new candidates in
-/// the running: with no reputation a candidate has a tenth of the weight of
-/// the most trusted one.
+/// the running: with no reputation a candidate has 1/11 of the weight of the
+/// most trusted one.
 fn weight(reputation: u32) -> u128 {
     u128::from(REPUTATION_SCALE / 10) + u128::from(reputation.min(REPUTATION_SCALE))
 }
@@ -73,7 +73,8 @@ fn election_hash(epoch: u64, candidate: &NodeId) -> u64 {
 }
 
 /// The ordered orchestrator set for `epoch` from `(candidate, reputation)` pairs.
-/// Duplicates and input order do not matter.
+/// Input order does not matter; a candidate listed twice counts once, with
+/// the reputation of its last entry.
 pub fn elect(epoch: u64, candidates: &[(NodeId, u32)], k: usize) -> Vec<NodeId> {
     let unique: BTreeMap<NodeId, u32> = candidates.iter().copied().collect();
     let mut draws: Vec<(u128, NodeId)> = unique

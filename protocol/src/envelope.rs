@@ -102,8 +102,10 @@ impl Kind {
     }
 
     /// Whether the message is only meaningful shortly after it was sent.
+    /// Jobs are excluded: a client failing over resends its original signed
+    /// job, which may be older; the job's own `start_by` bounds it instead.
     fn is_direct(self) -> bool {
-        !matches!(self, Kind::Advert | Kind::Receipt)
+        !matches!(self, Kind::Advert | Kind::Receipt | Kind::Job)
     }
 }
 
@@ -214,8 +216,6 @@ pub enum Rejection {
     FromTheFuture { kind: Kind, skew_ms: u64 },
     #[error("stale {kind} message, {age_ms} ms old")]
     Stale { kind: Kind, age_ms: u64 },
-    #[error("a {got} message arrived where a {expected} was expected")]
-    UnexpectedKind { expected: Kind, got: Kind },
 }
 
 impl Rejection {
@@ -229,7 +229,6 @@ impl Rejection {
             Rejection::MalformedPayload { .. } => "malformed_payload",
             Rejection::FromTheFuture { .. } => "from_the_future",
             Rejection::Stale { .. } => "stale",
-            Rejection::UnexpectedKind { .. } => "unexpected_kind",
         }
     }
 }

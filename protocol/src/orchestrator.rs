@@ -629,7 +629,9 @@ impl Orchestrator {
             self.send(n, msg.clone());
         }
         self.timers.set(
-            ctx.now.plus(self.config.status_timeout_ms),
+            ctx.now
+                .plus(self.config.status_timeout_ms)
+                .min(award.execution_deadline),
             TimerKey::Watch(id, attempt),
         );
         self.notify(Event::Awarded {

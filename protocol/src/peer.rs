@@ -73,6 +73,10 @@ pub struct Peer {
     stats: PeerStats,
 }
 
+/// Detail of the status a peer returns for a job it is not elected to run;
+/// the client fails over to the next orchestrator on seeing it.
+pub const NOT_ELECTED: &str = "not an elected orchestrator";
+
 /// Republishing after a capacity change waits at least this long since the last advert.
 const ADVERT_MIN_INTERVAL_MS: u64 = SECOND;
 
@@ -220,6 +224,7 @@ impl Peer {
                         AdvertRejection::Expired => "expired",
                         AdvertRejection::Stale => "stale",
                         AdvertRejection::TooLarge => "too_large",
+                        AdvertRejection::TooLong => "too_long",
                     };
                     *self.stats.adverts_rejected.entry(label).or_default() += 1;
                 }
@@ -245,7 +250,7 @@ impl Peer {
                             attempt: 0,
                             state: JobState::Failed,
                             detail: format!(
-                                "{} is not an elected orchestrator; resubmit to the next in the job's ranking",
+                                "{NOT_ELECTED}: {} is not elected this epoch; resubmit to the next in the job's ranking",
                                 self.me.short()
                             ),
                         }),

@@ -9,8 +9,8 @@ use crate::digest::{BidId, JobId};
 use crate::envelope::{Envelope, Message, Signed};
 use crate::identity::{Keypair, NodeId};
 use crate::job::{
-    Cancel, ExitStatus, JobResult, JobSpec, JobState, JobStatus, OutputFile, Usage, limits,
-    tail_bytes,
+    Cancel, ExitStatus, JobResult, JobSpec, JobState, JobStatus, OutputFile, Usage, bounded_text,
+    limits, tail_bytes,
 };
 use crate::pricing::{Credits, PriceTable, Quote};
 use crate::receipt::Receipt;
@@ -73,6 +73,7 @@ struct Reservation {
     need: Capacity,
     spec: JobSpec,
     client: NodeId,
+    quote: Quote,
     expires_at: Timestamp,
 }
 
@@ -280,6 +281,7 @@ impl Provider {
                         need: Capacity::for_requirements(&spec.requirements),
                         spec,
                         client,
+                        quote,
                         expires_at,
                     },
                 );
@@ -337,7 +339,10 @@ impl Provider {
             self.release(&award.job_id);
             return;
         }
-        if award.check() != AwardCheck::Valid || award.client != res.client {
+        if award.check() != AwardCheck::Valid
+            || award.client != res.client
+            || award.quote != res.quote
+        {
             // An award that breaks the rule is not binding; drop the reservation.
             self.release(&award.job_id);
             return;
@@ -471,6 +476,7 @@ impl Provider {
         let exit = match (run.stop, report.exit) {
             (Some(StopReason::Cancelled), _) => ExitStatus::Cancelled,
             (Some(StopReason::TimedOut), _) => ExitStatus::TimedOut,
+            (None, Some(ExitStatus::Rejected(why))) => ExitStatus::Rejected(bounded_text(&why)),
             (None, Some(e)) => e,
             (None, None) => ExitStatus::Rejected("the adapter reported no exit status".into()),
         };
@@ -517,12 +523,18 @@ impl Provider {
     }
 }
 
+/// The longest output file name listed in a result.
+pub const MAX_OUTPUT_NAME_BYTES: usize = 255;
+
 /// Drops inline contents once they would push the result over the inline
 /// limit: the client then fetches those files by digest.
 fn bound_outputs(outputs: Vec<OutputFile>) -> Vec<OutputFile> {
     let mut inline_total = 0usize;
     outputs
         .into_iter()
+        // Names past the bound are not listed (the result's size limit
+        // assumes them); such a file is a job's own odd choice.
+        .filter(|o| o.name.len() <= MAX_OUTPUT_NAME_BYTES)
         .take(limits::MAX_OUTPUT_FILES)
         .map(|mut o| {
             if let Some(data) = &o.inline {

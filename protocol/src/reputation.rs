@@ -2,8 +2,8 @@
 //!
 //! Each valid receipt adds local trust between its parties: an executed job
 //! makes client and provider trust each other one unit more; a failure
-//! receipt makes the client and the orchestrator distrust the provider one
-//! unit. Local trust `s_ij = max(sat - unsat, 0)` is normalised per row into
+//! receipt makes the orchestrator that signed it distrust the provider one
+//! unit (the client did not sign it, so nothing is counted in its name). Local trust `s_ij = max(sat - unsat, 0)` is normalised per row into
 //! `c_ij`; the global trust vector is the fixed point of
 //! `t = (1 - a) · Cᵀ t + a · p`, where `p` mixes the pre-trusted peers (the
 //! bootstrap peers) with a uniform share for everyone in the graph, and rows
@@ -101,7 +101,6 @@ impl TrustGraph {
                 self.add_edge(r.provider, r.client, true);
             }
             Outcome::ProviderFailed(_) => {
-                self.add_edge(r.client, r.provider, false);
                 self.add_edge(r.orchestrator, r.provider, false);
             }
         }
