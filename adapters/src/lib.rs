@@ -1,1 +1,16 @@
-//! Workload adapters (docker, wasm, llm) behind one trait. See issue "Jobs end to end".
+//! # modchain-adapters
+//!
+//! Workload executors behind one trait, [`Adapter`]. An adapter has a name,
+//! offers methods with JSON Schemas for their parameters, validates
+//! parameters before anything runs, and executes a method in an
+//! [`ExecutionContext`] (job id, limits, deadline, cancellation, an output
+//! directory and a log sink). The node advertises what the registered
+//! adapters offer and hands them the jobs its provider role wins.
+
+pub mod adapter;
+pub mod docker;
+pub mod outputs;
+
+pub use adapter::{
+    Adapter, AdapterError, ExecutionContext, Limits, LogLine, LogSink, LogStream, MethodSpec,
+};

@@ -1,0 +1,169 @@
+//! The adapter trait and what an execution gets to work with.
+
+use modchain_protocol::JobId;
+use modchain_protocol::advert::{AdapterInfo, ModelInfo};
+use modchain_protocol::provider::ExecutionReport;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A method an adapter offers, with the JSON Schema of its parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MethodSpec {
+    pub name: String,
+    pub description: String,
+    pub params_schema: serde_json::Value,
+}
+
+/// Resource limits for one execution, from the job's requirements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub cores: u32,
+    pub memory_bytes: u64,
+    pub pids: u32,
+    pub gpus: u32,
+    /// Whether the job may reach the network (it asked, and the provider allows it).
+    pub network: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            cores: 1,
+            memory_bytes: 256 << 20,
+            pids: 256,
+            gpus: 0,
+            network: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// A chunk of a job's output as it is produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub stream: LogStream,
+    pub data: Vec<u8>,
+}
+
+/// Where an execution streams its logs. Sending never blocks the job: a
+/// receiver that went away only means nobody is watching.
+#[derive(Clone, Debug)]
+pub struct LogSink(Option<mpsc::UnboundedSender<LogLine>>);
+
+impl LogSink {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<LogLine>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (LogSink(Some(tx)), rx)
+    }
+
+    /// A sink that drops everything.
+    pub fn discard() -> Self {
+        LogSink(None)
+    }
+
+    pub fn send(&self, stream: LogStream, data: &[u8]) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(LogLine {
+                stream,
+                data: data.to_vec(),
+            });
+        }
+    }
+}
+
+/// Everything an execution needs besides its method and parameters.
+#[derive(Clone, Debug)]
+pub struct ExecutionContext {
+    pub job_id: JobId,
+    pub limits: Limits,
+    /// Hard limit on run time; the adapter stops the job when it passes.
+    pub timeout: Duration,
+    /// Cancelled when the client cancels; the adapter stops the job.
+    pub cancel: CancellationToken,
+    /// Files the job writes here come back as outputs.
+    pub output_dir: PathBuf,
+    pub logs: LogSink,
+}
+
+#[derive(Debug, Error)]
+pub enum AdapterError {
+    #[error("unknown method `{method}`; this adapter offers: {offered}")]
+    UnknownMethod { method: String, offered: String },
+    #[error("invalid parameters: {0}")]
+    InvalidParams(String),
+    #[error("image `{0}` is not present on this provider and pulling is disabled")]
+    ImageNotPresent(String),
+    #[error("image `{image}` is not allowed on this provider (allowed: {allowed})")]
+    ImageNotAllowed { image: String, allowed: String },
+    #[error("the job asked for network access, which this provider does not allow")]
+    NetworkNotAllowed,
+    #[error("the container runtime is unavailable: {0}")]
+    RuntimeUnavailable(String),
+    #[error("the container runtime failed: {0}")]
+    Runtime(String),
+    #[error("cannot prepare the job's output directory {path}: {source}")]
+    OutputDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A workload executor.
+pub trait Adapter: Send + Sync {
+    /// The name jobs ask for (`docker`, `wasm`, `llm`).
+    fn name(&self) -> &str;
+
+    /// The methods offered, with their parameter schemas.
+    fn methods(&self) -> Vec<MethodSpec>;
+
+    /// Models served, for adapters that serve models.
+    fn models(&self) -> Vec<ModelInfo> {
+        Vec::new()
+    }
+
+    /// Checks a method and its parameters before anything runs.
+    fn validate(&self, method: &str, params: &serde_json::Value) -> Result<(), AdapterError>;
+
+    /// Runs `method`. Errors mean nothing ran (bad parameters, a missing
+    /// image); a workload that ran and failed is an `Ok` report with its exit status.
+    fn execute<'a>(
+        &'a self,
+        ctx: ExecutionContext,
+        method: &'a str,
+        params: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<ExecutionReport, AdapterError>>;
+
+    /// What the node advertises for this adapter.
+    fn info(&self) -> AdapterInfo {
+        AdapterInfo {
+            name: self.name().to_string(),
+            methods: self.methods().into_iter().map(|m| m.name).collect(),
+            models: self.models(),
+        }
+    }
+}
+
+/// The error for a method name an adapter does not offer.
+pub fn unknown_method(adapter: &dyn Adapter, method: &str) -> AdapterError {
+    AdapterError::UnknownMethod {
+        method: method.to_string(),
+        offered: adapter
+            .methods()
+            .into_iter()
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}

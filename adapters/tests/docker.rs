@@ -1,0 +1,298 @@
+//! The docker adapter against the real Docker daemon. The test image is
+//! built locally from Debian's busybox-static (nothing is pulled); `.ci/run`
+//! installs docker.io and busybox-static and starts dockerd.
+
+use modchain_adapters::docker::{DockerAdapter, DockerConfig, MANAGED_LABEL, NODE_LABEL};
+use modchain_adapters::{Adapter, AdapterError, ExecutionContext, Limits, LogSink};
+use modchain_protocol::digest::Digest;
+use modchain_protocol::job::ExitStatus;
+use modchain_protocol::provider::ExecutionReport;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const IMAGE: &str = "modchain-test/busybox:2";
+
+/// Builds the test image once per test binary: a root filesystem holding
+/// only a static busybox and its applet links, imported with `docker import`.
+fn test_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let present = Command::new("docker")
+            .args(["image", "inspect", IMAGE])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if present {
+            return;
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("busybox not found: apt-get install busybox-static (see .ci/run)");
+        let root =
+            std::env::temp_dir().join(format!("modchain-busybox-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["bin", "tmp", "outputs", "etc"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        // As in any distribution image, /tmp is world-writable with the sticky bit.
+        std::fs::set_permissions(
+            root.join("tmp"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .expect("chmod /tmp");
+        std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
+        for applet in [
+            "sh", "echo", "cat", "dd", "sleep", "nc", "id", "touch", "ls", "true", "false", "head",
+        ] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlink");
+        }
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -C {} -c . | docker import - {IMAGE}",
+                root.display()
+            ))
+            .status()
+            .expect("run docker import");
+        assert!(
+            status.success(),
+            "docker import of the busybox root filesystem failed"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    });
+    IMAGE
+}
+
+/// Each test acts as its own node, so one test's start-up cleanup never
+/// touches another's containers.
+fn adapter_for(node: &str) -> DockerAdapter {
+    DockerAdapter::connect(DockerConfig {
+        node: format!("test-{node}-{}", std::process::id()),
+        ..DockerConfig::default()
+    })
+    .expect("docker client")
+}
+
+fn adapter() -> DockerAdapter {
+    adapter_for("shared")
+}
+
+fn ctx(name: &str, limits: Limits, timeout: Duration) -> ExecutionContext {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("modchain-docker-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    ExecutionContext {
+        job_id: Digest::of(format!("{name}-{}", std::process::id()).as_bytes()),
+        limits,
+        timeout,
+        cancel: CancellationToken::new(),
+        output_dir: dir,
+        logs: LogSink::discard(),
+    }
+}
+
+async fn run(name: &str, cmd: &[&str], limits: Limits, timeout: Duration) -> ExecutionReport {
+    let a = adapter();
+    let params = serde_json::json!({"image": test_image(), "cmd": cmd});
+    a.execute(ctx(name, limits, timeout), "run", &params)
+        .await
+        .expect("job ran")
+}
+
+fn containers_labelled(label: &str) -> usize {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={label}")])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test]
+async fn stdout_stderr_and_exit_code_come_back_and_the_container_is_removed() {
+    let (sink, mut rx) = LogSink::new();
+    let a = adapter();
+    let mut c = ctx("stdout", Limits::default(), Duration::from_secs(30));
+    c.logs = sink;
+    let params = serde_json::json!({"image": test_image(), "cmd": ["sh", "-c", "echo hello; echo oops >&2; exit 3"]});
+    let r = a.execute(c.clone(), "run", &params).await.expect("ran");
+    assert_eq!(r.exit, Some(ExitStatus::Exited(3)));
+    assert_eq!(r.stdout, b"hello\n");
+    assert_eq!(r.stderr, b"oops\n");
+    let mut streamed = Vec::new();
+    while let Ok(line) = rx.try_recv() {
+        streamed.extend_from_slice(&line.data);
+    }
+    assert!(String::from_utf8_lossy(&streamed).contains("hello"));
+    let leftover = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=modchain.job={}", c.job_id.to_hex()),
+        ])
+        .output()
+        .expect("docker ps");
+    assert!(leftover.stdout.is_empty(), "container was not removed");
+}
+
+#[tokio::test]
+async fn a_job_over_its_memory_limit_is_killed_and_reported() {
+    let limits = Limits {
+        memory_bytes: 64 << 20,
+        ..Limits::default()
+    };
+    let r = run(
+        "oom",
+        &["dd", "if=/dev/zero", "bs=200M", "count=1", "of=/dev/null"],
+        limits,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(r.exit, Some(ExitStatus::OutOfMemory));
+}
+
+#[tokio::test]
+async fn a_job_cannot_reach_the_network() {
+    // 10.0.0.1 is never contacted: with no network there is no route at all.
+    let r = run(
+        "net",
+        &["sh", "-c", "nc -w 2 10.0.0.1 80 </dev/null"],
+        Limits::default(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_ne!(r.exit, Some(ExitStatus::Exited(0)));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("Network is unreachable"),
+        "{:?}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_container_is_locked_down() {
+    let r = run(
+        "lockdown",
+        &["sh", "-c", "id -u; touch /etc/x 2>/dev/null && echo root-writable; touch /tmp/ok && echo tmp-writable"],
+        Limits::default(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "65534\ntmp-writable\n");
+}
+
+#[tokio::test]
+async fn files_written_to_outputs_are_collected() {
+    let r = run(
+        "outputs",
+        &["sh", "-c", "echo result > /outputs/answer.txt"],
+        Limits::default(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(r.exit, Some(ExitStatus::Exited(0)));
+    assert_eq!(r.outputs.len(), 1);
+    assert_eq!(r.outputs[0].name, "answer.txt");
+    assert_eq!(r.outputs[0].digest, Digest::of(b"result\n"));
+    assert_eq!(r.outputs[0].inline.as_deref(), Some(&b"result\n"[..]));
+}
+
+#[tokio::test]
+async fn a_job_past_its_timeout_is_stopped() {
+    let r = run(
+        "timeout",
+        &["sleep", "30"],
+        Limits::default(),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(r.exit, Some(ExitStatus::TimedOut));
+    assert!(r.usage.wall_ms < 10_000);
+}
+
+#[tokio::test]
+async fn cancel_stops_the_container() {
+    let a = adapter();
+    let c = ctx("cancel", Limits::default(), Duration::from_secs(60));
+    let token = c.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        token.cancel();
+    });
+    let params = serde_json::json!({"image": test_image(), "cmd": ["sleep", "60"]});
+    let r = a.execute(c, "run", &params).await.expect("ran");
+    assert_eq!(r.exit, Some(ExitStatus::Cancelled));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_anything_runs() {
+    let a = adapter();
+    let c = ctx("bad", Limits::default(), Duration::from_secs(5));
+    let missing = serde_json::json!({"image": "modchain-test/never-built:0", "cmd": ["true"]});
+    assert!(matches!(
+        a.execute(c.clone(), "run", &missing).await,
+        Err(AdapterError::ImageNotPresent(_))
+    ));
+    let malformed = serde_json::json!({"image": 5});
+    assert!(matches!(
+        a.validate("run", &malformed),
+        Err(AdapterError::InvalidParams(_))
+    ));
+    let unknown_field = serde_json::json!({"image": "x", "privileged": true});
+    assert!(matches!(
+        a.validate("run", &unknown_field),
+        Err(AdapterError::InvalidParams(_))
+    ));
+    let err = a
+        .validate("exec", &serde_json::json!({}))
+        .expect_err("unknown method");
+    assert!(err.to_string().contains("offers: run"), "{err}");
+    let net = serde_json::json!({"image": "x", "network": true});
+    assert!(matches!(
+        a.validate("run", &net),
+        Err(AdapterError::NetworkNotAllowed)
+    ));
+}
+
+#[tokio::test]
+async fn containers_left_by_a_crashed_node_are_removed_at_start_up() {
+    let image = test_image();
+    let node = format!("test-crashed-{}", std::process::id());
+    let other = format!("test-neighbour-{}", std::process::id());
+    for n in [&node, &other] {
+        let status = Command::new("docker")
+            .args([
+                "create",
+                "--label",
+                &format!("{MANAGED_LABEL}=true"),
+                "--label",
+                &format!("{NODE_LABEL}={n}"),
+                "--network",
+                "none",
+                image,
+                "true",
+            ])
+            .output()
+            .expect("docker create");
+        assert!(status.status.success());
+    }
+    let restarted = DockerAdapter::connect(DockerConfig {
+        node: node.clone(),
+        ..DockerConfig::default()
+    })
+    .expect("client");
+    assert_eq!(restarted.remove_orphans().await.expect("cleanup"), 1);
+    assert_eq!(containers_labelled(&format!("{NODE_LABEL}={node}")), 0);
+    // A neighbour node's container on the same daemon is left alone.
+    assert_eq!(containers_labelled(&format!("{NODE_LABEL}={other}")), 1);
+    let neighbour = DockerAdapter::connect(DockerConfig {
+        node: other,
+        ..DockerConfig::default()
+    })
+    .expect("client");
+    assert_eq!(neighbour.remove_orphans().await.expect("cleanup"), 1);
+}
