@@ -10,6 +10,7 @@
 pub mod adapter;
 pub mod docker;
 pub mod outputs;
+pub mod wasm;
 
 pub use adapter::{
     Adapter, AdapterError, ExecutionContext, Limits, LogLine, LogSink, LogStream, MethodSpec,

@@ -1,0 +1,183 @@
+//! The wasm adapter running real WASI modules in wasmtime.
+
+use modchain_adapters::wasm::WasmAdapter;
+use modchain_adapters::{Adapter, AdapterError, ExecutionContext, Limits, LogSink};
+use modchain_protocol::digest::Digest;
+use modchain_protocol::job::ExitStatus;
+use modchain_protocol::provider::ExecutionReport;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A module whose `_start` runs `body`, with WASI's fd_write, fd_read,
+/// proc_exit and path_open imported and `data` placed at offset 1024.
+fn module(body: &str, data: &str) -> String {
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (import "wasi_snapshot_preview1" "path_open" (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "{data}")
+  (func $write (param $fd i32) (param $ptr i32) (param $len i32)
+    (i32.store (i32.const 0) (local.get $ptr))
+    (i32.store (i32.const 4) (local.get $len))
+    (drop (call $fd_write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func (export "_start") {body}))"#
+    )
+}
+
+fn ctx(name: &str, timeout: Duration) -> ExecutionContext {
+    let dir = std::env::temp_dir().join(format!("modchain-wasm-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    ExecutionContext {
+        job_id: Digest::of(name.as_bytes()),
+        limits: Limits {
+            memory_bytes: 16 << 20,
+            ..Limits::default()
+        },
+        timeout,
+        cancel: CancellationToken::new(),
+        output_dir: dir,
+        logs: LogSink::discard(),
+    }
+}
+
+async fn run(name: &str, wat: String, extra: serde_json::Value) -> ExecutionReport {
+    let a = WasmAdapter::new().expect("engine");
+    let mut params = serde_json::json!({"wat": wat});
+    if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    a.execute(ctx(name, Duration::from_secs(10)), "run", &params)
+        .await
+        .expect("ran")
+}
+
+#[tokio::test]
+async fn stdout_and_exit_code_come_back() {
+    let r = run("hello", module("(call $write (i32.const 1) (i32.const 1024) (i32.const 6)) (call $write (i32.const 2) (i32.const 1030) (i32.const 4)) (call $proc_exit (i32.const 3))", "hello\\0aerr\\0a"), serde_json::json!({})).await;
+    assert_eq!(r.exit, Some(ExitStatus::Exited(3)));
+    assert_eq!(r.stdout, b"hello\n");
+    assert_eq!(r.stderr, b"err\n");
+}
+
+#[tokio::test]
+async fn stdin_from_the_job_reaches_the_module() {
+    // Read up to 64 bytes of stdin into 2048 and write them back out.
+    let body = "(i32.store (i32.const 16) (i32.const 2048)) (i32.store (i32.const 20) (i32.const 64)) \
+                (drop (call $fd_read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24))) \
+                (call $write (i32.const 1) (i32.const 2048) (i32.load (i32.const 24)))";
+    let r = run(
+        "stdin",
+        module(body, ""),
+        serde_json::json!({"stdin": "echo me"}),
+    )
+    .await;
+    assert_eq!(r.exit, Some(ExitStatus::Exited(0)));
+    assert_eq!(r.stdout, b"echo me");
+}
+
+#[tokio::test]
+async fn a_module_that_never_ends_is_stopped_at_its_timeout() {
+    let a = WasmAdapter::new().expect("engine");
+    let params = serde_json::json!({"wat": module("(loop $l (br $l))", "")});
+    let r = a
+        .execute(ctx("spin", Duration::from_millis(300)), "run", &params)
+        .await
+        .expect("ran");
+    assert_eq!(r.exit, Some(ExitStatus::TimedOut));
+    assert!(r.usage.wall_ms < 5_000, "took {} ms", r.usage.wall_ms);
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_module() {
+    let a = WasmAdapter::new().expect("engine");
+    let c = ctx("cancel", Duration::from_secs(60));
+    let token = c.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        token.cancel();
+    });
+    let params = serde_json::json!({"wat": module("(loop $l (br $l))", "")});
+    let r = a.execute(c, "run", &params).await.expect("ran");
+    assert_eq!(r.exit, Some(ExitStatus::Cancelled));
+}
+
+#[tokio::test]
+async fn a_module_over_its_memory_limit_is_reported_out_of_memory() {
+    // Grow by 1 MiB (16 pages) until refused, then trap as an allocator would.
+    let body = "(loop $l (if (i32.ne (memory.grow (i32.const 16)) (i32.const -1)) (then (br $l)))) unreachable";
+    let r = run("oom", module(body, ""), serde_json::json!({})).await;
+    assert_eq!(r.exit, Some(ExitStatus::OutOfMemory));
+}
+
+#[tokio::test]
+async fn files_written_to_outputs_are_collected() {
+    // path_open(fd 3 = /outputs, "out.txt", O_CREAT) then write "data\n" to it.
+    let body = "(drop (call $path_open (i32.const 3) (i32.const 0) (i32.const 1024) (i32.const 7) (i32.const 1) \
+                (i64.const 536870911) (i64.const 536870911) (i32.const 0) (i32.const 64))) \
+                (call $write (i32.load (i32.const 64)) (i32.const 1031) (i32.const 5))";
+    let r = run(
+        "outputs",
+        module(body, "out.txtdata\\0a"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(
+        r.exit,
+        Some(ExitStatus::Exited(0)),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(
+        r.outputs.len(),
+        1,
+        "{:?}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(r.outputs[0].name, "out.txt");
+    assert_eq!(r.outputs[0].digest, Digest::of(b"data\n"));
+}
+
+#[tokio::test]
+async fn bad_modules_and_params_are_refused_before_anything_runs() {
+    let a = WasmAdapter::new().expect("engine");
+    let err = a
+        .validate("run", &serde_json::json!({"wat": "(module (func"}))
+        .expect_err("bad wat");
+    assert!(
+        err.to_string().contains("not a valid WebAssembly module"),
+        "{err}"
+    );
+    assert!(matches!(
+        a.validate("run", &serde_json::json!({"wasm_base64": "***"})),
+        Err(AdapterError::InvalidParams(_))
+    ));
+    assert!(matches!(
+        a.validate("run", &serde_json::json!({})),
+        Err(AdapterError::InvalidParams(_))
+    ));
+    assert!(matches!(
+        a.validate(
+            "run",
+            &serde_json::json!({"wat": "(module)", "wasm_base64": "AA=="})
+        ),
+        Err(AdapterError::InvalidParams(_))
+    ));
+    assert!(matches!(
+        a.validate("exec", &serde_json::json!({"wat": "(module)"})),
+        Err(AdapterError::UnknownMethod { .. })
+    ));
+    // A module with no `_start` is valid but runs to a clear trap.
+    let r = a
+        .execute(
+            ctx("nostart", Duration::from_secs(5)),
+            "run",
+            &serde_json::json!({"wat": "(module)"}),
+        )
+        .await
+        .expect("ran");
+    assert_eq!(r.exit, Some(ExitStatus::Exited(134)));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("_start"));
+}
