@@ -4,7 +4,7 @@ use crate::auction::DeclineReason;
 use crate::digest::{JobId, ReceiptId};
 use crate::envelope::Signed;
 use crate::identity::NodeId;
-use crate::job::{ExitStatus, JobSpec, JobState};
+use crate::job::{ExitStatus, FetchOutput, JobSpec, JobState, LogStream, OutputChunk};
 use crate::pricing::Credits;
 use crate::receipt::{FailureReason, SignedReceipt};
 use crate::time::Timestamp;
@@ -57,6 +57,9 @@ pub enum Action {
     Stop { job_id: JobId, reason: StopReason },
     /// Append a verified receipt to the ledger.
     StoreReceipt(SignedReceipt),
+    /// Provider: the client asked for part of an output file of a job this
+    /// provider ran. The driver reads it and answers with an `OutputChunk`.
+    ServeOutput { to: NodeId, request: FetchOutput },
     /// Something a person or a metric may want to know.
     Notify(Event),
 }
@@ -150,6 +153,16 @@ pub enum Event {
         job_id: JobId,
         orchestrator: NodeId,
     },
+    /// Live output of our job from its provider, in `seq` order as sent.
+    LogReceived {
+        job_id: JobId,
+        seq: u64,
+        stream: LogStream,
+        data: Vec<u8>,
+    },
+    /// A chunk of an output file of our job, from its provider; the driver
+    /// assembles the file and checks it against the result's digest.
+    ChunkReceived(OutputChunk),
     // Any peer.
     ReceiptStored {
         receipt_id: ReceiptId,

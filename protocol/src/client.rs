@@ -8,7 +8,9 @@ use crate::auction::{Award, AwardCheck};
 use crate::digest::JobId;
 use crate::envelope::{Envelope, Message, Signed};
 use crate::identity::{Keypair, NodeId};
-use crate::job::{Cancel, JobResult, JobSpec, JobState, JobStatus, SpecError};
+use crate::job::{
+    Cancel, JobResult, JobSpec, JobState, JobStatus, LogChunk, OutputChunk, SpecError,
+};
 use crate::receipt::{Outcome, Receipt, SignedReceipt};
 use crate::time::{SECOND, Timestamp};
 use crate::timer::Timers;
@@ -230,6 +232,8 @@ impl Client {
             Message::Award(a) => self.on_award(now, from, a),
             Message::Result(r) => self.on_result(now, from, r),
             Message::Receipt(r) => self.on_receipt(now, r),
+            Message::Log(l) => self.on_log(now, from, l),
+            Message::Chunk(c) => self.on_chunk(from, c),
             _ => {}
         }
     }
@@ -278,6 +282,82 @@ impl Client {
             job.award = None;
         }
         self.set_state(now, s.job_id, state, s.detail.clone());
+    }
+
+    fn on_log(&mut self, now: Timestamp, from: NodeId, l: &LogChunk) {
+        let Some(job) = self.jobs.get_mut(&l.job_id) else {
+            return;
+        };
+        if job
+            .award
+            .as_ref()
+            .is_none_or(|a| a.winner != from || a.attempt != l.attempt)
+        {
+            return;
+        }
+        job.last_heard = now;
+        self.actions.push_back(Action::Notify(Event::LogReceived {
+            job_id: l.job_id,
+            seq: l.seq,
+            stream: l.stream,
+            data: l.data.clone(),
+        }));
+    }
+
+    fn on_chunk(&mut self, from: NodeId, c: &OutputChunk) {
+        let Some(job) = self.jobs.get(&c.job_id) else {
+            return;
+        };
+        let listed = job.result.as_ref().is_some_and(|r| {
+            r.outputs
+                .iter()
+                .any(|o| o.digest == c.digest && o.size == c.total_size)
+        });
+        if job.provider() != Some(from) || !listed {
+            return;
+        }
+        self.actions
+            .push_back(Action::Notify(Event::ChunkReceived(c.clone())));
+    }
+
+    /// Asks the provider of a finished job for part of an output file that
+    /// did not travel inline. Returns false if there is no such file.
+    pub fn fetch_output(
+        &mut self,
+        now: Timestamp,
+        id: &JobId,
+        digest: &crate::digest::Digest,
+        offset: u64,
+    ) -> bool {
+        let Some(job) = self.jobs.get(id) else {
+            return false;
+        };
+        let (Some(provider), Some(result)) = (job.provider(), job.result.as_ref()) else {
+            return false;
+        };
+        let Some(file) = result.outputs.iter().find(|o| o.digest == *digest) else {
+            return false;
+        };
+        if offset >= file.size {
+            return false;
+        }
+        let length =
+            (file.size - offset).min(crate::job::limits::MAX_OUTPUT_CHUNK_BYTES as u64) as u32;
+        let msg = Envelope::seal(
+            &self.key,
+            now,
+            Message::Fetch(crate::job::FetchOutput {
+                job_id: *id,
+                digest: *digest,
+                offset,
+                length,
+            }),
+        );
+        self.actions.push_back(Action::Send {
+            to: provider,
+            message: msg,
+        });
+        true
     }
 
     fn on_award(&mut self, now: Timestamp, from: NodeId, a: &Award) {

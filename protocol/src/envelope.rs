@@ -18,7 +18,7 @@ use crate::auction::{Award, Bid, CallForBids, Decline};
 use crate::codec::{self, DecodeError};
 use crate::digest::Digest;
 use crate::identity::{Keypair, NodeId, Signature};
-use crate::job::{Cancel, JobResult, JobSpec, JobStatus};
+use crate::job::{Cancel, FetchOutput, JobResult, JobSpec, JobStatus, LogChunk, OutputChunk};
 use crate::receipt::SignedReceipt;
 use crate::time::{MINUTE, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -48,10 +48,13 @@ pub enum Kind {
     Result,
     Cancel,
     Receipt,
+    Log,
+    Fetch,
+    Chunk,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Advert,
         Kind::Job,
         Kind::CallForBids,
@@ -62,6 +65,9 @@ impl Kind {
         Kind::Result,
         Kind::Cancel,
         Kind::Receipt,
+        Kind::Log,
+        Kind::Fetch,
+        Kind::Chunk,
     ];
 
     /// The name used in the signature's domain string and in metrics.
@@ -77,6 +83,9 @@ impl Kind {
             Kind::Result => "result",
             Kind::Cancel => "cancel",
             Kind::Receipt => "receipt",
+            Kind::Log => "log",
+            Kind::Fetch => "fetch",
+            Kind::Chunk => "chunk",
         }
     }
 
@@ -98,6 +107,9 @@ impl Kind {
             }
             Kind::Cancel => 2 * 1024,
             Kind::Receipt => 4 * 1024,
+            Kind::Log => limits::MAX_LOG_CHUNK_BYTES + 256,
+            Kind::Fetch => 256,
+            Kind::Chunk => limits::MAX_OUTPUT_CHUNK_BYTES + 256,
         }
     }
 
@@ -138,6 +150,9 @@ pub enum Message {
     Result(JobResult),
     Cancel(Cancel),
     Receipt(SignedReceipt),
+    Log(LogChunk),
+    Fetch(FetchOutput),
+    Chunk(OutputChunk),
 }
 
 impl Message {
@@ -153,6 +168,9 @@ impl Message {
             Message::Result(_) => Kind::Result,
             Message::Cancel(_) => Kind::Cancel,
             Message::Receipt(_) => Kind::Receipt,
+            Message::Log(_) => Kind::Log,
+            Message::Fetch(_) => Kind::Fetch,
+            Message::Chunk(_) => Kind::Chunk,
         }
     }
 
@@ -168,6 +186,9 @@ impl Message {
             Message::Result(m) => codec::encode(m),
             Message::Cancel(m) => codec::encode(m),
             Message::Receipt(m) => codec::encode(m),
+            Message::Log(m) => codec::encode(m),
+            Message::Fetch(m) => codec::encode(m),
+            Message::Chunk(m) => codec::encode(m),
         }
     }
 
@@ -184,6 +205,9 @@ impl Message {
             Kind::Result => Message::Result(codec::decode(payload, limit)?),
             Kind::Cancel => Message::Cancel(codec::decode(payload, limit)?),
             Kind::Receipt => Message::Receipt(codec::decode(payload, limit)?),
+            Kind::Log => Message::Log(codec::decode(payload, limit)?),
+            Kind::Fetch => Message::Fetch(codec::decode(payload, limit)?),
+            Kind::Chunk => Message::Chunk(codec::decode(payload, limit)?),
         })
     }
 }

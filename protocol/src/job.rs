@@ -23,6 +23,10 @@ pub mod limits {
     pub const MAX_OUTPUT_FILES: usize = 256;
     /// Free-text reasons and details.
     pub const MAX_TEXT_BYTES: usize = 1024;
+    /// One live log chunk.
+    pub const MAX_LOG_CHUNK_BYTES: usize = 16 * 1024;
+    /// One chunk of an output file fetched from a provider.
+    pub const MAX_OUTPUT_CHUNK_BYTES: usize = 256 * 1024;
 }
 
 /// What a job needs from the machine that runs it.
@@ -271,6 +275,49 @@ impl JobResult {
 pub struct Cancel {
     pub job_id: JobId,
     pub reason: String,
+}
+
+/// Which output stream a log chunk belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// Output of a running job as it is produced, from the provider to the
+/// client (live logs, and tokens of an LLM answer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogChunk {
+    pub job_id: JobId,
+    pub attempt: u32,
+    /// Counts up from 0 per job and attempt, so the client can order and spot gaps.
+    pub seq: u64,
+    pub stream: LogStream,
+    /// At most `MAX_LOG_CHUNK_BYTES`.
+    pub data: Vec<u8>,
+}
+
+/// The client asks the provider for part of an output file that did not
+/// travel inline in the result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchOutput {
+    pub job_id: JobId,
+    /// The file's digest, as listed in the signed result.
+    pub digest: Digest,
+    pub offset: u64,
+    /// At most `MAX_OUTPUT_CHUNK_BYTES`.
+    pub length: u32,
+}
+
+/// The provider's answer to a `FetchOutput`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    pub job_id: JobId,
+    pub digest: Digest,
+    pub offset: u64,
+    /// The whole file's size.
+    pub total_size: u64,
+    pub data: Vec<u8>,
 }
 
 /// Keeps the last `max` bytes of a log, which is where the error usually is.

@@ -306,6 +306,12 @@ impl Peer {
                     p.handle_message(now, &msg);
                 }
             }
+            Message::Log(_) | Message::Chunk(_) => self.client.handle_message(now, &msg),
+            Message::Fetch(_) => {
+                if let Some(p) = self.provider.as_mut() {
+                    p.handle_message(now, &msg);
+                }
+            }
             Message::Receipt(r) => {
                 // Every valid receipt goes to the ledger, whoever sent it.
                 if r.verify().is_ok() {
@@ -354,6 +360,30 @@ impl Peer {
         if let Some(p) = self.provider.as_mut() {
             p.execution_finished(now, job, report);
         }
+    }
+
+    /// Output a job this peer runs as provider just produced: streamed to the client.
+    pub fn log_output(
+        &mut self,
+        now: Timestamp,
+        job: JobId,
+        stream: crate::job::LogStream,
+        data: &[u8],
+    ) {
+        if let Some(p) = self.provider.as_mut() {
+            p.log_output(now, job, stream, data);
+        }
+    }
+
+    /// Asks the provider of our finished job for a chunk of an output file.
+    pub fn fetch_output(
+        &mut self,
+        now: Timestamp,
+        job: &JobId,
+        digest: &crate::digest::Digest,
+        offset: u64,
+    ) -> bool {
+        self.client.fetch_output(now, job, digest, offset)
     }
 
     /// The connection to `node` dropped.

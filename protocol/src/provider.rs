@@ -9,8 +9,8 @@ use crate::digest::{BidId, JobId};
 use crate::envelope::{Envelope, Message, Signed};
 use crate::identity::{Keypair, NodeId};
 use crate::job::{
-    Cancel, ExitStatus, JobResult, JobSpec, JobState, JobStatus, OutputFile, Usage, bounded_text,
-    limits, tail_bytes,
+    Cancel, ExitStatus, FetchOutput, JobResult, JobSpec, JobState, JobStatus, LogChunk, LogStream,
+    OutputFile, Usage, bounded_text, limits, tail_bytes,
 };
 use crate::pricing::{Credits, PriceTable, Quote};
 use crate::receipt::Receipt;
@@ -84,11 +84,24 @@ struct Running {
     need: Capacity,
     started_at: Timestamp,
     stop: Option<StopReason>,
+    /// Next live log chunk number.
+    log_seq: u64,
 }
+
+/// Output files of a finished job that its client may still fetch.
+#[derive(Clone, Debug)]
+struct Delivered {
+    client: NodeId,
+    files: Vec<(crate::digest::Digest, u64)>,
+}
+
+/// How long a provider keeps a finished job's outputs for its client to fetch.
+pub const OUTPUT_RETENTION_MS: u64 = 30 * crate::time::MINUTE;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
     ReservationExpiry(JobId, u32),
+    ForgetOutputs(JobId),
     Heartbeat(JobId, u32),
     Deadline(JobId, u32),
 }
@@ -100,6 +113,7 @@ pub struct Provider {
     config: ProviderConfig,
     reserved: HashMap<JobId, Reservation>,
     running: HashMap<JobId, Running>,
+    delivered: HashMap<JobId, Delivered>,
     timers: Timers<TimerKey>,
     actions: VecDeque<Action>,
 }
@@ -112,6 +126,7 @@ impl Provider {
             config,
             reserved: HashMap::new(),
             running: HashMap::new(),
+            delivered: HashMap::new(),
             timers: Timers::default(),
             actions: VecDeque::new(),
         }
@@ -164,6 +179,7 @@ impl Provider {
             Message::CallForBids(c) => self.on_call(now, from, c),
             Message::Award(a) => self.on_award(now, from, a),
             Message::Cancel(c) => self.on_cancel(from, c),
+            Message::Fetch(f) => self.on_fetch(from, f),
             _ => {}
         }
     }
@@ -360,6 +376,7 @@ impl Provider {
                 need: res.need,
                 started_at: now,
                 stop: None,
+                log_seq: 0,
             },
         );
         self.actions.push_back(Action::Execute(Execution {
@@ -426,9 +443,51 @@ impl Provider {
         }
     }
 
+    /// Output a running job just produced: streamed to its client in chunks.
+    pub fn log_output(&mut self, now: Timestamp, job_id: JobId, stream: LogStream, data: &[u8]) {
+        let Some(run) = self.running.get_mut(&job_id) else {
+            return;
+        };
+        let (client, attempt) = (run.award.client, run.award.attempt);
+        let mut chunks = Vec::new();
+        for piece in data.chunks(limits::MAX_LOG_CHUNK_BYTES) {
+            chunks.push(LogChunk {
+                job_id,
+                attempt,
+                seq: run.log_seq,
+                stream,
+                data: piece.to_vec(),
+            });
+            run.log_seq += 1;
+        }
+        for c in chunks {
+            self.send(now, client, Message::Log(c));
+        }
+    }
+
+    fn on_fetch(&mut self, from: NodeId, f: &FetchOutput) {
+        let Some(d) = self.delivered.get(&f.job_id) else {
+            return;
+        };
+        let known = d
+            .files
+            .iter()
+            .any(|(digest, size)| *digest == f.digest && f.offset <= *size);
+        if d.client != from || !known || f.length as usize > limits::MAX_OUTPUT_CHUNK_BYTES {
+            return;
+        }
+        self.actions.push_back(Action::ServeOutput {
+            to: from,
+            request: f.clone(),
+        });
+    }
+
     pub fn handle_timeout(&mut self, now: Timestamp) {
         for key in self.timers.expired(now) {
             match key {
+                TimerKey::ForgetOutputs(id) => {
+                    self.delivered.remove(&id);
+                }
                 TimerKey::ReservationExpiry(id, attempt) => {
                     if self
                         .reserved
@@ -495,6 +554,25 @@ impl Provider {
             finished_at: now,
             receipt_signature: crate::identity::Signature([0; 64]),
         };
+        let fetchable: Vec<(crate::digest::Digest, u64)> = result
+            .outputs
+            .iter()
+            .filter(|o| o.inline.is_none())
+            .map(|o| (o.digest, o.size))
+            .collect();
+        if !fetchable.is_empty() {
+            self.delivered.insert(
+                job_id,
+                Delivered {
+                    client: run.award.client,
+                    files: fetchable,
+                },
+            );
+            self.timers.set(
+                now.plus(OUTPUT_RETENTION_MS),
+                TimerKey::ForgetOutputs(job_id),
+            );
+        }
         let receipt = Receipt::for_result(&run.award, run.orchestrator, &result);
         result.receipt_signature = receipt.sign(&self.key);
         let (o, c) = (run.orchestrator, run.award.client);

@@ -75,6 +75,10 @@ pub struct TestNet {
     pub executions: Vec<(Timestamp, NodeId, Execution)>,
     /// Messages dropped because their destination was down.
     pub dropped: u64,
+    /// Output files each provider's executor reports for every job.
+    outputs: BTreeMap<NodeId, Vec<crate::job::OutputFile>>,
+    /// Output fetches providers were asked to serve: (when, provider, client, request).
+    pub served: Vec<(Timestamp, NodeId, NodeId, crate::job::FetchOutput)>,
 }
 
 /// A plain machine: 8 cores, 16 GiB, 100 GiB of disk.
@@ -165,6 +169,8 @@ impl TestNet {
             ledgers: BTreeMap::new(),
             executions: Vec::new(),
             dropped: 0,
+            served: Vec::new(),
+            outputs: BTreeMap::new(),
         }
     }
 
@@ -223,6 +229,11 @@ impl TestNet {
         self.peers
             .get_mut(id)
             .unwrap_or_else(|| panic!("no peer {id:?}"))
+    }
+
+    /// Makes `provider`'s executor report these output files for every job.
+    pub fn set_outputs(&mut self, provider: NodeId, files: Vec<crate::job::OutputFile>) {
+        self.outputs.insert(provider, files);
     }
 
     pub fn set_executor(&mut self, provider: NodeId, executor: Executor) {
@@ -299,7 +310,20 @@ impl TestNet {
                 Action::Execute(exec) => {
                     self.executions.push((now, id, exec.clone()));
                     match self.executors.get(&id).cloned().unwrap_or_default() {
-                        Executor::Runs { duration_ms, .. } => {
+                        Executor::Runs {
+                            duration_ms,
+                            stdout,
+                            ..
+                        } => {
+                            // The output streams to the client as the job starts.
+                            if let Some(p) = self.peers.get_mut(&id) {
+                                p.log_output(
+                                    now,
+                                    exec.job_id,
+                                    crate::job::LogStream::Stdout,
+                                    &stdout,
+                                );
+                            }
                             let at = now.plus(duration_ms);
                             self.enqueue(
                                 at,
@@ -329,6 +353,10 @@ impl TestNet {
                     if r.verify().is_ok() {
                         self.ledgers.entry(id).or_default().insert(r.id(), r);
                     }
+                }
+                Action::ServeOutput { to, request } => {
+                    // The test network keeps no files: it records the request.
+                    self.served.push((now, id, to, request));
                 }
                 Action::Notify(e) => self.events.push((now, id, e)),
             }
@@ -389,6 +417,7 @@ impl TestNet {
                         Executor::Runs { exit, stdout, .. } if !stopped => ExecutionReport {
                             exit: Some(exit),
                             stdout,
+                            outputs: self.outputs.get(&provider).cloned().unwrap_or_default(),
                             usage: Usage::default(),
                             ..ExecutionReport::default()
                         },

@@ -330,3 +330,76 @@ fn forged_messages_never_reach_the_state_machines() {
         Some(0)
     );
 }
+
+#[test]
+fn output_streams_live_and_large_outputs_are_fetched_from_the_provider() {
+    use modchain_protocol::digest::Digest;
+    use modchain_protocol::job::{LogStream, OutputFile};
+    let mut w = world();
+    // Every provider's job writes a 5 MiB file: too large to travel inline.
+    let big = OutputFile {
+        name: "model.bin".into(),
+        size: 5 << 20,
+        digest: Digest([7; 32]),
+        inline: None,
+    };
+    for p in w.providers.clone() {
+        w.net.set_outputs(p, vec![big.clone()]);
+    }
+    let now = w.net.now;
+    let job = w.net.submit(w.client, test_job(now, 8));
+    let client = w.client;
+    assert!(w.net.run_until_cond(30 * SECOND, |n| {
+        n.peer(&client)
+            .job(&job)
+            .is_some_and(|j| j.receipt.is_some())
+    }));
+    // The provider's stdout reached the client while the job ran.
+    let streamed: Vec<_> = w
+        .net
+        .events
+        .iter()
+        .filter_map(|(_, who, e)| match e {
+            Event::LogReceived {
+                job_id,
+                stream,
+                data,
+                seq,
+            } if *who == client && *job_id == job => Some((*seq, *stream, data.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        streamed,
+        vec![(0, LogStream::Stdout, b"hello from the provider\n".to_vec())]
+    );
+    let result = w
+        .net
+        .peer(&client)
+        .job(&job)
+        .and_then(|j| j.result.clone())
+        .expect("result");
+    assert_eq!(result.outputs, vec![big.clone()]);
+
+    // The client asks for the file by digest; the provider is asked to serve it.
+    let now = w.net.now;
+    assert!(
+        w.net
+            .peer_mut(&client)
+            .fetch_output(now, &job, &big.digest, 0)
+    );
+    assert!(
+        !w.net
+            .peer_mut(&client)
+            .fetch_output(now, &job, &Digest([9; 32]), 0)
+    );
+    w.net.run_for(SECOND);
+    assert_eq!(w.net.served.len(), 1);
+    let (_, provider, to, req) = &w.net.served[0];
+    assert_eq!(*provider, w.providers[0]);
+    assert_eq!(*to, client);
+    assert_eq!(
+        (req.digest, req.offset, req.length),
+        (big.digest, 0, 256 * 1024)
+    );
+}
