@@ -86,7 +86,7 @@ const KEY_FILE_MODE: u32 = 0o600;
 pub enum IdentityError {
     #[error("no node key at {0}: run `modchain init` to create one")]
     Missing(PathBuf),
-    #[error("cannot read the node key at {path}: {source}; check the file's owner and permissions")]
+    #[error("cannot read the node key at {path}; check the file's owner and permissions")]
     Unreadable { path: PathBuf, source: io::Error },
     #[error(
         "the node key at {path} is {len} bytes, expected 32; the file is damaged: restore it from a backup, or move it away and run `modchain init` for a new identity"
@@ -98,7 +98,7 @@ pub enum IdentityError {
     TooOpen { path: PathBuf, mode: u32 },
     #[error("a node key already exists at {0}; refusing to overwrite it")]
     Exists(PathBuf),
-    #[error("cannot write the node key at {path}: {source}")]
+    #[error("cannot write the node key at {path}")]
     Unwritable { path: PathBuf, source: io::Error },
     #[error("the operating system's random source failed: {0}")]
     Randomness(String),

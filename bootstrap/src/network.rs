@@ -1,0 +1,183 @@
+//! The wire settings every Modchain peer shares: protocol names, the
+//! gossipsub configuration and scoring, Kademlia's configuration, and the
+//! transport stack (TCP + noise + yamux, and QUIC). The node and the bootstrap
+//! peer both build their swarms here, so the two can never disagree on them.
+
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
+    ValidationMode,
+};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{StreamProtocol, Swarm, SwarmBuilder, identity, kad, noise, tcp, yamux};
+use modchain_protocol::Topic;
+use modchain_protocol::envelope::max_envelope_bytes;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Kademlia protocol name: keeps Modchain's DHT apart from every other network's.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/modchain/kad/1.0.0");
+/// Identify's protocol version string.
+pub const IDENTIFY_PROTOCOL: &str = "/modchain/id/1.0.0";
+/// Request-response protocol for direct messages (one envelope per request).
+pub const MESSAGE_PROTOCOL: StreamProtocol = StreamProtocol::new("/modchain/msg/1.0.0");
+/// The gossip topics every peer subscribes to.
+pub const TOPICS: [Topic; 2] = [Topic::Adverts, Topic::Receipts];
+/// Connections with no open stream are closed after this long.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Error)]
+pub enum NetworkError {
+    #[error("gossipsub configuration rejected: {0}")]
+    Gossipsub(String),
+    #[error("transport setup failed: {0}")]
+    Transport(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+}
+
+/// The libp2p topic for a protocol topic.
+pub fn topic(t: Topic) -> IdentTopic {
+    IdentTopic::new(t.name())
+}
+
+/// Which protocol topic a gossipsub topic hash names, if any.
+pub fn topic_of(hash: &gossipsub::TopicHash) -> Option<Topic> {
+    TOPICS.into_iter().find(|t| topic(*t).hash() == *hash)
+}
+
+/// Gossipsub with signed messages, content-addressed message ids (so the same
+/// envelope relayed by two peers is one message), application validation and
+/// a transmit size that fits the largest envelope.
+pub fn gossipsub_config() -> Result<gossipsub::Config, NetworkError> {
+    gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(modchain_protocol::Digest::of(&m.data).0.to_vec())
+        })
+        .max_transmit_size(max_envelope_bytes() + 1024)
+        .heartbeat_interval(Duration::from_secs(1))
+        .build()
+        .map_err(|e| NetworkError::Gossipsub(e.to_string()))
+}
+
+/// Peer scoring: an invalid message costs its sender heavily (two put it on
+/// the graylist); time in the mesh and first deliveries earn a little. Mesh
+/// delivery-rate penalties are off: our topics are quiet by design (an advert
+/// a minute per peer), so a low rate says nothing about a peer.
+pub fn peer_score() -> (PeerScoreParams, PeerScoreThresholds) {
+    let mut params = PeerScoreParams::default();
+    for t in TOPICS {
+        params.topics.insert(
+            topic(t).hash(),
+            TopicScoreParams {
+                topic_weight: 1.0,
+                time_in_mesh_weight: 0.01,
+                time_in_mesh_quantum: Duration::from_secs(1),
+                time_in_mesh_cap: 100.0,
+                first_message_deliveries_weight: 1.0,
+                first_message_deliveries_decay: 0.9,
+                first_message_deliveries_cap: 20.0,
+                mesh_message_deliveries_weight: 0.0,
+                mesh_failure_penalty_weight: 0.0,
+                invalid_message_deliveries_weight: -20.0,
+                invalid_message_deliveries_decay: 0.9,
+                ..TopicScoreParams::default()
+            },
+        );
+    }
+    (params, PeerScoreThresholds::default())
+}
+
+/// A gossipsub behaviour with our configuration and scoring, signing as `key`.
+pub fn gossipsub(key: &identity::Keypair) -> Result<gossipsub::Behaviour, NetworkError> {
+    let mut gs = gossipsub::Behaviour::new(
+        MessageAuthenticity::Signed(key.clone()),
+        gossipsub_config()?,
+    )
+    .map_err(|e| NetworkError::Gossipsub(e.to_string()))?;
+    let (params, thresholds) = peer_score();
+    gs.with_peer_score(params, thresholds)
+        .map_err(NetworkError::Gossipsub)?;
+    Ok(gs)
+}
+
+/// Kademlia in server mode with the Modchain protocol name.
+pub fn kademlia(key: &identity::Keypair) -> kad::Behaviour<kad::store::MemoryStore> {
+    let me = key.public().to_peer_id();
+    let mut config = kad::Config::new(KAD_PROTOCOL);
+    config.set_query_timeout(Duration::from_secs(30));
+    let mut k = kad::Behaviour::with_config(me, kad::store::MemoryStore::new(me), config);
+    k.set_mode(Some(kad::Mode::Server));
+    k
+}
+
+/// Identify with the Modchain protocol version and our agent string.
+pub fn identify(key: &identity::Keypair, agent: &str) -> libp2p::identify::Behaviour {
+    libp2p::identify::Behaviour::new(
+        libp2p::identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
+            .with_agent_version(agent.to_string())
+            .with_push_listen_addr_updates(true),
+    )
+}
+
+/// A swarm on TCP (noise, yamux) and QUIC, with our behaviour. When
+/// `registry` is given, bandwidth per transport is recorded there.
+pub fn build_swarm<B: NetworkBehaviour>(
+    key: identity::Keypair,
+    registry: Option<&mut libp2p::metrics::Registry>,
+    behaviour: impl FnOnce(&identity::Keypair) -> B,
+) -> Result<Swarm<B>, NetworkError> {
+    let builder = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NetworkError::Transport(e.to_string()))?
+        .with_quic();
+    let config = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
+    let swarm = match registry {
+        Some(registry) => builder
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(|k| behaviour(k))
+            .map_err(|e| NetworkError::Transport(e.to_string()))?
+            .with_swarm_config(config)
+            .build(),
+        None => builder
+            .with_behaviour(|k| behaviour(k))
+            .map_err(|e| NetworkError::Transport(e.to_string()))?
+            .with_swarm_config(config)
+            .build(),
+    };
+    Ok(swarm)
+}
+
+/// Explains a listen error in an operator's words.
+pub fn listen_error(
+    addr: &libp2p::Multiaddr,
+    err: impl std::fmt::Display + std::fmt::Debug,
+) -> NetworkError {
+    let shown = err.to_string();
+    let debug = format!("{err:?}");
+    let text = if shown.trim().is_empty() {
+        debug.clone()
+    } else {
+        shown
+    };
+    let reason = if debug.contains("AddrInUse") || text.contains("Address already in use") {
+        "the port is in use by another program (another modchain node?); pick another with --listen or stop that program".to_string()
+    } else if debug.contains("AddrNotAvailable") || text.contains("Cannot assign requested address")
+    {
+        "this machine has no such address; use 0.0.0.0 or one of its own addresses".to_string()
+    } else if debug.contains("PermissionDenied") {
+        "permission denied; ports below 1024 need privileges, pick a higher one".to_string()
+    } else {
+        text
+    };
+    NetworkError::Listen {
+        addr: addr.to_string(),
+        reason,
+    }
+}

@@ -1,0 +1,255 @@
+//! The bootstrap peer: lean and always on. It answers Kademlia queries, tells
+//! joiners their observed address (identify), relays the gossip topics (after
+//! checking every envelope, so forged messages stop here) and serves circuit
+//! relay v2 for peers behind NAT. It runs no protocol roles.
+
+use crate::network::{self, NetworkError, TOPICS};
+use libp2p::futures::StreamExt;
+use libp2p::gossipsub::{self, MessageAcceptance};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, kad, ping, relay};
+use modchain_protocol::{Envelope, Keypair, Timestamp};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+#[derive(NetworkBehaviour)]
+struct BootstrapBehaviour {
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    gossipsub: gossipsub::Behaviour,
+    relay: relay::Behaviour,
+}
+
+#[derive(Clone, Debug)]
+pub struct BootstrapConfig {
+    pub listen: Vec<Multiaddr>,
+    pub max_connections: u32,
+}
+
+/// What the bootstrap peer has seen, for its summary line.
+#[derive(Clone, Debug, Default)]
+pub struct BootstrapStats {
+    pub relayed: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+pub struct BootstrapPeer {
+    swarm: Swarm<BootstrapBehaviour>,
+    stats: BootstrapStats,
+}
+
+impl std::fmt::Debug for BootstrapPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapPeer")
+            .field("peer_id", self.swarm.local_peer_id())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl BootstrapPeer {
+    pub fn new(key: &Keypair, config: &BootstrapConfig) -> Result<Self, NetworkError> {
+        let lkey = key.to_libp2p();
+        let gs = network::gossipsub(&lkey)?;
+        let max = config.max_connections;
+        let mut swarm = network::build_swarm(lkey, None, |k| BootstrapBehaviour {
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(max))
+                    .with_max_established_per_peer(Some(4))
+                    .with_max_pending_incoming(Some(max / 2 + 1)),
+            ),
+            identify: network::identify(
+                k,
+                concat!("modchain-bootstrap/", env!("CARGO_PKG_VERSION")),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new()),
+            kad: network::kademlia(k),
+            gossipsub: gs,
+            relay: relay::Behaviour::new(k.public().to_peer_id(), relay::Config::default()),
+        })?;
+        for t in TOPICS {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&network::topic(t))
+                .map_err(|e| NetworkError::Gossipsub(e.to_string()))?;
+        }
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| network::listen_error(addr, e))?;
+        }
+        Ok(BootstrapPeer {
+            swarm,
+            stats: BootstrapStats::default(),
+        })
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Waits until the listeners are up and returns the address to give
+    /// joiners: a routable TCP address if there is one, else the first.
+    pub async fn announce_address(&mut self) -> Result<Multiaddr, NetworkError> {
+        let mut addrs: Vec<Multiaddr> = Vec::new();
+        let settle = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => {
+                    match ev {
+                        SwarmEvent::NewListenAddr { address, .. } => {
+                            tracing::info!(%address, "listening");
+                            if addrs.is_empty() {
+                                // Give the other interfaces a moment to report.
+                                settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(200));
+                            }
+                            addrs.push(address);
+                        }
+                        SwarmEvent::ListenerError { error, .. } => {
+                            return Err(NetworkError::Transport(error.to_string()));
+                        }
+                        SwarmEvent::ListenerClosed { addresses, reason: Err(e), .. } => {
+                            let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
+                            return Err(network::listen_error(&addr, e));
+                        }
+                        other => self.handle_event(other),
+                    }
+                }
+                _ = &mut settle => break,
+            }
+        }
+        let best = pick_announce_address(&addrs)
+            .ok_or_else(|| NetworkError::Transport("no listen address came up".into()))?;
+        Ok(best.with_p2p(self.peer_id()).unwrap_or_else(|a| a))
+    }
+
+    /// Runs until `shutdown` fires.
+    pub async fn run(mut self, mut shutdown: oneshot::Receiver<()>) {
+        let mut summary = tokio::time::interval(Duration::from_secs(60));
+        summary.tick().await;
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.handle_event(ev),
+                _ = summary.tick() => {
+                    tracing::info!(
+                        peers = self.swarm.connected_peers().count(),
+                        relayed = self.stats.relayed,
+                        rejected = ?self.stats.rejected,
+                        "summary"
+                    );
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        tracing::info!("bootstrap peer stopped");
+    }
+
+    fn handle_event(&mut self, ev: SwarmEvent<BootstrapBehaviourEvent>) {
+        match ev {
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Identify(
+                identify::Event::Received { peer_id, info, .. },
+            )) if info.protocols.contains(&network::KAD_PROTOCOL) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Gossipsub(
+                gossipsub::Event::Message {
+                    propagation_source,
+                    message_id,
+                    message,
+                },
+            )) => {
+                let verdict = match Envelope::open(&message.data, Timestamp::now_wall()) {
+                    Ok(_) => {
+                        self.stats.relayed += 1;
+                        MessageAcceptance::Accept
+                    }
+                    Err(r) => {
+                        *self.stats.rejected.entry(r.label()).or_default() += 1;
+                        tracing::warn!(from = %propagation_source, reason = %r, "rejected gossip message");
+                        MessageAcceptance::Reject
+                    }
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                tracing::debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                tracing::debug!(%peer_id, "disconnected");
+            }
+            SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
+            _ => {}
+        }
+    }
+}
+
+fn is_routable(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => !ip.is_loopback() && !ip.is_unspecified(),
+        Protocol::Ip6(ip) => !IpAddr::V6(ip).is_loopback() && !ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+fn is_tcp(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::Tcp(_)))
+}
+
+/// The address to print: routable TCP, then any TCP, then anything.
+pub fn pick_announce_address(addrs: &[Multiaddr]) -> Option<Multiaddr> {
+    addrs
+        .iter()
+        .find(|a| is_tcp(a) && is_routable(a))
+        .or_else(|| addrs.iter().find(|a| is_tcp(a)))
+        .or_else(|| addrs.first())
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announce_prefers_routable_tcp() {
+        let addrs: Vec<Multiaddr> = [
+            "/ip4/127.0.0.1/udp/4001/quic-v1",
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/10.0.0.5/tcp/4001",
+        ]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+        assert_eq!(
+            pick_announce_address(&addrs)
+                .map(|a| a.to_string())
+                .as_deref(),
+            Some("/ip4/10.0.0.5/tcp/4001")
+        );
+        assert_eq!(
+            pick_announce_address(&addrs[..2])
+                .map(|a| a.to_string())
+                .as_deref(),
+            Some("/ip4/127.0.0.1/tcp/4001")
+        );
+    }
+}

@@ -1,0 +1,377 @@
+//! `config.toml`: every key has a default, flags override it, and a bad file
+//! is refused with the key, the line and the form that was expected.
+
+use libp2p::Multiaddr;
+use modchain_bootstrap::BootstrapAddr;
+use modchain_protocol::pricing::{Credits, PriceTable};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Addresses the peer listens on.
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers: full multiaddrs ending in /p2p/<peer id>.
+    pub bootstrap: Vec<String>,
+    /// Where the local HTTP API listens (loopback only).
+    pub api: SocketAddr,
+    /// Stand as an orchestrator candidate.
+    pub orchestrator: bool,
+    /// Most connections held at once.
+    pub max_connections: u32,
+    pub prices: Prices,
+    pub advert: AdvertSettings,
+}
+
+/// What this node charges, in micro-credits (1 credit = 1,000,000).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Prices {
+    pub per_job: u64,
+    pub per_core_second: u64,
+    pub per_gib_memory_second: u64,
+    pub per_gpu_second: u64,
+    pub per_1k_tokens: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdvertSettings {
+    /// How often the advert is republished unchanged.
+    pub interval_secs: u64,
+    /// How long peers keep an advert without a newer one.
+    pub ttl_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            bootstrap: Vec::new(),
+            api: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            orchestrator: false,
+            max_connections: 256,
+            prices: Prices::default(),
+            advert: AdvertSettings::default(),
+        }
+    }
+}
+
+fn default_listen() -> Vec<Multiaddr> {
+    ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Prices {
+            per_job: 1_000,
+            per_core_second: 100,
+            per_gib_memory_second: 20,
+            per_gpu_second: 10_000,
+            per_1k_tokens: 2_000,
+        }
+    }
+}
+
+impl Default for AdvertSettings {
+    fn default() -> Self {
+        AdvertSettings {
+            interval_secs: 60,
+            ttl_secs: 180,
+        }
+    }
+}
+
+impl Prices {
+    pub fn to_table(&self) -> PriceTable {
+        PriceTable {
+            per_job: Credits(self.per_job),
+            per_core_second: Credits(self.per_core_second),
+            per_gib_memory_second: Credits(self.per_gib_memory_second),
+            per_gpu_second: Credits(self.per_gpu_second),
+            per_1k_tokens: Credits(self.per_1k_tokens),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{path}, line {line}, key `{key}`: {problem}; expected {expected}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        problem: String,
+        expected: String,
+    },
+    #[error("{path}: {problem}")]
+    Syntax { path: PathBuf, problem: String },
+}
+
+/// What a key's value must look like, in the operator's words.
+fn expected_form(key: &str) -> &'static str {
+    match key {
+        "listen" => "a list of multiaddrs, e.g. listen = [\"/ip4/0.0.0.0/tcp/4001\"]",
+        "bootstrap" => {
+            "a list of full multiaddrs ending in /p2p/<peer id>, e.g. bootstrap = [\"/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...\"]"
+        }
+        "api" => {
+            "a loopback address and port, e.g. api = \"127.0.0.1:7777\" (port 0 picks a free one)"
+        }
+        "orchestrator" => "true or false",
+        "max_connections" => "a whole number, e.g. max_connections = 256",
+        k if k.starts_with("prices.") => "a whole number of micro-credits (1 credit = 1000000)",
+        k if k.starts_with("advert.") => "a whole number of seconds",
+        _ => "one of the keys documented in the file `modchain init` writes",
+    }
+}
+
+impl Config {
+    /// Reads `path`; a missing file means all defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(cause) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    cause,
+                });
+            }
+        };
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let problem = e.message().trim().to_string();
+            match e.span() {
+                Some(span) => {
+                    let (line, key) = locate(text, span.start);
+                    ConfigError::Invalid {
+                        path: path.to_path_buf(),
+                        line,
+                        expected: expected_form(&key).to_string(),
+                        key,
+                        problem,
+                    }
+                }
+                None => ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    problem,
+                },
+            }
+        })?;
+        config.check(text, path)?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: bootstrap entries and the API address.
+    fn check(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        for entry in &self.bootstrap {
+            if let Err(e) = BootstrapAddr::parse(entry) {
+                let line = text.find(entry.as_str()).map_or(0, |at| locate(text, at).0);
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    key: "bootstrap".into(),
+                    problem: e.to_string(),
+                    expected: expected_form("bootstrap").into(),
+                });
+            }
+        }
+        if !self.api.ip().is_loopback() {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("api"))
+                .map_or(0, |i| i + 1);
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                key: "api".into(),
+                problem: format!(
+                    "{} is not a loopback address; the API must not be reachable from the network",
+                    self.api
+                ),
+                expected: expected_form("api").into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The bootstrap list from config plus flags, parsed.
+    pub fn bootstrap_peers(
+        &self,
+        extra: &[String],
+    ) -> Result<Vec<BootstrapAddr>, modchain_bootstrap::BootstrapListError> {
+        let mut out: Vec<BootstrapAddr> = Vec::new();
+        for s in self.bootstrap.iter().chain(extra) {
+            let p = BootstrapAddr::parse(s)?;
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The 1-based line of byte `at`, and the dotted key whose value holds it.
+fn locate(text: &str, at: usize) -> (usize, String) {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let mut key = None;
+    let mut table = None;
+    // Walk back from the line of the error to the nearest `key =` and the
+    // table header above it.
+    let lines: Vec<&str> = text.lines().collect();
+    for l in lines.iter().take(line).rev() {
+        let t = l.trim_start();
+        if key.is_none()
+            && let Some((k, _)) = t.split_once('=')
+        {
+            let k = k.trim();
+            if !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                key = Some(k.to_string());
+            }
+        }
+        if t.starts_with('[') && !t.starts_with("[[") {
+            table = Some(
+                t.trim_matches(|c| c == '[' || c == ']' || c == ' ')
+                    .to_string(),
+            );
+            break;
+        }
+    }
+    let key = match (table, key) {
+        (Some(t), Some(k)) => format!("{t}.{k}"),
+        (None, Some(k)) => k,
+        (Some(t), None) => t,
+        (None, None) => "?".into(),
+    };
+    (line, key)
+}
+
+/// The file `modchain init` writes: every key, commented, at its default.
+pub fn commented_template() -> String {
+    let d = Config::default();
+    let p = &d.prices;
+    let a = &d.advert;
+    format!(
+        r#"# Modchain node configuration. Every key is optional: a missing key takes the
+# default shown here. Flags to `modchain start` override these.
+
+# Addresses to listen on (multiaddrs). TCP and QUIC on port 4001 by default.
+listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+
+# Bootstrap peers to join through: full multiaddrs ending in /p2p/<peer id>,
+# as `modchain-bootstrap` prints them. Unreachable ones are retried with backoff.
+bootstrap = []
+
+# The local HTTP API (loopback only). Port 0 picks a free port; the URL is
+# written to api.url in the data directory.
+api = "{api}"
+
+# Stand as an orchestrator candidate (runs job auctions when elected).
+orchestrator = {orch}
+
+# Most connections held at once.
+max_connections = {maxc}
+
+# Prices, in micro-credits (1 credit = 1000000).
+[prices]
+per_job = {per_job}
+per_core_second = {per_core}
+per_gib_memory_second = {per_gib}
+per_gpu_second = {per_gpu}
+per_1k_tokens = {per_tok}
+
+[advert]
+# Republish the advert this often even when nothing changed.
+interval_secs = {interval}
+# Peers forget an advert this long after it was published.
+ttl_secs = {ttl}
+"#,
+        api = d.api,
+        orch = d.orchestrator,
+        maxc = d.max_connections,
+        per_job = p.per_job,
+        per_core = p.per_core_second,
+        per_gib = p.per_gib_memory_second,
+        per_gpu = p.per_gpu_second,
+        per_tok = p.per_1k_tokens,
+        interval = a.interval_secs,
+        ttl = a.ttl_secs,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("config.toml"))
+    }
+
+    #[test]
+    fn template_parses_to_the_defaults() {
+        assert_eq!(
+            parse(&commented_template()).expect("template"),
+            Config::default()
+        );
+        assert_eq!(parse("").expect("empty"), Config::default());
+    }
+
+    #[test]
+    fn wrong_type_names_key_line_and_form() {
+        let err = parse("orchestrator = false\n\n[prices]\nper_core_second = \"cheap\"\n")
+            .expect_err("bad");
+        let msg = err.to_string();
+        assert!(msg.contains("line 4"), "{msg}");
+        assert!(msg.contains("`prices.per_core_second`"), "{msg}");
+        assert!(msg.contains("micro-credits"), "{msg}");
+    }
+
+    #[test]
+    fn bad_multiaddr_names_listen() {
+        let err = parse(
+            "api = \"127.0.0.1:0\"\nlisten = [\n  \"/ip4/0.0.0.0/tcp/4001\",\n  \"tcp:4001\",\n]\n",
+        )
+        .expect_err("bad");
+        let msg = err.to_string();
+        assert!(msg.contains("`listen`"), "{msg}");
+        assert!(msg.contains("line 4"), "{msg}");
+    }
+
+    #[test]
+    fn bootstrap_without_peer_id_is_refused() {
+        let err = parse("bootstrap = [\"/ip4/10.0.0.1/tcp/4001\"]\n").expect_err("bad");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("line 1") && msg.contains("`bootstrap`") && msg.contains("/p2p/"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_and_public_api_are_refused() {
+        let err = parse("listn = []\n").expect_err("unknown");
+        assert!(err.to_string().contains("listn"), "{err}");
+        let err = parse("api = \"0.0.0.0:7777\"\n").expect_err("public");
+        assert!(err.to_string().contains("loopback"), "{err}");
+    }
+}
