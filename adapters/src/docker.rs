@@ -151,8 +151,13 @@ impl DockerAdapter {
                 }),
             )
             .await;
-        if let Err(e) = r {
-            tracing::warn!(container = name, error = %e, "could not remove container");
+        match r {
+            Ok(()) => {}
+            // Nothing to remove: the usual case before a job starts.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => tracing::warn!(container = name, error = %e, "could not remove container"),
         }
     }
 
@@ -234,8 +239,11 @@ impl DockerAdapter {
     ) -> Result<ExecutionReport, AdapterError> {
         self.ensure_image(&p.image).await?;
         prepare_output_dir(&ctx.output_dir)?;
-        let name = format!("modchain-{}", &ctx.job_id.to_hex()[..24]);
-        // A container of the same name can only be a leftover of this job.
+        // Named by node and job: two providers sharing a daemon (a devnet,
+        // or a re-auction to a neighbour) never touch each other's container.
+        let node: String = self.config.node.chars().take(12).collect();
+        let name = format!("modchain-{node}-{}", &ctx.job_id.to_hex()[..24]);
+        // A container of the same name can only be our own leftover of this job.
         self.remove(&name).await;
         let network = p.network && ctx.limits.network;
         let memory = i64::try_from(ctx.limits.memory_bytes.max(6 << 20)).unwrap_or(i64::MAX);

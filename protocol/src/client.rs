@@ -71,6 +71,17 @@ impl ClientJob {
     }
 }
 
+/// How far along a live job is, for the rule that a round never goes back.
+fn progress(state: JobState) -> u8 {
+    match state {
+        JobState::Queued => 0,
+        JobState::Bidding => 1,
+        JobState::Awarded => 2,
+        JobState::Running => 3,
+        JobState::Completed | JobState::Failed | JobState::Cancelled => 4,
+    }
+}
+
 /// After an award, how many silence timeouts pass before the client gives up
 /// on the orchestrator and the provider together.
 const AFTER_AWARD_SILENCE_FACTOR: u64 = 5;
@@ -275,6 +286,13 @@ impl Client {
             self.fail_over(now, s.job_id);
             return;
         }
+        // Within one round the job only moves forward: the orchestrator's
+        // "awarded" can arrive after the provider's "running" (they travel
+        // separately), and must not send the job back.
+        let same_round = job.award.as_ref().is_some_and(|a| a.attempt == s.attempt);
+        if same_round && progress(state) < progress(job.state) {
+            return;
+        }
         if matches!(state, JobState::Queued | JobState::Bidding)
             && job.award.as_ref().is_some_and(|a| a.attempt < s.attempt)
         {
@@ -469,7 +487,7 @@ impl Client {
                 exit: r.exit.clone(),
             }));
         if !was_cancelled {
-            self.set_state(now, r.job_id, JobState::Completed, format!("{:?}", r.exit));
+            self.set_state(now, r.job_id, JobState::Completed, r.exit.to_string());
         }
     }
 

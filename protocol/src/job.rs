@@ -179,6 +179,18 @@ pub enum ExitStatus {
     Rejected(String),
 }
 
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Exited(c) => write!(f, "exited with code {c}"),
+            ExitStatus::OutOfMemory => f.write_str("killed: over its memory limit"),
+            ExitStatus::TimedOut => f.write_str("killed: past its timeout"),
+            ExitStatus::Cancelled => f.write_str("stopped: cancelled by the client"),
+            ExitStatus::Rejected(why) => write!(f, "not run: {why}"),
+        }
+    }
+}
+
 impl ExitStatus {
     pub fn is_success(&self) -> bool {
         matches!(self, ExitStatus::Exited(0))

@@ -751,7 +751,7 @@ impl Orchestrator {
                 && matches!(&job.phase, Phase::Awarded { award, .. } if award.winner == from)
         });
         if done {
-            let detail = format!("{:?} on {}", r.exit, from.short());
+            let detail = format!("{} on {}", r.exit, from.short());
             self.end(ctx, r.job_id, JobState::Completed, detail);
         }
     }

@@ -179,7 +179,24 @@ impl TestNet {
         let mut peer = Peer::new(Keypair::from_seed(seed), config);
         let id = peer.id();
         peer.start(self.now);
+        // A newcomer gets the adverts the others published before it joined,
+        // as a node hands them to a peer that subscribes.
+        let held: Vec<Signed> = self
+            .peers
+            .values()
+            .map(|p| {
+                let ad = p.current_advert(self.now);
+                crate::envelope::Envelope::seal(
+                    p.key(),
+                    self.now,
+                    crate::envelope::Message::Advert(ad),
+                )
+            })
+            .collect();
         self.peers.insert(id, peer);
+        for message in held {
+            self.send(id, message);
+        }
         self.drain(id);
         id
     }

@@ -403,3 +403,32 @@ fn output_streams_live_and_large_outputs_are_fetched_from_the_provider() {
         (big.digest, 0, 256 * 1024)
     );
 }
+
+#[test]
+fn a_provider_running_its_own_job_sees_it_move_only_forward() {
+    // The provider's "running" reaches its own client role at once; the
+    // orchestrator's "awarded" arrives later and must not send it back.
+    let mut net = TestNet::new();
+    // Added first so the orchestrator's advert reaches it.
+    let me = net.add_provider(10, 100, Executor::default());
+    let _orchestrator = net.add_orchestrator(2);
+    net.run_for(SECOND);
+    let now = net.now;
+    let job = net.submit(me, test_job(now, 9));
+    assert!(net.run_until_cond(30 * SECOND, |n| {
+        n.peer(&me).job(&job).is_some_and(|j| j.receipt.is_some())
+    }));
+    let cj = net.peer(&me).job(&job).expect("job");
+    let states: Vec<JobState> = cj.history.iter().map(|(_, s)| *s).collect();
+    assert_eq!(
+        states,
+        vec![
+            JobState::Queued,
+            JobState::Bidding,
+            JobState::Awarded,
+            JobState::Running,
+            JobState::Completed
+        ]
+    );
+    assert_eq!(cj.detail, "exited with code 0");
+}
