@@ -40,6 +40,165 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Submit a job to the network through this node.
+    #[command(subcommand)]
+    Submit(SubmitCommand),
+    /// List the jobs this node knows.
+    Jobs {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job: state, history, provider, exit, output.
+    Job {
+        /// The job id (hex), as `submit` printed it.
+        id: String,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a job's output so far.
+    Logs {
+        id: String,
+        /// Keep printing as the job writes, until it ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Print one JSON document (ignored with --follow).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job (the provider stops it).
+    Cancel {
+        id: String,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a finished job's result and fetch its output files.
+    Result {
+        id: String,
+        /// Copy the output files into this directory.
+        #[arg(long, short = 'o', value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the receipts in this node's ledger.
+    Receipts {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the reputation this node computes for its peers.
+    Reputation {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a credit balance (this node's, or another's with --node).
+    Balance {
+        /// A node id (hex) or peer id; this node's when left out.
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a whole network on this machine (a bootstrap peer and N nodes) and
+    /// show a demo job going through it step by step.
+    Devnet(DevnetArgs),
+    /// Run a bootstrap peer in this process (used by `devnet`).
+    #[command(hide = true)]
+    BootstrapPeer {
+        /// Addresses to listen on (repeatable).
+        #[arg(long = "listen", value_name = "MULTIADDR")]
+        listen: Vec<Multiaddr>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubmitCommand {
+    /// Run a command in a Docker image already present on the provider.
+    Docker(SubmitDockerArgs),
+    /// Run a WebAssembly module (WASI preview 1; FILE is .wasm or .wat).
+    Wasm(SubmitWasmArgs),
+}
+
+/// What every submission shares: how long, how much, and how to wait.
+#[derive(Debug, clap::Args)]
+pub struct SubmitCommon {
+    /// Hard time limit, like 30s, 5m, 1h.
+    #[arg(long, value_name = "DUR")]
+    pub timeout: Option<String>,
+    /// Most credits to pay, like 0.5 (six decimals at most).
+    #[arg(long = "max-price", value_name = "CREDITS")]
+    pub max_price: Option<String>,
+    /// Follow the job until it ends, print its output and exit with its exit code.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON (with --wait: one object with the job's end).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitDockerArgs {
+    /// The image, e.g. busybox:latest.
+    pub image: String,
+    /// CPU cores.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+    /// Memory limit, like 512m or 2g.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// GPUs.
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
+    /// Environment variable for the container (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Give the container a network (only if the provider allows it).
+    #[arg(long)]
+    pub network: bool,
+    #[command(flatten)]
+    pub common: SubmitCommon,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitWasmArgs {
+    /// The module: a .wasm binary or a .wat text file.
+    pub file: PathBuf,
+    /// Memory limit, like 64m.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Environment variable for the module (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Standard input for the module, as text.
+    #[arg(long)]
+    pub stdin: Option<String>,
+    #[command(flatten)]
+    pub common: SubmitCommon,
+    /// Arguments for the module, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DevnetArgs {
+    /// How many nodes besides the bootstrap peer.
+    #[arg(long, default_value_t = 4)]
+    pub peers: usize,
+    /// Where the data directories go (a fresh temporary directory if left out).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Exit once the demo job's receipt reached every peer.
+    #[arg(long, hide = true)]
+    pub exit_after_demo: bool,
 }
 
 #[derive(Debug, clap::Args)]

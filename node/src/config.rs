@@ -22,8 +22,36 @@ pub struct Config {
     pub orchestrator: bool,
     /// Most connections held at once.
     pub max_connections: u32,
+    /// Sell this machine's capacity (run jobs won at auction).
+    pub provider: bool,
     pub prices: Prices,
     pub advert: AdvertSettings,
+    pub docker: DockerSettings,
+}
+
+/// The `[docker]` table: whether and how the docker adapter runs jobs.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerSettings {
+    /// Offer the docker adapter when the daemon answers.
+    pub enabled: bool,
+    /// Give network access to jobs that ask for it.
+    pub allow_network: bool,
+    /// Image name patterns allowed to run (`*` matches any suffix); empty allows all present images.
+    pub allowed_images: Vec<String>,
+    /// Pull images that are not present.
+    pub allow_pull: bool,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        DockerSettings {
+            enabled: true,
+            allow_network: false,
+            allowed_images: Vec::new(),
+            allow_pull: false,
+        }
+    }
 }
 
 /// What this node charges, in micro-credits (1 credit = 1,000,000).
@@ -54,8 +82,10 @@ impl Default for Config {
             api: SocketAddr::from(([127, 0, 0, 1], 7777)),
             orchestrator: false,
             max_connections: 256,
+            provider: true,
             prices: Prices::default(),
             advert: AdvertSettings::default(),
+            docker: DockerSettings::default(),
         }
     }
 }
@@ -129,7 +159,14 @@ fn expected_form(key: &str) -> &'static str {
         "api" => {
             "a loopback address and port, e.g. api = \"127.0.0.1:7777\" (port 0 picks a free one)"
         }
-        "orchestrator" => "true or false",
+        "orchestrator"
+        | "provider"
+        | "docker.enabled"
+        | "docker.allow_network"
+        | "docker.allow_pull" => "true or false",
+        "docker.allowed_images" => {
+            "a list of image name patterns, e.g. allowed_images = [\"busybox:*\"] (empty allows every image present)"
+        }
         "max_connections" => "a whole number, e.g. max_connections = 256",
         k if k.starts_with("prices.") => "a whole number of micro-credits (1 credit = 1000000)",
         k if k.starts_with("advert.") => "a whole number of seconds",
@@ -292,6 +329,10 @@ orchestrator = {orch}
 # Most connections held at once.
 max_connections = {maxc}
 
+# Sell this machine's capacity: bid on jobs and run the ones won. Capacity
+# is what the hardware has (threads, memory, GPUs, free storage).
+provider = {provider}
+
 # Prices, in micro-credits (1 credit = 1000000).
 [prices]
 per_job = {per_job}
@@ -305,6 +346,18 @@ per_1k_tokens = {per_tok}
 interval_secs = {interval}
 # Peers forget an advert this long after it was published.
 ttl_secs = {ttl}
+
+# The docker adapter (the wasm adapter is always offered).
+[docker]
+# Offer it when the Docker daemon answers at start-up.
+enabled = {docker_enabled}
+# Give network access to jobs that ask for it (off: jobs never reach the network).
+allow_network = {docker_net}
+# Image name patterns jobs may run (`*` matches any suffix); empty allows
+# every image already present on this machine.
+allowed_images = []
+# Pull images that are not present.
+allow_pull = {docker_pull}
 "#,
         api = d.api,
         orch = d.orchestrator,
@@ -316,6 +369,10 @@ ttl_secs = {ttl}
         per_tok = p.per_1k_tokens,
         interval = a.interval_secs,
         ttl = a.ttl_secs,
+        provider = d.provider,
+        docker_enabled = d.docker.enabled,
+        docker_net = d.docker.allow_network,
+        docker_pull = d.docker.allow_pull,
     )
 }
 
@@ -365,6 +422,20 @@ mod tests {
             msg.contains("line 1") && msg.contains("`bootstrap`") && msg.contains("/p2p/"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn docker_table_and_provider_switch() {
+        let c = parse(
+            "provider = false\n[docker]\nenabled = false\nallowed_images = [\"busybox:*\"]\n",
+        )
+        .expect("docker");
+        assert!(!c.provider);
+        assert!(!c.docker.enabled);
+        assert_eq!(c.docker.allowed_images, vec!["busybox:*".to_string()]);
+        assert!(!c.docker.allow_network);
+        let err = parse("[docker]\nallow_network = 1\n").expect_err("bad");
+        assert!(err.to_string().contains("true or false"), "{err}");
     }
 
     #[test]

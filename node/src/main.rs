@@ -5,11 +5,16 @@ mod api;
 mod api_client;
 mod benchmark;
 mod cli;
+mod commands;
 mod config;
 mod datadir;
+mod devnet;
+mod executor;
 mod hardware;
+mod ledger;
 mod network;
 mod node;
+mod outputs;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -72,6 +77,54 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Peers { json } => {
             init_tracing("warn");
             peers(&data_dir, json).await
+        }
+        Command::Submit(submit) => {
+            init_tracing("warn");
+            let code = commands::submit(&data_dir, submit).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Jobs { json } => {
+            init_tracing("warn");
+            commands::jobs(&data_dir, json).await
+        }
+        Command::Job { id, json } => {
+            init_tracing("warn");
+            commands::job(&data_dir, &id, json).await
+        }
+        Command::Logs { id, follow, json } => {
+            init_tracing("warn");
+            commands::logs(&data_dir, &id, follow, json).await
+        }
+        Command::Cancel { id, json } => {
+            init_tracing("warn");
+            commands::cancel(&data_dir, &id, json).await
+        }
+        Command::Result { id, output, json } => {
+            init_tracing("warn");
+            commands::result(&data_dir, &id, output.as_deref(), json).await
+        }
+        Command::Receipts { json } => {
+            init_tracing("warn");
+            commands::receipts(&data_dir, json).await
+        }
+        Command::Reputation { json } => {
+            init_tracing("warn");
+            commands::reputation(&data_dir, json).await
+        }
+        Command::Balance { node, json } => {
+            init_tracing("warn");
+            commands::balance(&data_dir, node.as_deref(), json).await
+        }
+        Command::Devnet(args) => {
+            init_tracing("warn");
+            devnet::run(args).await
+        }
+        Command::BootstrapPeer { listen } => {
+            init_tracing("info");
+            devnet::bootstrap_peer(&data_dir, listen).await
         }
     }
 }
@@ -271,8 +324,12 @@ async fn start(data_dir: &DataDir, args: StartArgs) -> Result<()> {
         advert_interval: Duration::from_secs(config.advert.interval_secs.max(1)),
         advert_ttl: Duration::from_secs(config.advert.ttl_secs.max(1)),
         summary_interval: Duration::from_secs(60),
+        data_dir: data_dir.root().to_path_buf(),
+        provider: config.provider,
+        docker: config.docker.clone(),
+        grant: modchain_protocol::pricing::Credits::ZERO,
     };
-    let mut node = node::Node::new(&key, options)?;
+    let mut node = node::Node::new(&key, options).await?;
     let addrs = node.wait_listening().await?;
     tracing::info!(peer_id = %node.peer_id(), addrs = ?addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(), "node up");
 

@@ -2,23 +2,40 @@
 //! swarm and the clock, keeps the view of the network the API shows, and
 //! retries bootstrap peers. Every `SwarmEvent` is translated here, once.
 
+use crate::config::DockerSettings;
+use crate::executor::{Executor, ExecutorEvent, Finished};
+use crate::ledger::{Appended, Ledger, LedgerError};
 use crate::network::{NodeBehaviour, NodeBehaviourEvent, capability_keys, node_gossipsub};
+use crate::outputs::{ChunkOutcome, ResultStore};
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, PublishError};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, request_response};
+use modchain_adapters::docker::{DockerAdapter, DockerConfig};
+use modchain_adapters::wasm::WasmAdapter;
+use modchain_adapters::{Adapter, AdapterError};
 use modchain_bootstrap::BootstrapAddr;
 use modchain_bootstrap::network::{self, NetworkError, TOPICS};
-use modchain_protocol::action::{Action, Topic};
-use modchain_protocol::advert::CapabilityAdvert;
-use modchain_protocol::envelope::{Envelope, Kind, Message};
-use modchain_protocol::orchestrator::OrchestratorConfig;
+use modchain_protocol::action::{Action, Event, Topic};
+use modchain_protocol::advert::{CapabilityAdvert, Capacity};
+use modchain_protocol::client::ClientJob;
+use modchain_protocol::digest::Digest;
+use modchain_protocol::envelope::{Envelope, Kind, Message, Signed};
+use modchain_protocol::job::{ExitStatus, FetchOutput, JobSpec, OutputChunk, limits};
+use modchain_protocol::orchestrator::{OrchestratorConfig, ReputationTable};
 use modchain_protocol::peer::{Peer, PeerConfig};
-use modchain_protocol::{Keypair, NodeId, Timestamp};
+use modchain_protocol::pricing::Credits;
+use modchain_protocol::provider::{OUTPUT_RETENTION_MS, ProviderConfig};
+use modchain_protocol::receipt::{Outcome, SignedReceipt};
+use modchain_protocol::reputation::{Trust, TrustConfig};
+use modchain_protocol::{JobId, Keypair, NodeId, Timestamp};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// What `modchain start` resolved from config and flags.
 #[derive(Clone, Debug)]
@@ -31,6 +48,60 @@ pub struct NodeOptions {
     pub advert_interval: Duration,
     pub advert_ttl: Duration,
     pub summary_interval: Duration,
+    /// The data directory: ledger, results, job work directories.
+    pub data_dir: PathBuf,
+    /// Sell capacity (the provider role).
+    pub provider: bool,
+    pub docker: DockerSettings,
+    /// Credits every node starts with, in micro-credits (balances only).
+    pub grant: Credits,
+}
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("the wasm adapter cannot start: {0}")]
+    Wasm(AdapterError),
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Why the node refused an API request, with the HTTP status to answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub error: String,
+}
+
+impl Refusal {
+    fn new(status: u16, error: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            error: error.into(),
+        }
+    }
+}
+
+/// Live output of a client job for `logs --follow`: a piece of output, or
+/// `None` once the job ended.
+#[derive(Clone, Debug)]
+pub struct LogFeed {
+    pub job_id: JobId,
+    pub data: Option<Vec<u8>>,
+}
+
+/// A job's output so far, and the feed of what comes next.
+#[derive(Debug)]
+pub struct LogView {
+    pub text: Vec<u8>,
+    pub ended: bool,
+    pub feed: broadcast::Receiver<LogFeed>,
 }
 
 /// Questions the local API asks the running node.
@@ -44,6 +115,37 @@ pub enum ApiQuery {
         key: String,
         reply: oneshot::Sender<Value>,
     },
+    /// Submit a job built from the API request (bounds already checked).
+    Submit {
+        spec: JobSpec,
+        reply: oneshot::Sender<Result<JobId, Refusal>>,
+    },
+    Jobs(oneshot::Sender<Value>),
+    Job {
+        id: JobId,
+        reply: oneshot::Sender<Option<Value>>,
+    },
+    Cancel {
+        id: JobId,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    Logs {
+        id: JobId,
+        reply: oneshot::Sender<Option<LogView>>,
+    },
+    /// `Ok(None)`: the job is known but has no result yet.
+    JobResult {
+        id: JobId,
+        reply: oneshot::Sender<Option<Option<Value>>>,
+    },
+    Receipts(oneshot::Sender<Value>),
+    Reputation(oneshot::Sender<Value>),
+    Balance {
+        node: Option<NodeId>,
+        reply: oneshot::Sender<Value>,
+    },
+    /// A subscription to the node's event stream (JSON lines).
+    Events(oneshot::Sender<broadcast::Receiver<String>>),
 }
 
 /// A DHT provider lookup the API is waiting on.
@@ -98,6 +200,19 @@ fn with_jitter(wait: Duration) -> Duration {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Recompute reputation this often, and this long after new receipts.
+const REPUTATION_INTERVAL: Duration = Duration::from_secs(60);
+const REPUTATION_DEBOUNCE: Duration = Duration::from_secs(2);
+/// Live output kept per client job for the API, from the end.
+const JOB_LOG_BYTES: usize = 1 << 20;
+/// Events waiting for slow observers before they miss some.
+const EVENT_BUFFER: usize = 4096;
+/// How long running jobs get to stop at shutdown.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
+/// An output fetch with no answer for this long is asked again.
+const FETCH_QUIET: Duration = Duration::from_secs(10);
+/// How long the docker daemon gets to answer at start-up.
+const DOCKER_PING_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Messages published while nobody was subscribed wait here for a subscriber.
 const MAX_PENDING_PUBLISH: usize = 64;
@@ -131,6 +246,32 @@ pub struct Node {
     gossip: GossipCounters,
     options: NodeOptions,
     provider_lookups: HashMap<kad::QueryId, ProviderLookup>,
+    jobs: JobDriver,
+}
+
+/// Everything about jobs the node keeps beside the protocol's machines:
+/// the executor (provider), served outputs, stored results (client), the
+/// ledger, reputation, and the event feeds for observers.
+struct JobDriver {
+    executor: Executor,
+    executor_events: mpsc::UnboundedReceiver<ExecutorEvent>,
+    provider: bool,
+    /// Provider: output files of finished jobs by digest, until retention ends.
+    served: HashMap<JobId, (Instant, HashMap<Digest, PathBuf>)>,
+    results: ResultStore,
+    ledger: Ledger,
+    grant: Credits,
+    pretrusted: Vec<NodeId>,
+    trust: Trust,
+    reputation_due: Option<Instant>,
+    receipts_seen: u64,
+    receipts_new: u64,
+    receipts_failed: u64,
+    /// Client: live output received per job.
+    job_logs: HashMap<JobId, Vec<u8>>,
+    log_feed: broadcast::Sender<LogFeed>,
+    events: broadcast::Sender<String>,
+    elected: Vec<NodeId>,
 }
 
 impl std::fmt::Debug for Node {
@@ -144,8 +285,9 @@ fn now() -> Timestamp {
 }
 
 impl Node {
-    /// Builds the swarm and starts listening; errors name the address.
-    pub fn new(key: &Keypair, options: NodeOptions) -> Result<Self, NetworkError> {
+    /// Builds the swarm and starts listening (errors name the address),
+    /// opens the ledger and sets up the adapters.
+    pub async fn new(key: &Keypair, options: NodeOptions) -> Result<Self, NodeError> {
         let mut registry = libp2p::metrics::Registry::default();
         let lkey = key.to_libp2p();
         let gs = node_gossipsub(&lkey, &mut registry)?;
@@ -165,9 +307,68 @@ impl Node {
                 .listen_on(addr.clone())
                 .map_err(|e| network::listen_error(addr, e))?;
         }
+        let me = key.node_id();
+        let work_dir = options.data_dir.join("work");
+        // What an earlier run left (it crashed or was killed mid-job) can
+        // never be delivered: start clean.
+        let _ = std::fs::remove_dir_all(&work_dir);
+        std::fs::create_dir_all(&work_dir).map_err(|source| NodeError::Dir {
+            path: work_dir.clone(),
+            source,
+        })?;
+        let adapters = adapters(&me, &options.docker).await?;
+        let (executor, executor_events) =
+            Executor::new(adapters, work_dir, options.docker.allow_network);
+        let provider = options.provider.then(|| {
+            let ad = &options.advert;
+            ProviderConfig {
+                prices: ad.prices.clone(),
+                capacity: Capacity {
+                    cores: ad.cpu.threads.max(1),
+                    memory_bytes: ad.memory.total_bytes,
+                    gpus: ad.gpus.len() as u32,
+                    storage_bytes: ad.storage.available_bytes,
+                },
+                adapters: executor.infos(),
+                ..ProviderConfig::default()
+            }
+        });
+        if let Some(p) = &provider {
+            let names: Vec<&str> = p.adapters.iter().map(|a| a.name.as_str()).collect();
+            tracing::info!(adapters = ?names, cores = p.capacity.cores, memory_bytes = p.capacity.memory_bytes, gpus = p.capacity.gpus, "provider role on");
+        } else {
+            tracing::info!("provider role off (`provider = false` in config.toml)");
+        }
+        let ledger = Ledger::open(&options.data_dir.join("ledger"))?;
+        let pretrusted: Vec<NodeId> = options
+            .bootstrap
+            .iter()
+            .filter_map(|b| NodeId::from_peer_id(&b.peer_id).ok())
+            .collect();
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (log_feed, _) = broadcast::channel(EVENT_BUFFER);
+        let jobs = JobDriver {
+            executor,
+            executor_events,
+            provider: provider.is_some(),
+            served: HashMap::new(),
+            results: ResultStore::new(options.data_dir.join("results")),
+            ledger,
+            grant: options.grant,
+            pretrusted,
+            trust: Trust::default(),
+            reputation_due: Some(Instant::now()),
+            receipts_seen: 0,
+            receipts_new: 0,
+            receipts_failed: 0,
+            job_logs: HashMap::new(),
+            log_feed,
+            events,
+            elected: Vec::new(),
+        };
         let config = PeerConfig {
             orchestrator: options.orchestrator.then(OrchestratorConfig::default),
-            provider: None,
+            provider,
             advert: options.advert.clone(),
             advert_ttl_ms: options.advert_ttl.as_millis() as u64,
             advert_interval_ms: options.advert_interval.as_millis() as u64,
@@ -187,7 +388,7 @@ impl Node {
         Ok(Node {
             swarm,
             peer: Peer::new(key.clone(), config),
-            me: key.node_id(),
+            me,
             registry,
             started: Instant::now(),
             peers: HashMap::new(),
@@ -199,6 +400,7 @@ impl Node {
             gossip: GossipCounters::default(),
             options,
             provider_lookups: HashMap::new(),
+            jobs,
         })
     }
 
@@ -249,8 +451,11 @@ impl Node {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        self.recompute_reputation();
         self.peer.start(now());
         self.drain_actions();
+        let mut reputation_tick = tokio::time::interval(REPUTATION_INTERVAL);
+        reputation_tick.tick().await;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut summary = tokio::time::interval(self.options.summary_interval);
@@ -268,12 +473,18 @@ impl Node {
                     self.peer.handle_timeout(now());
                 }
                 Some(q) = api.recv() => self.answer(q),
-                _ = tick.tick() => self.dial_bootstrap_peers(),
+                Some(ev) = self.jobs.executor_events.recv() => self.on_executor_event(ev),
+                _ = tick.tick() => {
+                    self.dial_bootstrap_peers();
+                    self.on_tick();
+                }
+                _ = reputation_tick.tick() => self.recompute_reputation(),
                 _ = summary.tick() => self.log_summary(),
                 _ = &mut shutdown => break,
             }
             self.drain_actions();
         }
+        self.stop_executions().await;
         tracing::info!("node stopped");
     }
 
@@ -294,31 +505,18 @@ impl Node {
                     }
                     self.publish(topic, bytes);
                 }
-                Action::Send { to, message } => match to.to_peer_id() {
-                    Ok(peer) => {
-                        self.gossip.direct_sent += 1;
-                        self.swarm
-                            .behaviour_mut()
-                            .messages
-                            .send_request(&peer, message.to_bytes());
-                    }
-                    Err(e) => {
-                        tracing::warn!(to = %to.short(), error = %e, "cannot address a direct message")
-                    }
-                },
-                Action::StoreReceipt(r) => {
-                    tracing::info!(receipt = %r.id().to_hex(), "receipt to store (ledger arrives in a later release)");
-                }
+                Action::Send { to, message } => self.send_direct(to, message),
+                Action::StoreReceipt(r) => self.store_receipt(&r),
                 Action::Execute(e) => {
-                    tracing::info!(job = %e.job_id.to_hex(), "execution requested (adapters arrive in a later release)");
+                    tracing::info!(job = %e.job_id.to_hex(), adapter = %e.spec.adapter, method = %e.spec.method, "starting a job we won");
+                    self.jobs.executor.start(t, e);
                 }
                 Action::Stop { job_id, reason } => {
-                    tracing::info!(job = %job_id.to_hex(), ?reason, "stop requested");
+                    tracing::info!(job = %job_id.to_hex(), ?reason, "stopping a job");
+                    self.jobs.executor.stop(&job_id);
                 }
-                Action::ServeOutput { to, request } => {
-                    tracing::debug!(to = %to.short(), job = %request.job_id, "output fetch (served once jobs run here)");
-                }
-                Action::Notify(event) => tracing::info!(?event, "protocol event"),
+                Action::ServeOutput { to, request } => self.serve_output(t, to, request),
+                Action::Notify(event) => self.on_event(t, event),
             }
         }
     }
@@ -692,6 +890,15 @@ impl Node {
             && ad.sequence == seq
         {
             self.advert_envelopes.insert(signer, (seq, bytes.to_vec()));
+            self.emit(
+                "advert_received",
+                json!({
+                    "from": signer.to_hex(),
+                    "adapters": ad.adapters.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+                    "free_cores": ad.free.cores,
+                    "orchestrator_candidate": ad.orchestrator_candidate,
+                }),
+            );
         }
     }
 
@@ -739,6 +946,16 @@ impl Node {
             ApiQuery::Metrics(tx) => {
                 let _ = tx.send(self.metrics_text());
             }
+            q @ (ApiQuery::Submit { .. }
+            | ApiQuery::Jobs(_)
+            | ApiQuery::Job { .. }
+            | ApiQuery::Cancel { .. }
+            | ApiQuery::Logs { .. }
+            | ApiQuery::JobResult { .. }
+            | ApiQuery::Receipts(_)
+            | ApiQuery::Reputation(_)
+            | ApiQuery::Balance { .. }
+            | ApiQuery::Events(_)) => self.answer_jobs(q),
             ApiQuery::Providers { key, reply } => {
                 let id = self
                     .swarm
@@ -758,6 +975,14 @@ impl Node {
     }
 
     fn stats_json(&self) -> Value {
+        let mut v = self.network_stats_json();
+        if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), self.jobs_stats()) {
+            obj.extend(extra);
+        }
+        v
+    }
+
+    fn network_stats_json(&self) -> Value {
         let stats = self.peer.stats();
         let received: BTreeMap<&str, u64> =
             stats.received.iter().map(|(k, v)| (k.name(), *v)).collect();
@@ -857,7 +1082,932 @@ impl Node {
             "modchain_gossip_published_bytes_total {}\n",
             self.gossip.published_bytes
         ));
+        out.push_str("# TYPE modchain_receipts_stored counter\n");
+        out.push_str(&format!(
+            "modchain_receipts_stored_total {}\n",
+            self.jobs.receipts_new
+        ));
+        out.push_str("# TYPE modchain_ledger_receipts gauge\n");
+        out.push_str(&format!(
+            "modchain_ledger_receipts {}\n",
+            self.jobs.ledger.len()
+        ));
+        out.push_str("# TYPE modchain_executions_running gauge\n");
+        out.push_str(&format!(
+            "modchain_executions_running {}\n",
+            self.jobs.executor.running()
+        ));
+        out.push_str("# TYPE modchain_client_jobs gauge\n");
+        out.push_str(&format!(
+            "modchain_client_jobs {}\n",
+            self.peer.client().jobs().count()
+        ));
         out.push_str("# EOF\n");
         out
+    }
+}
+
+/// The adapters this node runs: wasm always; docker when enabled and the
+/// daemon answers (then containers a crashed run of this node left are removed).
+async fn adapters(
+    me: &NodeId,
+    docker: &DockerSettings,
+) -> Result<Vec<Arc<dyn Adapter>>, NodeError> {
+    let wasm = WasmAdapter::new().map_err(NodeError::Wasm)?;
+    let mut list: Vec<Arc<dyn Adapter>> = vec![Arc::new(wasm)];
+    if !docker.enabled {
+        tracing::info!("docker adapter off (`[docker] enabled = false`)");
+        return Ok(list);
+    }
+    let config = DockerConfig {
+        allow_pull: docker.allow_pull,
+        allowed_images: docker.allowed_images.clone(),
+        allow_network: docker.allow_network,
+        node: me.to_hex(),
+        ..DockerConfig::default()
+    };
+    let adapter = match DockerAdapter::connect(config) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::info!(error = %e, "docker adapter off: no container runtime");
+            return Ok(list);
+        }
+    };
+    match tokio::time::timeout(DOCKER_PING_TIMEOUT, adapter.ping()).await {
+        Ok(Ok(version)) => {
+            match adapter.remove_orphans().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed containers left by an earlier run"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list containers left by an earlier run")
+                }
+            }
+            tracing::info!(%version, "docker adapter on");
+            list.push(Arc::new(adapter));
+        }
+        Ok(Err(e)) => tracing::info!(error = %e, "docker adapter off: the daemon did not answer"),
+        Err(_) => tracing::info!("docker adapter off: the daemon did not answer within 3 s"),
+    }
+    Ok(list)
+}
+
+/// How an execution ended, in words.
+pub fn exit_text(exit: &ExitStatus) -> String {
+    match exit {
+        ExitStatus::Exited(c) => format!("exited with code {c}"),
+        ExitStatus::OutOfMemory => "killed: over its memory limit".into(),
+        ExitStatus::TimedOut => "killed: timed out".into(),
+        ExitStatus::Cancelled => "cancelled".into(),
+        ExitStatus::Rejected(why) => format!("rejected: {why}"),
+    }
+}
+
+fn hex_list(nodes: &[NodeId]) -> Vec<String> {
+    nodes.iter().map(NodeId::to_hex).collect()
+}
+
+/// An event's name and fields for the JSON event stream.
+fn event_fields(event: &Event) -> (&'static str, Value) {
+    match event {
+        Event::JobAccepted { job_id, client } => (
+            "job_accepted",
+            json!({ "job_id": job_id.to_hex(), "client": client.to_hex() }),
+        ),
+        Event::JobRejected { job_id, reason } => (
+            "job_rejected",
+            json!({ "job_id": job_id.to_hex(), "reason": reason }),
+        ),
+        Event::JobWaiting { job_id, reason } => (
+            "job_waiting",
+            json!({ "job_id": job_id.to_hex(), "reason": reason }),
+        ),
+        Event::AuctionOpened {
+            job_id,
+            attempt,
+            providers,
+        } => (
+            "auction_opened",
+            json!({ "job_id": job_id.to_hex(), "attempt": attempt, "providers": hex_list(providers) }),
+        ),
+        Event::BidReceived {
+            job_id,
+            provider,
+            max_total,
+        } => (
+            "bid_received",
+            json!({ "job_id": job_id.to_hex(), "provider": provider.to_hex(), "max_total": max_total.0 }),
+        ),
+        Event::DeclineReceived {
+            job_id,
+            provider,
+            reason,
+        } => (
+            "decline_received",
+            json!({ "job_id": job_id.to_hex(), "provider": provider.to_hex(), "reason": reason.to_string() }),
+        ),
+        Event::Awarded {
+            job_id,
+            attempt,
+            provider,
+            max_total,
+            bids,
+            auction_ms,
+        } => (
+            "awarded",
+            json!({
+                "job_id": job_id.to_hex(), "attempt": attempt, "provider": provider.to_hex(),
+                "max_total": max_total.0, "bids": bids, "auction_ms": auction_ms,
+            }),
+        ),
+        Event::ProviderFailed {
+            job_id,
+            provider,
+            reason,
+        } => (
+            "provider_failed",
+            json!({ "job_id": job_id.to_hex(), "provider": provider.to_hex(), "reason": reason.as_str() }),
+        ),
+        Event::JobEnded {
+            job_id,
+            state,
+            detail,
+        } => (
+            "job_ended",
+            json!({ "job_id": job_id.to_hex(), "state": state.as_str(), "detail": detail }),
+        ),
+        Event::BidSent {
+            job_id,
+            orchestrator,
+            max_total,
+        } => (
+            "bid_sent",
+            json!({ "job_id": job_id.to_hex(), "orchestrator": orchestrator.to_hex(), "max_total": max_total.0 }),
+        ),
+        Event::BidWithheld { job_id, reason } => (
+            "bid_withheld",
+            json!({ "job_id": job_id.to_hex(), "reason": reason.to_string() }),
+        ),
+        Event::ExecutionStarted { job_id, client } => (
+            "execution_started",
+            json!({ "job_id": job_id.to_hex(), "client": client.to_hex() }),
+        ),
+        Event::ExecutionFinished {
+            job_id,
+            exit,
+            wall_ms,
+        } => (
+            "execution_finished",
+            json!({ "job_id": job_id.to_hex(), "exit_code": exit.code(), "exit": exit_text(exit), "wall_ms": wall_ms }),
+        ),
+        Event::CapacityChanged => ("capacity_changed", json!({})),
+        Event::StateChanged {
+            job_id,
+            state,
+            detail,
+        } => (
+            "state_changed",
+            json!({ "job_id": job_id.to_hex(), "state": state.as_str(), "detail": detail }),
+        ),
+        Event::ResultReceived {
+            job_id,
+            provider,
+            exit,
+        } => (
+            "result_received",
+            json!({ "job_id": job_id.to_hex(), "provider": provider.to_hex(), "exit_code": exit.code(), "exit": exit_text(exit) }),
+        ),
+        Event::ResultRejected { job_id, reason } => (
+            "result_rejected",
+            json!({ "job_id": job_id.to_hex(), "reason": reason }),
+        ),
+        Event::Resubmitted {
+            job_id,
+            orchestrator,
+        } => (
+            "resubmitted",
+            json!({ "job_id": job_id.to_hex(), "orchestrator": orchestrator.to_hex() }),
+        ),
+        Event::LogReceived {
+            job_id,
+            seq,
+            stream,
+            data,
+        } => (
+            "log_received",
+            json!({
+                "job_id": job_id.to_hex(), "seq": seq,
+                "stream": match stream { modchain_protocol::job::LogStream::Stdout => "stdout", modchain_protocol::job::LogStream::Stderr => "stderr" },
+                "text": String::from_utf8_lossy(data),
+            }),
+        ),
+        Event::ChunkReceived(c) => (
+            "chunk_received",
+            json!({ "job_id": c.job_id.to_hex(), "digest": c.digest.to_hex(), "offset": c.offset, "bytes": c.data.len(), "total_size": c.total_size }),
+        ),
+        Event::ReceiptStored { receipt_id, job_id } => (
+            "receipt_stored",
+            json!({ "receipt_id": receipt_id.to_hex(), "job_id": job_id.to_hex() }),
+        ),
+    }
+}
+
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Executed(_) => "executed",
+        Outcome::ProviderFailed(_) => "provider_failed",
+    }
+}
+
+/// A receipt as the API shows it.
+pub fn receipt_json(r: &SignedReceipt) -> Value {
+    let rec = &r.receipt;
+    let (exit_code, exit, failure) = match &rec.outcome {
+        Outcome::Executed(e) => (Some(e.code()), Some(exit_text(e)), None),
+        Outcome::ProviderFailed(f) => (None, None, Some(f.as_str())),
+    };
+    json!({
+        "receipt_id": r.id().to_hex(),
+        "job_id": rec.job_id.to_hex(),
+        "attempt": rec.attempt,
+        "client": rec.client.to_hex(),
+        "provider": rec.provider.to_hex(),
+        "orchestrator": rec.orchestrator.to_hex(),
+        "outcome": outcome_name(&rec.outcome),
+        "exit_code": exit_code,
+        "exit": exit,
+        "failure": failure,
+        "price": rec.price.0,
+        "wall_ms": rec.usage.wall_ms,
+        "issued_at_ms": rec.issued_at.as_millis(),
+    })
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Node {
+    /// A signed message to one peer: in memory when it is ourselves, else
+    /// by request-response.
+    fn send_direct(&mut self, to: NodeId, message: Signed) {
+        if to == self.me {
+            self.peer.handle_signed(now(), message);
+            return;
+        }
+        match to.to_peer_id() {
+            Ok(peer) => {
+                self.gossip.direct_sent += 1;
+                self.swarm
+                    .behaviour_mut()
+                    .messages
+                    .send_request(&peer, message.to_bytes());
+            }
+            Err(e) => {
+                tracing::warn!(to = %to.short(), error = %e, "cannot address a direct message")
+            }
+        }
+    }
+
+    /// At shutdown: stops the jobs still running and waits a little for the
+    /// adapters to clean up (containers removed), so nothing is left behind.
+    async fn stop_executions(&mut self) {
+        if self.jobs.executor.running() == 0 {
+            return;
+        }
+        tracing::info!(
+            running = self.jobs.executor.running(),
+            "stopping the jobs still running"
+        );
+        self.jobs.executor.stop_all();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        while self.jobs.executor.running() > 0 {
+            match tokio::time::timeout_at(deadline, self.jobs.executor_events.recv()).await {
+                Ok(Some(ExecutorEvent::Finished(f))) => self.jobs.executor.forget(&f.job_id),
+                Ok(Some(ExecutorEvent::Output { .. })) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
+    /// One line on the event stream.
+    fn emit(&self, name: &str, fields: Value) {
+        if self.jobs.events.receiver_count() == 0 {
+            return;
+        }
+        let mut line = json!({
+            "at_ms": now().as_millis(),
+            "node": self.me.short(),
+            "event": name,
+        });
+        if let (Some(obj), Value::Object(extra)) = (line.as_object_mut(), fields) {
+            obj.extend(extra);
+        }
+        let _ = self.jobs.events.send(line.to_string());
+    }
+
+    fn store_receipt(&mut self, r: &SignedReceipt) {
+        self.jobs.receipts_seen += 1;
+        match self.jobs.ledger.append(r) {
+            Ok(Appended::New) => {
+                self.jobs.receipts_new += 1;
+                let rec = &r.receipt;
+                tracing::info!(
+                    receipt = %r.id().to_hex(),
+                    job = %rec.job_id.to_hex(),
+                    outcome = outcome_name(&rec.outcome),
+                    price = rec.price.0,
+                    "receipt stored"
+                );
+                let mut fields = receipt_json(r);
+                if let Value::Object(o) = &mut fields {
+                    o.insert("new".into(), Value::Bool(true));
+                }
+                self.emit("receipt_stored", fields);
+                if self.jobs.reputation_due.is_none() {
+                    self.jobs.reputation_due = Some(Instant::now() + REPUTATION_DEBOUNCE);
+                }
+            }
+            Ok(Appended::Duplicate) => {}
+            Err(e) => {
+                self.jobs.receipts_failed += 1;
+                tracing::warn!(receipt = %r.id().to_hex(), error = %e, "receipt not stored");
+            }
+        }
+    }
+
+    fn recompute_reputation(&mut self) {
+        self.jobs.reputation_due = None;
+        let trust = self
+            .jobs
+            .ledger
+            .trust(&self.jobs.pretrusted, &TrustConfig::default());
+        let table: ReputationTable = trust
+            .iter()
+            .map(|(n, _)| (n, trust.reputation(&n)))
+            .collect();
+        tracing::debug!(nodes = table.len(), "reputation recomputed from the ledger");
+        self.peer.set_reputation(table);
+        self.jobs.trust = trust;
+    }
+
+    /// Every half second: debounced reputation, output retention, election changes.
+    fn on_tick(&mut self) {
+        let instant = Instant::now();
+        if self.jobs.reputation_due.is_some_and(|t| t <= instant) {
+            self.recompute_reputation();
+            self.drain_actions();
+        }
+        let expired: Vec<JobId> = self
+            .jobs
+            .served
+            .iter()
+            .filter(|(_, (until, _))| *until <= instant)
+            .map(|(j, _)| *j)
+            .collect();
+        for job in expired {
+            self.jobs.served.remove(&job);
+            self.forget_work(&job);
+        }
+        let (again, abandoned) = self.jobs.results.stalled(FETCH_QUIET);
+        for (job, digest, offsets) in again {
+            tracing::info!(job = %job.to_hex(), "output fetch went quiet; asking again");
+            for offset in offsets {
+                self.peer.fetch_output(now(), &job, &digest, offset);
+            }
+        }
+        for (job, name) in abandoned {
+            tracing::warn!(job = %job.to_hex(), %name, "output fetch abandoned: the provider stopped answering");
+            self.emit(
+                "output_rejected",
+                json!({ "job_id": job.to_hex(), "name": name, "reason": "the provider stopped answering" }),
+            );
+        }
+        self.drain_actions();
+        let elected = self.peer.elected(now());
+        if elected != self.jobs.elected {
+            tracing::info!(orchestrators = ?elected.iter().map(NodeId::short).collect::<Vec<_>>(), "elected orchestrators");
+            self.emit(
+                "election",
+                json!({ "elected": hex_list(&elected), "me": elected.contains(&self.me) }),
+            );
+            self.jobs.elected = elected;
+        }
+    }
+
+    /// Removes a finished job's work directory and log buffer.
+    fn forget_work(&mut self, job: &JobId) {
+        self.jobs.executor.drop_log(job);
+        if let Some(dir) = self.jobs.executor.output_dir(job).parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    fn on_executor_event(&mut self, ev: ExecutorEvent) {
+        let t = now();
+        match ev {
+            ExecutorEvent::Output {
+                job_id,
+                stream,
+                data,
+            } => self.peer.log_output(t, job_id, stream, &data),
+            ExecutorEvent::Finished(Finished { job_id, report }) => {
+                let dir = self.jobs.executor.output_dir(&job_id);
+                let files: HashMap<Digest, PathBuf> = report
+                    .outputs
+                    .iter()
+                    .filter(|o| o.inline.is_none())
+                    .filter_map(|o| {
+                        crate::outputs::safe_name(&o.name)
+                            .ok()
+                            .map(|rel| (o.digest, dir.join(rel)))
+                    })
+                    .collect();
+                self.jobs.executor.forget(&job_id);
+                if files.is_empty() {
+                    self.forget_work(&job_id);
+                } else {
+                    let until = Instant::now() + Duration::from_millis(OUTPUT_RETENTION_MS);
+                    self.jobs.served.insert(job_id, (until, files));
+                }
+                self.peer.execution_finished(t, job_id, report);
+            }
+        }
+    }
+
+    /// Provider: answers a client's fetch with a chunk of an output file.
+    fn serve_output(&mut self, t: Timestamp, to: NodeId, request: FetchOutput) {
+        let Some(path) = self
+            .jobs
+            .served
+            .get(&request.job_id)
+            .and_then(|(_, files)| files.get(&request.digest))
+            .cloned()
+        else {
+            tracing::debug!(job = %request.job_id, "fetch for an output we no longer hold");
+            return;
+        };
+        let read = || -> std::io::Result<(u64, Vec<u8>)> {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = std::fs::File::open(&path)?;
+            let total = f.metadata()?.len();
+            let want = u64::from(request.length)
+                .min(limits::MAX_OUTPUT_CHUNK_BYTES as u64)
+                .min(total.saturating_sub(request.offset));
+            f.seek(SeekFrom::Start(request.offset))?;
+            let mut data = vec![0u8; want as usize];
+            f.read_exact(&mut data)?;
+            Ok((total, data))
+        };
+        match read() {
+            Ok((total_size, data)) => {
+                let chunk = OutputChunk {
+                    job_id: request.job_id,
+                    digest: request.digest,
+                    offset: request.offset,
+                    total_size,
+                    data,
+                };
+                let msg = Envelope::seal(self.peer.key(), t, Message::Chunk(chunk));
+                self.send_direct(to, msg);
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read an output to serve")
+            }
+        }
+    }
+
+    fn push_job_log(&mut self, job_id: JobId, data: &[u8]) {
+        let buf = self.jobs.job_logs.entry(job_id).or_default();
+        buf.extend_from_slice(data);
+        if buf.len() > JOB_LOG_BYTES {
+            let cut = buf.len() - JOB_LOG_BYTES;
+            buf.drain(..cut);
+        }
+        let _ = self.jobs.log_feed.send(LogFeed {
+            job_id,
+            data: Some(data.to_vec()),
+        });
+    }
+
+    fn on_event(&mut self, t: Timestamp, event: Event) {
+        let (name, fields) = event_fields(&event);
+        match &event {
+            Event::LogReceived { .. } | Event::ChunkReceived(_) | Event::CapacityChanged => {
+                tracing::debug!(event = name, %fields, "protocol event")
+            }
+            _ => tracing::info!(event = name, %fields, "protocol event"),
+        }
+        self.emit(name, fields);
+        match event {
+            Event::LogReceived { job_id, data, .. } => self.push_job_log(job_id, &data),
+            Event::ResultReceived { job_id, .. } => self.take_result(t, job_id),
+            Event::ChunkReceived(chunk) => self.take_chunk(t, &chunk),
+            Event::StateChanged { job_id, state, .. } if state.is_terminal() => {
+                let _ = self.jobs.log_feed.send(LogFeed { job_id, data: None });
+            }
+            _ => {}
+        }
+    }
+
+    /// Client: a result arrived. Inline outputs are written at once; the
+    /// others are fetched from the provider.
+    fn take_result(&mut self, t: Timestamp, job_id: JobId) {
+        let Some(result) = self.peer.job(&job_id).and_then(|j| j.result.clone()) else {
+            return;
+        };
+        if !self.jobs.job_logs.contains_key(&job_id) {
+            // No live output came: the result's logs are what there is.
+            let mut text = result.stdout.clone();
+            text.extend_from_slice(&result.stderr);
+            if !text.is_empty() {
+                self.push_job_log(job_id, &text);
+            }
+        }
+        for file in &result.outputs {
+            match &file.inline {
+                Some(data) => match self.jobs.results.store_inline(job_id, file, data) {
+                    Ok(path) => {
+                        tracing::info!(job = %job_id.to_hex(), path = %path.display(), "output stored")
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %job_id.to_hex(), error = %e, "output not stored")
+                    }
+                },
+                None => match self.jobs.results.begin_fetch(job_id, file) {
+                    Ok(offsets) => {
+                        if !offsets.is_empty() {
+                            tracing::info!(job = %job_id.to_hex(), name = %file.name, size = file.size, "fetching an output from the provider");
+                        }
+                        for offset in offsets {
+                            self.peer.fetch_output(t, &job_id, &file.digest, offset);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %job_id.to_hex(), error = %e, "output not fetched")
+                    }
+                },
+            }
+        }
+    }
+
+    fn take_chunk(&mut self, t: Timestamp, chunk: &OutputChunk) {
+        let job = chunk.job_id;
+        match self.jobs.results.on_chunk(chunk) {
+            ChunkOutcome::Next(offsets) => {
+                for offset in offsets {
+                    self.peer.fetch_output(t, &job, &chunk.digest, offset);
+                }
+            }
+            ChunkOutcome::Complete { name, path } => {
+                tracing::info!(job = %job.to_hex(), path = %path.display(), "output fetched and verified");
+                self.emit(
+                    "output_stored",
+                    json!({ "job_id": job.to_hex(), "name": name, "path": path }),
+                );
+            }
+            ChunkOutcome::Mismatch { name } => {
+                tracing::warn!(job = %job.to_hex(), %name, "fetched output does not match its signed digest; deleted");
+                self.emit(
+                    "output_rejected",
+                    json!({ "job_id": job.to_hex(), "name": name, "reason": "digest mismatch" }),
+                );
+            }
+            ChunkOutcome::Failed { name, error } => {
+                tracing::warn!(job = %job.to_hex(), %name, %error, "output fetch abandoned");
+                self.emit(
+                    "output_rejected",
+                    json!({ "job_id": job.to_hex(), "name": name, "reason": error }),
+                );
+            }
+            ChunkOutcome::Ignored => {}
+        }
+    }
+
+    /// Client: checks that some advert offers the adapter, runs the local
+    /// adapter's own checks if we have it, then signs and submits.
+    fn submit(&mut self, spec: JobSpec) -> Result<JobId, Refusal> {
+        let t = now();
+        let offered: BTreeSet<String> = self
+            .peer
+            .adverts()
+            .iter()
+            .filter(|(_, ad)| ad.expires_at > t)
+            .flat_map(|(_, ad)| ad.adapters.iter().map(|a| a.name.clone()))
+            .collect();
+        if !offered.contains(&spec.adapter) {
+            let list = if offered.is_empty() {
+                "none yet (no provider adverts seen; is the node connected?)".to_string()
+            } else {
+                offered.iter().cloned().collect::<Vec<_>>().join(", ")
+            };
+            return Err(Refusal::new(
+                400,
+                format!(
+                    "no provider offers the adapter `{}`; the network offers: {list}",
+                    spec.adapter
+                ),
+            ));
+        }
+        if let Some(adapter) = self.jobs.executor.adapter(&spec.adapter) {
+            let params: Value = serde_json::from_str(&spec.params)
+                .map_err(|e| Refusal::new(400, format!("params are not valid JSON: {e}")))?;
+            adapter
+                .validate(&spec.method, &params)
+                .map_err(|e| Refusal::new(400, e.to_string()))?;
+        }
+        let id = self.peer.submit(t, spec).map_err(|e| match e {
+            modchain_protocol::client::SubmitError::NoOrchestrator => {
+                Refusal::new(503, e.to_string())
+            }
+            other => Refusal::new(400, other.to_string()),
+        })?;
+        tracing::info!(job = %id.to_hex(), "job submitted");
+        self.emit("job_submitted", json!({ "job_id": id.to_hex() }));
+        Ok(id)
+    }
+
+    fn job_json(&self, id: &JobId, job: &ClientJob, full: bool) -> Value {
+        let stored = self.jobs.results.stored(id);
+        let outputs: Vec<Value> = job
+            .result
+            .as_ref()
+            .map(|r| {
+                r.outputs
+                    .iter()
+                    .map(|o| {
+                        json!({
+                            "name": o.name,
+                            "size": o.size,
+                            "digest": o.digest.to_hex(),
+                            "inline": o.inline.is_some(),
+                            "path": stored.and_then(|s| s.get(&o.name)),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut v = json!({
+            "job_id": id.to_hex(),
+            "state": job.state.as_str(),
+            "detail": job.detail,
+            "adapter": job.spec.adapter,
+            "method": job.spec.method,
+            "submitted_at_ms": job.submitted_at.as_millis(),
+            "orchestrator": job.orchestrator_id().map(|n| n.to_hex()),
+            "provider": job.provider().map(|n| n.to_hex()),
+            "price": job.receipt.as_ref().map(|r| r.receipt.price.0),
+            "receipt_id": job.receipt.as_ref().map(|r| r.id().to_hex()),
+            "exit_code": job.result.as_ref().map(|r| r.exit.code()),
+            "exit": job.result.as_ref().map(|r| exit_text(&r.exit)),
+            "outputs_pending": self.jobs.results.pending(id),
+        });
+        if let Some(obj) = v.as_object_mut() {
+            if full {
+                obj.insert(
+                    "history".into(),
+                    job.history
+                        .iter()
+                        .map(|(at, s)| json!({ "at_ms": at.as_millis(), "state": s.as_str() }))
+                        .collect(),
+                );
+                obj.insert("max_price".into(), json!(job.spec.max_price.0));
+                obj.insert("timeout_ms".into(), json!(job.spec.timeout_ms));
+                obj.insert(
+                    "stdout".into(),
+                    json!(job.result.as_ref().map(|r| lossy(&r.stdout))),
+                );
+                obj.insert(
+                    "stderr".into(),
+                    json!(job.result.as_ref().map(|r| lossy(&r.stderr))),
+                );
+                obj.insert("results_dir".into(), json!(self.jobs.results.job_dir(id)));
+            }
+            obj.insert("outputs".into(), Value::Array(outputs));
+        }
+        v
+    }
+
+    fn result_json(&self, id: &JobId, job: &ClientJob) -> Option<Value> {
+        let r = job.result.as_ref()?;
+        let stored = self.jobs.results.stored(id);
+        Some(json!({
+            "job_id": id.to_hex(),
+            "state": job.state.as_str(),
+            "provider": job.provider().map(|n| n.to_hex()),
+            "attempt": r.attempt,
+            "exit_code": r.exit.code(),
+            "exit": exit_text(&r.exit),
+            "stdout": lossy(&r.stdout),
+            "stderr": lossy(&r.stderr),
+            "usage": {
+                "wall_ms": r.usage.wall_ms,
+                "cpu_ms": r.usage.cpu_ms,
+                "peak_memory_bytes": r.usage.peak_memory_bytes,
+                "tokens": r.usage.tokens,
+            },
+            "finished_at_ms": r.finished_at.as_millis(),
+            "result_digest": r.digest().to_hex(),
+            "receipt_id": job.receipt.as_ref().map(|x| x.id().to_hex()),
+            "price": job.receipt.as_ref().map(|x| x.receipt.price.0),
+            "results_dir": self.jobs.results.job_dir(id),
+            "outputs_pending": self.jobs.results.pending(id),
+            "outputs": r.outputs.iter().map(|o| json!({
+                "name": o.name,
+                "size": o.size,
+                "digest": o.digest.to_hex(),
+                "inline": o.inline.is_some(),
+                "path": stored.and_then(|s| s.get(&o.name)),
+            })).collect::<Vec<_>>(),
+        }))
+    }
+
+    fn answer_jobs(&mut self, q: ApiQuery) {
+        match q {
+            ApiQuery::Submit { spec, reply } => {
+                let r = self.submit(spec);
+                self.drain_actions();
+                let _ = reply.send(r);
+            }
+            ApiQuery::Jobs(reply) => {
+                let mut jobs: Vec<(&JobId, &ClientJob)> = self.peer.client().jobs().collect();
+                jobs.sort_by_key(|(id, j)| (j.submitted_at, **id));
+                let list: Vec<Value> = jobs
+                    .into_iter()
+                    .map(|(id, j)| self.job_json(id, j, false))
+                    .collect();
+                let _ = reply.send(Value::Array(list));
+            }
+            ApiQuery::Job { id, reply } => {
+                let _ = reply.send(self.peer.job(&id).map(|j| self.job_json(&id, j, true)));
+            }
+            ApiQuery::Cancel { id, reply } => {
+                let r = match self.peer.job(&id).map(|j| j.state) {
+                    None => Err(Refusal::new(404, format!("no job {id} on this node"))),
+                    Some(s) if s.is_terminal() => Err(Refusal::new(
+                        409,
+                        format!("job {id} already ended ({})", s.as_str()),
+                    )),
+                    Some(_) => {
+                        self.peer.cancel(now(), &id, "cancelled by its client");
+                        self.drain_actions();
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            ApiQuery::Logs { id, reply } => {
+                let view = self.peer.job(&id).map(|j| LogView {
+                    text: self.jobs.job_logs.get(&id).cloned().unwrap_or_default(),
+                    ended: j.state.is_terminal(),
+                    feed: self.jobs.log_feed.subscribe(),
+                });
+                let _ = reply.send(view);
+            }
+            ApiQuery::JobResult { id, reply } => {
+                let _ = reply.send(self.peer.job(&id).map(|j| self.result_json(&id, j)));
+            }
+            ApiQuery::Receipts(reply) => {
+                let (list, damaged) = self.jobs.ledger.receipts();
+                if damaged > 0 {
+                    tracing::warn!(
+                        damaged,
+                        "ledger entries that failed to decode or verify were skipped"
+                    );
+                }
+                let _ = reply.send(Value::Array(list.iter().map(receipt_json).collect()));
+            }
+            ApiQuery::Reputation(reply) => {
+                let trust = &self.jobs.trust;
+                let mut list: Vec<(NodeId, f64)> = trust.iter().collect();
+                list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let v: Vec<Value> = list
+                    .into_iter()
+                    .map(|(n, value)| {
+                        json!({
+                            "node_id": n.to_hex(),
+                            "peer_id": n.to_peer_id().ok().map(|p| p.to_string()),
+                            "trust": value,
+                            "reputation": trust.reputation(&n),
+                            "pretrusted": self.jobs.pretrusted.contains(&n),
+                        })
+                    })
+                    .collect();
+                let _ = reply.send(Value::Array(v));
+            }
+            ApiQuery::Balance { node, reply } => {
+                let node = node.unwrap_or(self.me);
+                let micro = self.jobs.ledger.balances(self.jobs.grant).balance(&node);
+                let micro =
+                    i64::try_from(micro).unwrap_or(if micro < 0 { i64::MIN } else { i64::MAX });
+                let _ = reply.send(json!({
+                    "node_id": node.to_hex(),
+                    "balance_micro": micro,
+                    "balance": micro as f64 / 1_000_000.0,
+                }));
+            }
+            ApiQuery::Events(reply) => {
+                let _ = reply.send(self.jobs.events.subscribe());
+            }
+            other => tracing::debug!(?other, "query not for jobs"),
+        }
+    }
+
+    fn jobs_stats(&self) -> Value {
+        let mut states: BTreeMap<&str, u64> = BTreeMap::new();
+        for (_, j) in self.peer.client().jobs() {
+            *states.entry(j.state.as_str()).or_default() += 1;
+        }
+        let epoch_ms = self.peer.election().config().epoch_ms.max(1);
+        json!({
+            "elected": hex_list(&self.jobs.elected),
+            "epoch": now().as_millis() / epoch_ms,
+            "orchestrator_candidate": self.peer.orchestrator().is_some(),
+            "client_jobs": states,
+            "executions_running": self.jobs.executor.running(),
+            "provider": self.jobs.provider,
+            "adapters": self.jobs.executor.infos().iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+            "orchestrator_active_jobs": self.peer.orchestrator().map(|o| o.active_jobs()),
+            "receipts": {
+                "seen": self.jobs.receipts_seen,
+                "stored": self.jobs.receipts_new,
+                "refused": self.jobs.receipts_failed,
+            },
+            "ledger": {
+                "receipts": self.jobs.ledger.len(),
+                "bytes_on_disk": self.jobs.ledger.size_on_disk(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modchain_protocol::job::{JobState, Usage};
+    use modchain_protocol::receipt::{FailureReason, Receipt};
+
+    fn receipt(outcome: Outcome) -> SignedReceipt {
+        let (c, p, o) = (
+            Keypair::from_seed(1),
+            Keypair::from_seed(2),
+            Keypair::from_seed(3),
+        );
+        let r = Receipt {
+            job_id: Digest::of(b"job"),
+            attempt: 1,
+            client: c.node_id(),
+            provider: p.node_id(),
+            orchestrator: o.node_id(),
+            price: Credits(1234),
+            usage: Usage::default(),
+            outcome,
+            result_digest: None,
+            issued_at: Timestamp(1_700_000_000_000),
+        };
+        SignedReceipt {
+            client_signature: Some(r.sign(&c)),
+            provider_signature: Some(r.sign(&p)),
+            orchestrator_signature: None,
+            receipt: r,
+        }
+    }
+
+    #[test]
+    fn receipts_show_parties_as_hex_and_the_outcome_by_name() {
+        let r = receipt(Outcome::Executed(ExitStatus::Exited(3)));
+        let v = receipt_json(&r);
+        assert_eq!(v["receipt_id"], json!(r.id().to_hex()));
+        assert_eq!(v["client"], json!(Keypair::from_seed(1).node_id().to_hex()));
+        assert_eq!(v["outcome"], json!("executed"));
+        assert_eq!(v["exit_code"], json!(3));
+        assert_eq!(v["price"], json!(1234));
+        assert_eq!(v["issued_at_ms"], json!(1_700_000_000_000u64));
+        let f = receipt_json(&receipt(Outcome::ProviderFailed(
+            FailureReason::MissedDeadline,
+        )));
+        assert_eq!(f["outcome"], json!("provider_failed"));
+        assert!(f["exit_code"].is_null());
+        assert_eq!(f["failure"], json!("missed its deadline"));
+    }
+
+    #[test]
+    fn events_have_snake_case_names_and_hex_ids() {
+        let job = Digest::of(b"j");
+        let (name, fields) = event_fields(&Event::StateChanged {
+            job_id: job,
+            state: JobState::Running,
+            detail: "running on x".into(),
+        });
+        assert_eq!(name, "state_changed");
+        assert_eq!(fields["job_id"], json!(job.to_hex()));
+        assert_eq!(fields["state"], json!("running"));
+        let (name, fields) = event_fields(&Event::ExecutionFinished {
+            job_id: job,
+            exit: ExitStatus::OutOfMemory,
+            wall_ms: 5,
+        });
+        assert_eq!(name, "execution_finished");
+        assert_eq!(fields["exit_code"], json!(137));
+        assert_eq!(fields["exit"], json!("killed: over its memory limit"));
     }
 }

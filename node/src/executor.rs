@@ -1,0 +1,418 @@
+//! Where the provider role meets the adapters: runs the jobs this node won,
+//! each in its own task, under the limits the job asked for, and reports each
+//! one's end back to the node's event loop.
+
+use modchain_adapters::{Adapter, AdapterError, ExecutionContext, Limits, LogLine, LogSink};
+use modchain_protocol::JobId;
+use modchain_protocol::action::Execution;
+use modchain_protocol::advert::AdapterInfo;
+use modchain_protocol::job::LogStream as ProtoStream;
+use modchain_protocol::job::{ExitStatus, limits};
+use modchain_protocol::provider::ExecutionReport;
+use modchain_protocol::time::Timestamp;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Most log bytes kept per job for the API, from the end.
+const LOG_BUFFER_BYTES: usize = 256 * 1024;
+/// Pids a job may use, whatever it asks.
+const PIDS_PER_JOB: u32 = 256;
+
+/// A job that ended, for the event loop to hand to `Peer::execution_finished`.
+#[derive(Debug)]
+pub struct Finished {
+    pub job_id: JobId,
+    pub report: ExecutionReport,
+}
+
+/// What a running job reports to the event loop: live output as it comes
+/// (for `Peer::log_output`), then, last of all for that job, its end.
+#[derive(Debug)]
+pub enum ExecutorEvent {
+    Output {
+        job_id: JobId,
+        stream: modchain_protocol::job::LogStream,
+        data: Vec<u8>,
+    },
+    Finished(Finished),
+}
+
+/// How long live output is gathered before it is forwarded.
+const LOG_BATCH: Duration = Duration::from_millis(50);
+/// How long a finished job waits for its last log lines to be forwarded.
+const LOG_DRAIN_WAIT: Duration = Duration::from_secs(1);
+
+/// The latest output of a running (or recently finished) job.
+#[derive(Debug, Default)]
+pub struct JobLog {
+    pub data: Vec<u8>,
+    pub done: bool,
+}
+
+struct Running {
+    cancel: CancellationToken,
+}
+
+pub struct Executor {
+    adapters: BTreeMap<String, Arc<dyn Adapter>>,
+    work_dir: PathBuf,
+    allow_network: bool,
+    running: HashMap<JobId, Running>,
+    logs: Arc<Mutex<HashMap<JobId, JobLog>>>,
+    events: mpsc::UnboundedSender<ExecutorEvent>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("adapters", &self.adapters.keys().collect::<Vec<_>>())
+            .field("running", &self.running.len())
+            .finish()
+    }
+}
+
+impl Executor {
+    /// `work_dir` holds one directory per job (`<job id>/outputs`).
+    pub fn new(
+        adapters: Vec<Arc<dyn Adapter>>,
+        work_dir: PathBuf,
+        allow_network: bool,
+    ) -> (Self, mpsc::UnboundedReceiver<ExecutorEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let adapters = adapters
+            .into_iter()
+            .map(|a| (a.name().to_string(), a))
+            .collect();
+        (
+            Executor {
+                adapters,
+                work_dir,
+                allow_network,
+                running: HashMap::new(),
+                logs: Arc::new(Mutex::new(HashMap::new())),
+                events: tx,
+            },
+            rx,
+        )
+    }
+
+    /// What the node advertises.
+    pub fn infos(&self) -> Vec<AdapterInfo> {
+        self.adapters.values().map(|a| a.info()).collect()
+    }
+
+    pub fn adapter(&self, name: &str) -> Option<&Arc<dyn Adapter>> {
+        self.adapters.get(name)
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Output directory of a job.
+    pub fn output_dir(&self, job: &JobId) -> PathBuf {
+        self.work_dir.join(job.to_hex()).join("outputs")
+    }
+
+    /// Log bytes of a job so far, and whether it ended.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn log(&self, job: &JobId) -> Option<(Vec<u8>, bool)> {
+        let logs = self.logs.lock().ok()?;
+        logs.get(job).map(|l| (l.data.clone(), l.done))
+    }
+
+    /// Starts a job won at auction. Whatever happens, a `Finished` follows.
+    pub fn start(&mut self, now: Timestamp, exec: Execution) {
+        let job_id = exec.job_id;
+        let cancel = CancellationToken::new();
+        self.running.insert(
+            job_id,
+            Running {
+                cancel: cancel.clone(),
+            },
+        );
+        let (sink, lines) = LogSink::new();
+        let logs = self.logs.clone();
+        if let Ok(mut l) = logs.lock() {
+            l.insert(job_id, JobLog::default());
+        }
+        let collector = self.forward_logs(job_id, lines);
+        let req = &exec.spec.requirements;
+        let ctx = ExecutionContext {
+            job_id,
+            limits: Limits {
+                cores: req.cores.max(1),
+                memory_bytes: req.memory_bytes.max(16 << 20),
+                pids: PIDS_PER_JOB,
+                gpus: req.gpus,
+                network: self.allow_network,
+            },
+            timeout: Duration::from_millis(exec.deadline.since(now).max(1)),
+            cancel,
+            output_dir: self.output_dir(&job_id),
+            logs: sink,
+        };
+        let adapter = self.adapters.get(&exec.spec.adapter).cloned();
+        let done = self.events.clone();
+        let spec = exec.spec;
+        tokio::spawn(async move {
+            let report = match adapter {
+                None => rejected(format!("this provider has no `{}` adapter", spec.adapter)),
+                Some(adapter) => match serde_json::from_str::<serde_json::Value>(&spec.params) {
+                    Err(e) => rejected(format!("params are not valid JSON: {e}")),
+                    Ok(params) => match adapter.execute(ctx, &spec.method, &params).await {
+                        Ok(report) => report,
+                        Err(e) => rejected_error(&e),
+                    },
+                },
+            };
+            // The context (and its log sink) is gone: the collector ends
+            // once it forwarded the last lines, so output precedes the end.
+            let _ = tokio::time::timeout(LOG_DRAIN_WAIT, collector).await;
+            if let Ok(mut l) = logs.lock()
+                && let Some(entry) = l.get_mut(&job_id)
+            {
+                entry.done = true;
+            }
+            let _ = done.send(ExecutorEvent::Finished(Finished { job_id, report }));
+        });
+    }
+
+    /// Hands a job's streamed output to the event loop (for the client)
+    /// and keeps its tail for the API; ends when the job's log sink is gone.
+    fn forward_logs(
+        &self,
+        job_id: JobId,
+        mut lines: mpsc::UnboundedReceiver<LogLine>,
+    ) -> tokio::task::JoinHandle<()> {
+        // Collect streamed output for the API while the job runs, and hand
+        // it to the event loop, which streams it to the client.
+        let log_store = self.logs.clone();
+        let live = self.events.clone();
+        tokio::spawn(async move {
+            // Lines are gathered for a moment (or up to a chunk's size) so a
+            // chatty job sends a few signed chunks, not one per line.
+            let mut open = true;
+            while open {
+                let Some(first) = lines.recv().await else {
+                    break;
+                };
+                let mut batch: Vec<(ProtoStream, Vec<u8>)> = Vec::new();
+                let mut size = 0usize;
+                size += merge(&mut batch, first);
+                let until = tokio::time::Instant::now() + LOG_BATCH;
+                while size < limits::MAX_LOG_CHUNK_BYTES {
+                    match tokio::time::timeout_at(until, lines.recv()).await {
+                        Ok(Some(line)) => size += merge(&mut batch, line),
+                        Ok(None) => {
+                            open = false;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                for (stream, data) in batch {
+                    if let Ok(mut l) = log_store.lock()
+                        && let Some(entry) = l.get_mut(&job_id)
+                    {
+                        entry.data.extend_from_slice(&data);
+                        let len = entry.data.len();
+                        if len > LOG_BUFFER_BYTES {
+                            entry.data.drain(..len - LOG_BUFFER_BYTES);
+                        }
+                    }
+                    let _ = live.send(ExecutorEvent::Output {
+                        job_id,
+                        stream,
+                        data,
+                    });
+                }
+            }
+        })
+    }
+
+    /// Asks a running job to stop; its `Finished` still follows.
+    pub fn stop(&mut self, job: &JobId) {
+        if let Some(r) = self.running.get(job) {
+            r.cancel.cancel();
+        }
+    }
+
+    /// Asks every running job to stop (the node is shutting down).
+    pub fn stop_all(&mut self) {
+        for r in self.running.values() {
+            r.cancel.cancel();
+        }
+    }
+
+    /// The event loop took a job's `Finished`.
+    pub fn forget(&mut self, job: &JobId) {
+        self.running.remove(job);
+    }
+
+    /// Drops the log buffer of a job nobody will ask about any more.
+    pub fn drop_log(&mut self, job: &JobId) {
+        if let Ok(mut l) = self.logs.lock() {
+            l.remove(job);
+        }
+    }
+}
+
+/// Appends a line to a batch, joining it to the last piece of the same
+/// stream; returns its size.
+fn merge(batch: &mut Vec<(ProtoStream, Vec<u8>)>, line: LogLine) -> usize {
+    let stream = proto_stream(line.stream);
+    let n = line.data.len();
+    match batch.last_mut() {
+        Some((s, d)) if *s == stream => d.extend_from_slice(&line.data),
+        _ => batch.push((stream, line.data)),
+    }
+    n
+}
+
+fn proto_stream(s: modchain_adapters::LogStream) -> ProtoStream {
+    match s {
+        modchain_adapters::LogStream::Stdout => ProtoStream::Stdout,
+        modchain_adapters::LogStream::Stderr => ProtoStream::Stderr,
+    }
+}
+
+fn rejected(why: String) -> ExecutionReport {
+    ExecutionReport {
+        exit: Some(ExitStatus::Rejected(why)),
+        ..ExecutionReport::default()
+    }
+}
+
+fn rejected_error(e: &AdapterError) -> ExecutionReport {
+    rejected(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modchain_adapters::wasm::WasmAdapter;
+    use modchain_protocol::digest::Digest;
+    use modchain_protocol::job::{JobSpec, Requirements};
+    use modchain_protocol::pricing::Credits;
+
+    fn exec(adapter: &str, params: &str, timeout_ms: u64, now: Timestamp) -> Execution {
+        Execution {
+            job_id: Digest::of(params.as_bytes()),
+            attempt: 0,
+            client: modchain_protocol::Keypair::from_seed(1).node_id(),
+            spec: JobSpec {
+                adapter: adapter.into(),
+                method: "run".into(),
+                params: params.into(),
+                requirements: Requirements::default(),
+                max_price: Credits(1),
+                timeout_ms,
+                priority: 0,
+                start_by: now.plus(60_000),
+                nonce: 0,
+            },
+            deadline: now.plus(timeout_ms),
+        }
+    }
+
+    /// The next `Finished`, collecting the output events before it.
+    async fn finished(rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>) -> (Finished, Vec<u8>) {
+        let mut out = Vec::new();
+        loop {
+            match rx.recv().await.expect("executor event") {
+                ExecutorEvent::Output { data, .. } => out.extend_from_slice(&data),
+                ExecutorEvent::Finished(f) => return (f, out),
+            }
+        }
+    }
+
+    fn executor() -> (Executor, mpsc::UnboundedReceiver<ExecutorEvent>) {
+        let wasm: Arc<dyn Adapter> = Arc::new(WasmAdapter::new().expect("engine"));
+        let dir = std::env::temp_dir().join(format!("modchain-executor-{}", std::process::id()));
+        Executor::new(vec![wasm], dir, false)
+    }
+
+    #[tokio::test]
+    async fn runs_a_job_and_reports_it_finished() {
+        let (mut ex, mut rx) = executor();
+        let now = Timestamp::now_wall();
+        let wat = r#"(module (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32))) (memory (export "memory") 1) (data (i32.const 16) "hi\n") (func (export "_start") (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 3)) (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+        let params = serde_json::json!({ "wat": wat }).to_string();
+        let e = exec("wasm", &params, 10_000, now);
+        let id = e.job_id;
+        ex.start(now, e);
+        let (f, live) = finished(&mut rx).await;
+        assert_eq!(
+            live, b"hi\n",
+            "live output reaches the event loop before the end"
+        );
+        assert_eq!(f.job_id, id);
+        assert_eq!(f.report.exit, Some(ExitStatus::Exited(0)));
+        assert_eq!(f.report.stdout, b"hi\n");
+        assert_eq!(ex.log(&id), Some((b"hi\n".to_vec(), true)));
+    }
+
+    #[tokio::test]
+    async fn unknown_adapter_and_bad_params_come_back_as_rejected() {
+        let (mut ex, mut rx) = executor();
+        let now = Timestamp::now_wall();
+        ex.start(now, exec("quantum", "{}", 1000, now));
+        let (f, _) = finished(&mut rx).await;
+        assert!(
+            matches!(f.report.exit, Some(ExitStatus::Rejected(ref w)) if w.contains("quantum"))
+        );
+        ex.start(now, exec("wasm", "not json", 1000, now));
+        let (f, _) = finished(&mut rx).await;
+        assert!(matches!(f.report.exit, Some(ExitStatus::Rejected(ref w)) if w.contains("JSON")));
+    }
+
+    #[tokio::test]
+    async fn many_small_lines_travel_as_few_chunks() {
+        let (ex, mut rx) = executor();
+        let job_id = Digest::of(b"chatty");
+        let (sink, lines) = LogSink::new();
+        let handle = ex.forward_logs(job_id, lines);
+        for i in 0..1000 {
+            sink.send(
+                modchain_adapters::LogStream::Stdout,
+                format!("line {i}\n").as_bytes(),
+            );
+        }
+        sink.send(modchain_adapters::LogStream::Stderr, b"oops\n");
+        drop(sink);
+        handle.await.expect("collector");
+        let mut chunks = Vec::new();
+        while let Ok(ExecutorEvent::Output { stream, data, .. }) = rx.try_recv() {
+            chunks.push((stream, data));
+        }
+        assert!(chunks.len() <= 4, "{} chunks", chunks.len());
+        let stdout: Vec<u8> = chunks
+            .iter()
+            .filter(|(s, _)| *s == ProtoStream::Stdout)
+            .flat_map(|(_, d)| d.clone())
+            .collect();
+        assert!(stdout.starts_with(b"line 0\n") && stdout.ends_with(b"line 999\n"));
+        assert_eq!(chunks.last().map(|c| c.0), Some(ProtoStream::Stderr));
+    }
+
+    #[tokio::test]
+    async fn stop_cancels_a_running_job() {
+        let (mut ex, mut rx) = executor();
+        let now = Timestamp::now_wall();
+        let params =
+            serde_json::json!({ "wat": "(module (func (export \"_start\") (loop $l (br $l))))" })
+                .to_string();
+        let e = exec("wasm", &params, 60_000, now);
+        let id = e.job_id;
+        ex.start(now, e);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ex.stop(&id);
+        let (f, _) = finished(&mut rx).await;
+        assert_eq!(f.report.exit, Some(ExitStatus::Cancelled));
+    }
+}

@@ -1,0 +1,553 @@
+//! Where a client's job results land: `<data-dir>/results/<job-id>/<name>`.
+//!
+//! Inline outputs are written as they came in the signed result; larger ones
+//! are fetched from the provider chunk by chunk into `<name>.part` (a few
+//! requests in flight at once, re-asked when the provider goes quiet), and
+//! only renamed to `<name>` once the whole file's BLAKE3 matches the digest
+//! the provider signed. A file that does not match is deleted. Names come from
+//! the provider, so only plain relative paths are accepted: no `..`, no root,
+//! no `.`.
+
+use modchain_protocol::JobId;
+use modchain_protocol::digest::Digest;
+use modchain_protocol::job::{OutputChunk, OutputFile};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum OutputError {
+    #[error("output name `{0}` is not a plain relative path (no `..`, no leading `/`)")]
+    BadName(String),
+    #[error("inline output `{0}` does not match its signed digest")]
+    DigestMismatch(String),
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Chunk requests in flight per file.
+pub const FETCH_WINDOW: usize = 4;
+/// Times a quiet fetch is asked again before it is abandoned.
+pub const FETCH_RETRIES: u32 = 5;
+
+/// What a fetched chunk led to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// Stored; ask for the chunks at these offsets (possibly none yet).
+    Next(Vec<u64>),
+    /// The file is whole and matches its digest.
+    Complete { name: String, path: PathBuf },
+    /// The whole file did not match its digest: deleted.
+    Mismatch { name: String },
+    /// Not a chunk we asked for (unknown file, wrong offset): ignored.
+    Ignored,
+    /// Could not be stored; the fetch is abandoned.
+    Failed { name: String, error: String },
+}
+
+#[derive(Debug)]
+struct Fetch {
+    name: String,
+    path: PathBuf,
+    part: PathBuf,
+    size: u64,
+    /// The next offset not yet asked for.
+    next: u64,
+    /// Offsets asked for and not answered.
+    outstanding: BTreeSet<u64>,
+    /// Ranges received, start → end.
+    done: BTreeMap<u64, u64>,
+    last_progress: Instant,
+    retries: u32,
+}
+
+impl Fetch {
+    /// Notes a request for the chunk at `offset`.
+    fn ask(&mut self, offset: u64) -> u64 {
+        self.outstanding.insert(offset);
+        offset
+    }
+
+    /// Offsets to ask for now, keeping the window full.
+    fn refill(&mut self) -> Vec<u64> {
+        let mut out = Vec::new();
+        while self.outstanding.len() < FETCH_WINDOW && self.next < self.size {
+            let at = self.next;
+            self.next = at.saturating_add(CHUNK).min(self.size);
+            out.push(self.ask(at));
+        }
+        out
+    }
+
+    fn complete(&self) -> bool {
+        let mut covered = 0u64;
+        for (&start, &end) in &self.done {
+            if start > covered {
+                return false;
+            }
+            covered = covered.max(end);
+        }
+        covered >= self.size
+    }
+}
+
+/// The chunk size the client asks for (the protocol's maximum).
+const CHUNK: u64 = modchain_protocol::job::limits::MAX_OUTPUT_CHUNK_BYTES as u64;
+
+/// The client side of results: the files stored per job, and the fetches in flight.
+#[derive(Debug)]
+pub struct ResultStore {
+    root: PathBuf,
+    stored: HashMap<JobId, BTreeMap<String, PathBuf>>,
+    fetches: HashMap<(JobId, Digest), Fetch>,
+}
+
+/// The relative path for an output name, if it is a plain relative path.
+pub fn safe_name(name: &str) -> Result<PathBuf, OutputError> {
+    let bad = || OutputError::BadName(name.to_string());
+    if name.is_empty() || name.contains('\0') || name.contains('\\') {
+        return Err(bad());
+    }
+    let path = Path::new(name);
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            _ => return Err(bad()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
+    move |source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// BLAKE3 of a file, read in pieces.
+fn digest_file(path: &Path) -> std::io::Result<Digest> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(Digest(*h.finalize().as_bytes()))
+}
+
+impl ResultStore {
+    pub fn new(root: PathBuf) -> Self {
+        ResultStore {
+            root,
+            stored: HashMap::new(),
+            fetches: HashMap::new(),
+        }
+    }
+
+    pub fn job_dir(&self, job: &JobId) -> PathBuf {
+        self.root.join(job.to_hex())
+    }
+
+    /// Files of a job stored so far, by name.
+    pub fn stored(&self, job: &JobId) -> Option<&BTreeMap<String, PathBuf>> {
+        self.stored.get(job)
+    }
+
+    /// Fetches of a job still in flight.
+    pub fn pending(&self, job: &JobId) -> usize {
+        self.fetches.keys().filter(|(j, _)| j == job).count()
+    }
+
+    fn target(&self, job: &JobId, name: &str) -> Result<PathBuf, OutputError> {
+        let rel = safe_name(name)?;
+        let path = self.job_dir(job).join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        Ok(path)
+    }
+
+    fn remember(&mut self, job: JobId, name: &str, path: PathBuf) {
+        self.stored
+            .entry(job)
+            .or_default()
+            .insert(name.to_string(), path);
+    }
+
+    /// Writes an output that travelled inline, after checking its digest.
+    pub fn store_inline(
+        &mut self,
+        job: JobId,
+        file: &OutputFile,
+        data: &[u8],
+    ) -> Result<PathBuf, OutputError> {
+        if Digest::of(data) != file.digest {
+            return Err(OutputError::DigestMismatch(file.name.clone()));
+        }
+        let path = self.target(&job, &file.name)?;
+        std::fs::write(&path, data).map_err(io_err(&path))?;
+        self.remember(job, &file.name, path.clone());
+        Ok(path)
+    }
+
+    /// Starts fetching a file that did not travel inline. Returns the
+    /// offsets to ask for first; none when there is nothing to fetch (an
+    /// empty file, stored at once).
+    pub fn begin_fetch(&mut self, job: JobId, file: &OutputFile) -> Result<Vec<u64>, OutputError> {
+        if file.size == 0 {
+            self.store_inline(job, file, &[])?;
+            return Ok(Vec::new());
+        }
+        let path = self.target(&job, &file.name)?;
+        let mut part = path.clone().into_os_string();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        std::fs::File::create(&part).map_err(io_err(&part))?;
+        let mut fetch = Fetch {
+            name: file.name.clone(),
+            path,
+            part,
+            size: file.size,
+            next: 0,
+            outstanding: BTreeSet::new(),
+            done: BTreeMap::new(),
+            last_progress: Instant::now(),
+            retries: 0,
+        };
+        let first = fetch.refill();
+        self.fetches.insert((job, file.digest), fetch);
+        Ok(first)
+    }
+
+    /// Fetches that heard nothing for `quiet`: the offsets to ask again,
+    /// and the fetches given up after [`FETCH_RETRIES`] (their parts deleted).
+    #[allow(clippy::type_complexity)]
+    pub fn stalled(
+        &mut self,
+        quiet: Duration,
+    ) -> (Vec<(JobId, Digest, Vec<u64>)>, Vec<(JobId, String)>) {
+        let now = Instant::now();
+        let mut again = Vec::new();
+        let mut abandoned = Vec::new();
+        for ((job, digest), f) in self.fetches.iter_mut() {
+            if now.duration_since(f.last_progress) < quiet {
+                continue;
+            }
+            f.retries += 1;
+            f.last_progress = now;
+            if f.retries > FETCH_RETRIES {
+                abandoned.push((*job, *digest));
+                continue;
+            }
+            again.push((*job, *digest, f.outstanding.iter().copied().collect()));
+        }
+        let gone = abandoned
+            .into_iter()
+            .filter_map(|key| {
+                self.fetches.remove(&key).map(|f| {
+                    let _ = std::fs::remove_file(&f.part);
+                    (key.0, f.name)
+                })
+            })
+            .collect();
+        (again, gone)
+    }
+
+    /// Stores a chunk the provider sent, at its offset.
+    pub fn on_chunk(&mut self, chunk: &OutputChunk) -> ChunkOutcome {
+        let key = (chunk.job_id, chunk.digest);
+        let Some(f) = self.fetches.get_mut(&key) else {
+            return ChunkOutcome::Ignored;
+        };
+        if !f.outstanding.contains(&chunk.offset) || chunk.total_size != f.size {
+            return ChunkOutcome::Ignored;
+        }
+        let end = chunk.offset.saturating_add(chunk.data.len() as u64);
+        if chunk.data.is_empty() || end > f.size {
+            let name = f.name.clone();
+            let part = f.part.clone();
+            self.fetches.remove(&key);
+            let _ = std::fs::remove_file(&part);
+            return ChunkOutcome::Failed {
+                name,
+                error: "the provider sent an empty or oversized chunk".into(),
+            };
+        }
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::OpenOptions::new().write(true).open(&f.part)?;
+            file.seek(SeekFrom::Start(chunk.offset))?;
+            file.write_all(&chunk.data)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            let (name, part) = (f.name.clone(), f.part.clone());
+            self.fetches.remove(&key);
+            let _ = std::fs::remove_file(&part);
+            return ChunkOutcome::Failed {
+                name,
+                error: e.to_string(),
+            };
+        }
+        f.outstanding.remove(&chunk.offset);
+        f.done.insert(chunk.offset, end);
+        f.last_progress = Instant::now();
+        f.retries = 0;
+        let mut asks = Vec::new();
+        let wanted = (chunk.offset.saturating_add(CHUNK)).min(f.size);
+        if end < wanted && !f.outstanding.contains(&end) {
+            // A short chunk: ask for the rest of its range.
+            asks.push(f.ask(end));
+        }
+        if !f.complete() || !f.outstanding.is_empty() {
+            asks.extend(f.refill());
+            if !f.complete() {
+                return ChunkOutcome::Next(asks);
+            }
+        }
+        let Some(f) = self.fetches.remove(&key) else {
+            return ChunkOutcome::Ignored;
+        };
+        match digest_file(&f.part) {
+            Ok(d) if d == chunk.digest => match std::fs::rename(&f.part, &f.path) {
+                Ok(()) => {
+                    self.remember(chunk.job_id, &f.name, f.path.clone());
+                    ChunkOutcome::Complete {
+                        name: f.name,
+                        path: f.path,
+                    }
+                }
+                Err(e) => ChunkOutcome::Failed {
+                    name: f.name,
+                    error: e.to_string(),
+                },
+            },
+            Ok(_) => {
+                let _ = std::fs::remove_file(&f.part);
+                ChunkOutcome::Mismatch { name: f.name }
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&f.part);
+                ChunkOutcome::Failed {
+                    name: f.name,
+                    error: e.to_string(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("modchain-outputs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn file(name: &str, data: &[u8]) -> OutputFile {
+        OutputFile {
+            name: name.into(),
+            size: data.len() as u64,
+            digest: Digest::of(data),
+            inline: None,
+        }
+    }
+
+    fn chunk(job: JobId, data: &[u8], whole: &[u8], offset: u64) -> OutputChunk {
+        OutputChunk {
+            job_id: job,
+            digest: Digest::of(whole),
+            offset,
+            total_size: whole.len() as u64,
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn names_must_be_plain_relative_paths() {
+        assert!(safe_name("a.txt").is_ok());
+        assert_eq!(
+            safe_name("sub/b.txt").expect("ok"),
+            PathBuf::from("sub/b.txt")
+        );
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "./a",
+            "a\\..\\b",
+            "a\0b",
+        ] {
+            assert!(safe_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn chunks_assemble_into_a_file_that_matches_its_digest() {
+        let root = temp("assemble");
+        let mut store = ResultStore::new(root.clone());
+        let job = Digest::of(b"job");
+        let whole: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let f = file("big/data.bin", &whole);
+        let mut asked = store.begin_fetch(job, &f).expect("begin");
+        assert_eq!(asked, vec![0]);
+        assert_eq!(store.pending(&job), 1);
+        // A chunk nobody asked for is ignored.
+        assert_eq!(
+            store.on_chunk(&chunk(job, &whole[10..20], &whole, 10)),
+            ChunkOutcome::Ignored
+        );
+        // The provider answers with short chunks; the rest is asked again.
+        loop {
+            let offset = asked.remove(0);
+            let end = (offset as usize + 30_000).min(whole.len());
+            match store.on_chunk(&chunk(job, &whole[offset as usize..end], &whole, offset)) {
+                ChunkOutcome::Next(more) => asked.extend(more),
+                ChunkOutcome::Complete { name, path } => {
+                    assert_eq!(name, "big/data.bin");
+                    assert_eq!(std::fs::read(&path).expect("read"), whole);
+                    assert_eq!(path, root.join(job.to_hex()).join("big/data.bin"));
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(asked.is_empty());
+        assert_eq!(store.pending(&job), 0);
+        assert!(
+            store
+                .stored(&job)
+                .is_some_and(|s| s.contains_key("big/data.bin"))
+        );
+    }
+
+    #[test]
+    fn a_file_that_does_not_match_its_digest_is_deleted() {
+        let root = temp("mismatch");
+        let mut store = ResultStore::new(root.clone());
+        let job = Digest::of(b"job2");
+        let whole = b"the real contents".to_vec();
+        let f = file("out.txt", &whole);
+        store.begin_fetch(job, &f).expect("begin");
+        let forged = b"the fake contents".to_vec();
+        let mut c = chunk(job, &forged, &whole, 0);
+        c.digest = f.digest;
+        assert_eq!(
+            store.on_chunk(&c),
+            ChunkOutcome::Mismatch {
+                name: "out.txt".into()
+            }
+        );
+        let dir = root.join(job.to_hex());
+        assert!(!dir.join("out.txt").exists());
+        assert!(!dir.join("out.txt.part").exists());
+        assert!(store.stored(&job).is_none());
+    }
+
+    #[test]
+    fn inline_outputs_are_checked_and_bad_names_refused() {
+        let root = temp("inline");
+        let mut store = ResultStore::new(root);
+        let job = Digest::of(b"job3");
+        let f = file("hello.txt", b"hello");
+        let path = store.store_inline(job, &f, b"hello").expect("stored");
+        assert_eq!(std::fs::read(path).expect("read"), b"hello");
+        assert!(matches!(
+            store.store_inline(job, &f, b"other"),
+            Err(OutputError::DigestMismatch(_))
+        ));
+        let evil = file("../escape.txt", b"x");
+        assert!(matches!(
+            store.store_inline(job, &evil, b"x"),
+            Err(OutputError::BadName(_))
+        ));
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn full_chunks_arrive_out_of_order_within_the_window() {
+        let root =
+            std::env::temp_dir().join(format!("modchain-outputs-window-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut store = ResultStore::new(root);
+        let job = Digest::of(b"window");
+        let whole: Vec<u8> = (0..(CHUNK * 5 + 123)).map(|i| (i % 253) as u8).collect();
+        let f = OutputFile {
+            name: "w.bin".into(),
+            size: whole.len() as u64,
+            digest: Digest::of(&whole),
+            inline: None,
+        };
+        let mut asked = store.begin_fetch(job, &f).expect("begin");
+        assert_eq!(asked.len(), FETCH_WINDOW);
+        let mut done = None;
+        while let Some(offset) = asked.pop() {
+            let end = (offset + CHUNK).min(whole.len() as u64) as usize;
+            let c = OutputChunk {
+                job_id: job,
+                digest: f.digest,
+                offset,
+                total_size: f.size,
+                data: whole[offset as usize..end].to_vec(),
+            };
+            match store.on_chunk(&c) {
+                ChunkOutcome::Next(more) => asked.extend(more),
+                ChunkOutcome::Complete { path, .. } => done = Some(path),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let path = done.expect("completed");
+        assert_eq!(std::fs::read(path).expect("read"), whole);
+        // Nothing left to re-ask.
+        let (again, gone) = store.stalled(Duration::ZERO);
+        assert!(again.is_empty() && gone.is_empty());
+    }
+
+    #[test]
+    fn a_quiet_fetch_is_asked_again_then_abandoned() {
+        let root =
+            std::env::temp_dir().join(format!("modchain-outputs-stall-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut store = ResultStore::new(root.clone());
+        let job = Digest::of(b"stall");
+        let f = OutputFile {
+            name: "s.bin".into(),
+            size: 10,
+            digest: Digest::of(b"0123456789"),
+            inline: None,
+        };
+        assert_eq!(store.begin_fetch(job, &f).expect("begin"), vec![0]);
+        for _ in 0..FETCH_RETRIES {
+            let (again, gone) = store.stalled(Duration::ZERO);
+            assert_eq!(again, vec![(job, f.digest, vec![0])]);
+            assert!(gone.is_empty());
+        }
+        let (again, gone) = store.stalled(Duration::ZERO);
+        assert!(again.is_empty());
+        assert_eq!(gone, vec![(job, "s.bin".to_string())]);
+        assert_eq!(store.pending(&job), 0);
+        assert!(!root.join(job.to_hex()).join("s.bin.part").exists());
+    }
+}

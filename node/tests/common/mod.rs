@@ -1,0 +1,460 @@
+//! Shared by the jobs tests and the jobs benchmark: a real network of
+//! `modchain` processes on 127.0.0.1 (a bootstrap peer run by the hidden
+//! `modchain bootstrap-peer`, and nodes started with `modchain start`), the
+//! locally built busybox image, and small HTTP and CLI helpers.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "modchain-test/busybox:2";
+
+/// A child process that is killed when the test lets go of it.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn modchain() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_modchain"))
+}
+
+pub fn temp_root(what: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("modchain-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("temp dir");
+    root
+}
+
+/// Builds the test image once per process: a root filesystem holding only a
+/// static busybox and its applet links, imported with `docker import`
+/// (nothing is pulled). The same recipe as adapters/tests/docker.rs.
+pub fn test_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let present = Command::new("docker")
+            .args(["image", "inspect", IMAGE])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if present {
+            return;
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("busybox not found: apt-get install busybox-static (see .ci/run)");
+        let root =
+            std::env::temp_dir().join(format!("modchain-busybox-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["bin", "tmp", "outputs", "etc"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        std::fs::set_permissions(
+            root.join("tmp"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .expect("chmod /tmp");
+        std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
+        for applet in [
+            "sh", "echo", "cat", "dd", "sleep", "nc", "id", "touch", "ls", "true", "false", "head",
+        ] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlink");
+        }
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -C {} -c . | docker import - {IMAGE}",
+                root.display()
+            ))
+            .status()
+            .expect("run docker import");
+        assert!(
+            status.success(),
+            "docker import of the busybox root filesystem failed"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    });
+    IMAGE
+}
+
+/// One HTTP/1.1 exchange with `Connection: close`: status and body.
+pub fn http(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Option<(u16, String)> {
+    let hostport = url.trim().strip_prefix("http://")?;
+    let mut s = TcpStream::connect(hostport).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let _ = s.set_nodelay(true);
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub struct TestNode {
+    pub label: String,
+    pub dir: PathBuf,
+    pub proc: Option<Proc>,
+    pub peer_id: String,
+}
+
+impl TestNode {
+    pub fn url(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("api.url"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("api.token"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// GET, parsed, 200 only.
+    pub fn get(&self, path: &str) -> Option<Value> {
+        let (status, body) = http(&self.url()?, "GET", path, None, None)?;
+        (status == 200).then(|| serde_json::from_str(&body).ok())?
+    }
+
+    /// POST with the token: status and body.
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        let url = self.url().expect("api.url");
+        http(&url, "POST", path, Some(&self.token()), Some(body)).expect("POST answered")
+    }
+
+    /// Runs `modchain --data-dir DIR args...` to its end.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(modchain())
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run modchain")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub fn job(&self, id: &str) -> Value {
+        self.get(&format!("/api/v1/jobs/{id}"))
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn receipts(&self) -> Vec<Value> {
+        self.get("/api/v1/receipts")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Peer ids of the adverts this node holds.
+    pub fn advert_holders(&self) -> HashSet<String> {
+        self.get("/api/v1/nodes")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter(|n| !n["advert"].is_null())
+            .filter_map(|n| n["peer_id"].as_str().map(String::from))
+            .collect()
+    }
+
+    /// This node's own advert, as it publishes it.
+    pub fn own_advert(&self) -> Value {
+        self.get("/api/v1/nodes")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .find(|n| n["self"].as_bool() == Some(true))
+            .map(|n| n["advert"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// SIGKILL: no chance to say goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &p.child.id().to_string()])
+                .status();
+            let _ = p.child.wait();
+        }
+    }
+}
+
+/// A bootstrap peer and `n` nodes (all orchestrator candidates) on loopback.
+pub struct TestNet {
+    pub root: PathBuf,
+    pub bootstrap: Proc,
+    pub bootstrap_addr: String,
+    pub nodes: Vec<TestNode>,
+}
+
+impl TestNet {
+    pub fn start(what: &str, n: usize) -> TestNet {
+        let root = temp_root(what);
+        let bs_dir = root.join("bootstrap");
+        std::fs::create_dir_all(&bs_dir).expect("bootstrap dir");
+        let mut child = Command::new(modchain())
+            .arg("--data-dir")
+            .arg(&bs_dir)
+            .args(["bootstrap-peer", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(bs_dir.join("node.log")).expect("log"))
+            .spawn()
+            .expect("spawn modchain bootstrap-peer");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("bootstrap address line");
+        let bootstrap = Proc {
+            name: "bootstrap".into(),
+            child,
+        };
+        let bootstrap_addr = first.trim().to_string();
+        assert!(
+            bootstrap_addr.contains("/p2p/12D3KooW"),
+            "bootstrap peer's first line: {bootstrap_addr:?}"
+        );
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let label = format!("node-{i}");
+            let dir = root.join(&label);
+            let out = Command::new(modchain())
+                .arg("--data-dir")
+                .arg(&dir)
+                .arg("init")
+                .output()
+                .expect("init");
+            assert!(
+                out.status.success(),
+                "init failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let mut node = TestNode {
+                label,
+                dir,
+                proc: None,
+                peer_id: String::new(),
+            };
+            node.proc = Some(spawn_node(&node.dir, &bootstrap_addr));
+            nodes.push(node);
+        }
+        for node in &mut nodes {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(s) = node.get("/api/v1/stats") {
+                    node.peer_id = s["peer_id"].as_str().expect("peer_id").to_string();
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never served its API; log:\n{}",
+                    node.label,
+                    node.log_tail(40)
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let net = TestNet {
+            root,
+            bootstrap,
+            bootstrap_addr,
+            nodes,
+        };
+        net.converge(Duration::from_secs(45));
+        net
+    }
+
+    /// Waits until every live node holds every live node's advert.
+    pub fn converge(&self, within: Duration) {
+        let t0 = Instant::now();
+        let all: HashSet<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.proc.is_some())
+            .map(|n| n.peer_id.clone())
+            .collect();
+        loop {
+            let lagging: Vec<&TestNode> = self
+                .nodes
+                .iter()
+                .filter(|n| n.proc.is_some() && !n.advert_holders().is_superset(&all))
+                .collect();
+            if lagging.is_empty() {
+                return;
+            }
+            if t0.elapsed() > within {
+                panic!(
+                    "not converged within {within:?}: {}",
+                    lagging
+                        .iter()
+                        .map(|n| format!("{}:\n{}", n.label, n.log_tail(30)))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The node named by peer id or by node id (hex).
+    pub fn by_peer(&self, peer: &str) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.peer_id == peer || node_hex(&n.peer_id) == peer)
+    }
+
+    /// Every node's log, for a failure message.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("==== {}\n{}", n.label, n.log_tail(40)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.proc.take();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+pub fn spawn_node(dir: &Path, bootstrap: &str) -> Proc {
+    let _ = std::fs::remove_file(dir.join("api.url"));
+    let log = std::fs::File::create(dir.join("node.log")).expect("log file");
+    let child = Command::new(modchain())
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "start",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            "127.0.0.1:0",
+            "--bootstrap",
+            bootstrap,
+            "--orchestrator",
+        ])
+        .env(
+            "RUST_LOG",
+            std::env::var("MODCHAIN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn modchain start");
+    Proc {
+        name: dir.display().to_string(),
+        child,
+    }
+}
+
+/// Polls `f` every 50 ms until it gives `Some`, or panics with `what` after `within`.
+pub fn wait_until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t0.elapsed() < within, "timed out after {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Containers labelled as this job's on this machine.
+pub fn containers_of_job(job_id: &str) -> usize {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=modchain.job={job_id}"),
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// The node id (ed25519 key, hex) inside an ed25519 peer id.
+pub fn node_hex(peer_id: &str) -> String {
+    peer_id
+        .parse::<libp2p::PeerId>()
+        .ok()
+        .and_then(|p| modchain_protocol::NodeId::from_peer_id(&p).ok())
+        .map(|n| n.to_hex())
+        .unwrap_or_default()
+}

@@ -1,0 +1,16 @@
+//! # modchain-sim
+//!
+//! The Modchain simulation harness. The model engine ([`engine`]) runs the
+//! protocol crate's own state machines ([`modchain_protocol::peer::Peer`])
+//! for thousands of peers on a discrete-event simulated network
+//! ([`network`]), in virtual time, deterministic from a seed. Scenarios are
+//! data ([`scenario`]); a run writes its figures with [`output`].
+
+pub mod engine;
+pub mod metrics;
+pub mod network;
+pub mod output;
+pub mod plot;
+pub mod rng;
+pub mod scenario;
+pub mod units;
