@@ -24,7 +24,8 @@ use futures_util::StreamExt;
 use modchain_protocol::job::{ExitStatus, Usage, limits};
 use modchain_protocol::provider::ExecutionReport;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 /// The label that marks containers as ours.
@@ -90,6 +91,19 @@ const MAX_ENV: usize = 128;
 pub struct DockerAdapter {
     docker: Docker,
     config: DockerConfig,
+    /// Image tags present on the daemon as last listed (`None` until listed),
+    /// so `validate` can refuse a missing image without asking the daemon.
+    images: Arc<RwLock<Option<HashSet<String>>>>,
+}
+
+/// `name` → `name:latest`, as Docker reads a reference without a tag.
+fn with_tag(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') || image.contains('@') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
 }
 
 impl DockerAdapter {
@@ -97,7 +111,39 @@ impl DockerAdapter {
     pub fn connect(config: DockerConfig) -> Result<Self, AdapterError> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| AdapterError::RuntimeUnavailable(e.to_string()))?;
-        Ok(DockerAdapter { docker, config })
+        Ok(DockerAdapter {
+            docker,
+            config,
+            images: Arc::new(RwLock::new(None)),
+        })
+    }
+
+    /// Lists the images present on the daemon, for `validate`. Call at
+    /// start-up and now and then; returns how many tags there are.
+    pub async fn refresh_images(&self) -> Result<usize, AdapterError> {
+        let list = self
+            .docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .map_err(|e| AdapterError::RuntimeUnavailable(e.to_string()))?;
+        let tags: HashSet<String> = list.into_iter().flat_map(|i| i.repo_tags).collect();
+        let n = tags.len();
+        if let Ok(mut held) = self.images.write() {
+            *held = Some(tags);
+        }
+        Ok(n)
+    }
+
+    /// Whether the image is known to be absent (false while never listed).
+    fn known_absent(&self, image: &str) -> bool {
+        if self.config.allow_pull || image.starts_with("sha256:") {
+            return false;
+        }
+        self.images
+            .read()
+            .ok()
+            .and_then(|held| held.as_ref().map(|tags| !tags.contains(&with_tag(image))))
+            .unwrap_or(false)
     }
 
     /// Checks that the daemon answers; returns its version.
@@ -202,6 +248,9 @@ impl DockerAdapter {
         }
         if p.network && !self.config.allow_network {
             return Err(AdapterError::NetworkNotAllowed);
+        }
+        if self.known_absent(&p.image) {
+            return Err(AdapterError::ImageNotPresent(p.image));
         }
         Ok(p)
     }

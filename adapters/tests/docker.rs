@@ -237,6 +237,15 @@ async fn bad_input_is_refused_before_anything_runs() {
         a.execute(c.clone(), "run", &missing).await,
         Err(AdapterError::ImageNotPresent(_))
     ));
+    // Once the images are listed, validation alone refuses a missing one.
+    assert!(a.validate("run", &missing).is_ok(), "unknown until listed");
+    assert!(a.refresh_images().await.expect("list images") >= 1);
+    assert!(matches!(
+        a.validate("run", &missing),
+        Err(AdapterError::ImageNotPresent(_))
+    ));
+    let present = serde_json::json!({"image": test_image(), "cmd": ["true"]});
+    assert!(a.validate("run", &present).is_ok());
     let malformed = serde_json::json!({"image": 5});
     assert!(matches!(
         a.validate("run", &malformed),

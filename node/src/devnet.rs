@@ -561,16 +561,39 @@ async fn demo(args: &DevnetArgs, dir: &Path, exe: &Path, children: &mut Children
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // The election, as node-1 sees it, if its stats say.
-    if let Ok(ep) = Endpoint::locate(&nodes[0].data_dir, false)
-        && let Ok(stats) = ep.call("GET", "/api/v1/stats", None).await
-    {
-        let l = labels.lock().unwrap_or_else(|e| e.into_inner());
-        for key in ["election", "orchestrators", "elected", "epoch"] {
-            if !stats[key].is_null() {
-                step(format!("{key}: {}", l.value(&stats[key])));
-            }
+    // The election: wait (a few seconds at most) until every node computes
+    // the same elected set, so the demo job meets a settled network.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut views = Vec::new();
+        for n in &nodes {
+            let view = match Endpoint::locate(&n.data_dir, false) {
+                Ok(ep) => ep
+                    .call("GET", "/api/v1/stats", None)
+                    .await
+                    .map(|s| s["elected"].clone())
+                    .unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            views.push(view);
         }
+        let settled = views
+            .iter()
+            .all(|v| v.as_array().is_some_and(|a| !a.is_empty()) && *v == views[0]);
+        if settled || Instant::now() > deadline {
+            let l = labels.lock().unwrap_or_else(|e| e.into_inner());
+            step(format!(
+                "election: orchestrators for this epoch {} ({})",
+                l.value(&views[0]),
+                if settled {
+                    "the same on every node"
+                } else {
+                    "not yet the same on every node"
+                }
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // The demo job, from node-1.

@@ -25,6 +25,7 @@ use modchain_protocol::job::{ExitStatus, FetchOutput, JobSpec, OutputChunk, limi
 use modchain_protocol::orchestrator::{OrchestratorConfig, ReputationTable};
 use modchain_protocol::peer::{Peer, PeerConfig};
 use modchain_protocol::pricing::Credits;
+use modchain_protocol::provider::Admission;
 use modchain_protocol::provider::{OUTPUT_RETENTION_MS, ProviderConfig};
 use modchain_protocol::receipt::{Outcome, SignedReceipt};
 use modchain_protocol::reputation::{Trust, TrustConfig};
@@ -317,6 +318,12 @@ impl Node {
             source,
         })?;
         let adapters = adapters(&me, &options.docker).await?;
+        let admission = AdapterAdmission(
+            adapters
+                .iter()
+                .map(|a| (a.name().to_string(), a.clone()))
+                .collect(),
+        );
         let (executor, executor_events) =
             Executor::new(adapters, work_dir, options.docker.allow_network);
         let provider = options.provider.then(|| {
@@ -387,7 +394,14 @@ impl Node {
             .collect();
         Ok(Node {
             swarm,
-            peer: Peer::new(key.clone(), config),
+            peer: {
+                let mut peer = Peer::new(key.clone(), config);
+                // Decline at bid time what our adapters would refuse (a
+                // missing image, a module that does not compile), so such a
+                // job goes to a provider that can run it and leaves no receipt.
+                peer.set_admission(Box::new(admission));
+                peer
+            },
             me,
             registry,
             started: Instant::now(),
@@ -1107,6 +1121,34 @@ impl Node {
     }
 }
 
+/// How often the docker adapter re-lists the images present.
+const IMAGE_REFRESH: Duration = Duration::from_secs(15);
+
+/// The provider's bid-time check: would the local adapter accept this job?
+struct AdapterAdmission(BTreeMap<String, Arc<dyn Adapter>>);
+
+impl std::fmt::Debug for AdapterAdmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AdapterAdmission")
+            .field(&self.0.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Admission for AdapterAdmission {
+    fn admit(&self, spec: &JobSpec) -> Result<(), String> {
+        let adapter = self
+            .0
+            .get(&spec.adapter)
+            .ok_or_else(|| format!("no `{}` adapter here", spec.adapter))?;
+        let params: serde_json::Value = serde_json::from_str(&spec.params)
+            .map_err(|e| format!("params are not valid JSON: {e}"))?;
+        adapter
+            .validate(&spec.method, &params)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// The adapters this node runs: wasm always; docker when enabled and the
 /// daemon answers (then containers a crashed run of this node left are removed).
 async fn adapters(
@@ -1143,6 +1185,19 @@ async fn adapters(
                 }
             }
             tracing::info!(%version, "docker adapter on");
+            // Keep the list of local images fresh for bid-time admission.
+            if let Err(e) = adapter.refresh_images().await {
+                tracing::warn!(error = %e, "cannot list docker images");
+            }
+            let refresher = adapter.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(IMAGE_REFRESH).await;
+                    if let Err(e) = refresher.refresh_images().await {
+                        tracing::debug!(error = %e, "cannot list docker images");
+                    }
+                }
+            });
             list.push(Arc::new(adapter));
         }
         Ok(Err(e)) => tracing::info!(error = %e, "docker adapter off: the daemon did not answer"),

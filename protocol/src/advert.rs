@@ -6,7 +6,7 @@ use crate::job::{JobSpec, Requirements};
 use crate::pricing::PriceTable;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,7 +328,8 @@ pub const MAX_ADVERT_TTL_MS: u64 = 60 * 60 * 1000;
 /// The network's adverts as one peer knows them: the newest per node, until it expires.
 #[derive(Clone, Debug, Default)]
 pub struct AdvertBook {
-    adverts: HashMap<NodeId, (CapabilityAdvert, Timestamp)>,
+    /// Ordered by node, so every walk over the table is deterministic without sorting.
+    adverts: BTreeMap<NodeId, (CapabilityAdvert, Timestamp)>,
 }
 
 impl AdvertBook {
@@ -389,9 +390,7 @@ impl AdvertBook {
 
     /// Adverts in node order, so every walk over the table is deterministic.
     pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &CapabilityAdvert)> {
-        let mut v: Vec<_> = self.adverts.iter().map(|(k, (a, _))| (k, a)).collect();
-        v.sort_by_key(|(k, _)| **k);
-        v.into_iter()
+        self.adverts.iter().map(|(k, (a, _))| (k, a))
     }
 
     /// Nodes that stand as orchestrator candidates.

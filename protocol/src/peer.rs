@@ -217,18 +217,29 @@ impl Peer {
         *self.stats.received.entry(msg.kind()).or_default() += 1;
         let ctx_rep = std::mem::take(&mut self.reputation);
         match msg.message() {
-            Message::Advert(ad) => match self.adverts.insert(now, msg.signer(), ad.clone()) {
-                Ok(()) => self.refresh_candidates(),
-                Err(r) => {
-                    let label = match r {
-                        AdvertRejection::Expired => "expired",
-                        AdvertRejection::Stale => "stale",
-                        AdvertRejection::TooLarge => "too_large",
-                        AdvertRejection::TooLong => "too_long",
-                    };
-                    *self.stats.adverts_rejected.entry(label).or_default() += 1;
+            Message::Advert(ad) => {
+                // Only a change of candidacy can change the election.
+                let was_candidate = self
+                    .adverts
+                    .get(&msg.signer())
+                    .is_some_and(|a| a.orchestrator_candidate);
+                let inserted = self.adverts.insert(now, msg.signer(), ad.clone());
+                if inserted.is_ok() && (was_candidate || ad.orchestrator_candidate) {
+                    self.refresh_candidates();
                 }
-            },
+                match inserted {
+                    Ok(()) => {}
+                    Err(r) => {
+                        let label = match r {
+                            AdvertRejection::Expired => "expired",
+                            AdvertRejection::Stale => "stale",
+                            AdvertRejection::TooLarge => "too_large",
+                            AdvertRejection::TooLong => "too_long",
+                        };
+                        *self.stats.adverts_rejected.entry(label).or_default() += 1;
+                    }
+                }
+            }
             Message::Job(_) => {
                 let accept = self.orchestrator.is_some() && self.recently_elected(now);
                 if accept {
@@ -353,6 +364,13 @@ impl Peer {
 
     pub fn cancel(&mut self, now: Timestamp, job: &JobId, reason: &str) -> bool {
         self.client.cancel(now, job, reason)
+    }
+
+    /// Installs the provider role's admission check (see [`crate::provider::Admission`]).
+    pub fn set_admission(&mut self, admission: Box<dyn crate::provider::Admission>) {
+        if let Some(p) = self.provider.as_mut() {
+            p.set_admission(admission);
+        }
     }
 
     /// The adapter finished a job this peer runs as provider.

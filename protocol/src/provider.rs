@@ -106,6 +106,14 @@ enum TimerKey {
     Deadline(JobId, u32),
 }
 
+/// A check the driver supplies for what only it can know, such as whether
+/// a Docker image is present or a module compiles. It must answer from
+/// memory (no I/O): the provider calls it while deciding whether to bid.
+pub trait Admission: Send + Sync + std::fmt::Debug {
+    /// `Err` with the reason declines the job before any bid.
+    fn admit(&self, spec: &JobSpec) -> Result<(), String>;
+}
+
 #[derive(Debug)]
 pub struct Provider {
     key: Keypair,
@@ -114,6 +122,7 @@ pub struct Provider {
     reserved: HashMap<JobId, Reservation>,
     running: HashMap<JobId, Running>,
     delivered: HashMap<JobId, Delivered>,
+    admission: Option<Box<dyn Admission>>,
     timers: Timers<TimerKey>,
     actions: VecDeque<Action>,
 }
@@ -127,9 +136,15 @@ impl Provider {
             reserved: HashMap::new(),
             running: HashMap::new(),
             delivered: HashMap::new(),
+            admission: None,
             timers: Timers::default(),
             actions: VecDeque::new(),
         }
+    }
+
+    /// Installs the driver's admission check (see [`Admission`]).
+    pub fn set_admission(&mut self, admission: Box<dyn Admission>) {
+        self.admission = Some(admission);
     }
 
     pub fn config(&self) -> &ProviderConfig {
@@ -230,6 +245,11 @@ impl Provider {
                 Some(job_id),
                 DeclineReason::Unsupported(format!("model `{model}`")),
             ));
+        }
+        if let Some(check) = &self.admission {
+            check
+                .admit(spec)
+                .map_err(|why| (Some(job_id), DeclineReason::Unsupported(why)))?;
         }
         let need = Capacity::for_requirements(&spec.requirements);
         if !self.config.capacity.fits(&need) {

@@ -432,3 +432,34 @@ fn a_provider_running_its_own_job_sees_it_move_only_forward() {
     );
     assert_eq!(cj.detail, "exited with code 0");
 }
+
+#[derive(Debug)]
+struct NoImage;
+
+impl modchain_protocol::provider::Admission for NoImage {
+    fn admit(&self, _spec: &modchain_protocol::job::JobSpec) -> Result<(), String> {
+        Err("image `x:1` is not present".into())
+    }
+}
+
+#[test]
+fn a_provider_declines_what_its_admission_check_refuses_and_nothing_is_stored() {
+    let mut w = world();
+    for p in w.providers.clone() {
+        w.net.peer_mut(&p).set_admission(Box::new(NoImage));
+    }
+    let now = w.net.now;
+    let job = w.net.submit(w.client, test_job(now, 10));
+    w.net.run_for(3 * SECOND);
+    let cj = w.net.peer(&w.client).job(&job).expect("job");
+    assert_eq!(cj.state, JobState::Queued);
+    assert!(
+        cj.detail.contains("image `x:1` is not present"),
+        "{}",
+        cj.detail
+    );
+    assert!(w.net.executions.is_empty());
+    for p in w.net.peer_ids() {
+        assert!(w.net.ledger(&p).is_empty());
+    }
+}
