@@ -10,6 +10,8 @@
 pub mod adapter;
 pub mod docker;
 pub mod outputs;
+#[doc(hidden)]
+pub mod testing;
 pub mod wasm;
 
 pub use adapter::{

@@ -10,10 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-pub const IMAGE: &str = "modchain-test/busybox:2";
 
 /// A child process that is killed when the test lets go of it.
 pub struct Proc {
@@ -39,56 +36,10 @@ pub fn temp_root(what: &str) -> PathBuf {
     root
 }
 
-/// Builds the test image once per process: a root filesystem holding only a
-/// static busybox and its applet links, imported with `docker import`
-/// (nothing is pulled). The same recipe as adapters/tests/docker.rs.
+/// The locally built busybox image the docker jobs run (see
+/// `modchain_adapters::testing`).
 pub fn test_image() -> &'static str {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let present = Command::new("docker")
-            .args(["image", "inspect", IMAGE])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if present {
-            return;
-        }
-        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("busybox not found: apt-get install busybox-static (see .ci/run)");
-        let root =
-            std::env::temp_dir().join(format!("modchain-busybox-root-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        for d in ["bin", "tmp", "outputs", "etc"] {
-            std::fs::create_dir_all(root.join(d)).expect("mkdir");
-        }
-        std::fs::set_permissions(
-            root.join("tmp"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-        )
-        .expect("chmod /tmp");
-        std::fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
-        for applet in [
-            "sh", "echo", "cat", "dd", "sleep", "nc", "id", "touch", "ls", "true", "false", "head",
-        ] {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlink");
-        }
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "tar -C {} -c . | docker import - {IMAGE}",
-                root.display()
-            ))
-            .status()
-            .expect("run docker import");
-        assert!(
-            status.success(),
-            "docker import of the busybox root filesystem failed"
-        );
-        let _ = std::fs::remove_dir_all(&root);
-    });
-    IMAGE
+    modchain_adapters::testing::busybox_image()
 }
 
 /// One HTTP/1.1 exchange with `Connection: close`: status and body.
