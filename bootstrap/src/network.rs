@@ -155,6 +155,26 @@ pub fn build_swarm<B: NetworkBehaviour>(
 }
 
 /// Explains a listen error in an operator's words.
+/// Subscribes to every Modchain topic and starts listening on `listen`:
+/// what the bootstrap peer and the node both do once their swarm is built.
+pub fn join<B: NetworkBehaviour>(
+    swarm: &mut Swarm<B>,
+    gossipsub: impl Fn(&mut Swarm<B>) -> &mut libp2p::gossipsub::Behaviour,
+    listen: &[libp2p::Multiaddr],
+) -> Result<(), NetworkError> {
+    for t in TOPICS {
+        gossipsub(swarm)
+            .subscribe(&topic(t))
+            .map_err(|e| NetworkError::Gossipsub(e.to_string()))?;
+    }
+    for addr in listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| listen_error(addr, e))?;
+    }
+    Ok(())
+}
+
 pub fn listen_error(
     addr: &libp2p::Multiaddr,
     err: impl std::fmt::Display + std::fmt::Debug,

@@ -3,7 +3,7 @@
 //! checking every envelope, so forged messages stop here) and serves circuit
 //! relay v2 for peers behind NAT. It runs no protocol roles.
 
-use crate::network::{self, NetworkError, TOPICS};
+use crate::network::{self, NetworkError};
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -72,18 +72,11 @@ impl BootstrapPeer {
             gossipsub: gs,
             relay: relay::Behaviour::new(k.public().to_peer_id(), relay::Config::default()),
         })?;
-        for t in TOPICS {
-            swarm
-                .behaviour_mut()
-                .gossipsub
-                .subscribe(&network::topic(t))
-                .map_err(|e| NetworkError::Gossipsub(e.to_string()))?;
-        }
-        for addr in &config.listen {
-            swarm
-                .listen_on(addr.clone())
-                .map_err(|e| network::listen_error(addr, e))?;
-        }
+        network::join(
+            &mut swarm,
+            |s| &mut s.behaviour_mut().gossipsub,
+            &config.listen,
+        )?;
         Ok(BootstrapPeer {
             swarm,
             stats: BootstrapStats::default(),

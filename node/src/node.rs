@@ -15,7 +15,7 @@ use modchain_adapters::docker::{DockerAdapter, DockerConfig};
 use modchain_adapters::wasm::WasmAdapter;
 use modchain_adapters::{Adapter, AdapterError};
 use modchain_bootstrap::BootstrapAddr;
-use modchain_bootstrap::network::{self, NetworkError, TOPICS};
+use modchain_bootstrap::network::{self, NetworkError};
 use modchain_protocol::action::{Action, Event, Topic};
 use modchain_protocol::advert::{CapabilityAdvert, Capacity};
 use modchain_protocol::client::ClientJob;
@@ -296,18 +296,11 @@ impl Node {
         let mut swarm = network::build_swarm(lkey, Some(&mut registry), |k| {
             NodeBehaviour::new(k, gs, max)
         })?;
-        for t in TOPICS {
-            swarm
-                .behaviour_mut()
-                .gossipsub
-                .subscribe(&network::topic(t))
-                .map_err(|e| NetworkError::Gossipsub(e.to_string()))?;
-        }
-        for addr in &options.listen {
-            swarm
-                .listen_on(addr.clone())
-                .map_err(|e| network::listen_error(addr, e))?;
-        }
+        network::join(
+            &mut swarm,
+            |s| &mut s.behaviour_mut().gossipsub,
+            &options.listen,
+        )?;
         let me = key.node_id();
         let work_dir = options.data_dir.join("work");
         // What an earlier run left (it crashed or was killed mid-job) can
