@@ -308,6 +308,25 @@ enum BodyMode {
     ToEnd,
 }
 
+/// Reads at most `left` bytes (and at most `buf`'s length), counting them
+/// off `left`; an early end of the stream ends the body.
+async fn read_counted(
+    reader: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    done: &mut bool,
+    left: &mut u64,
+    mut buf: Vec<u8>,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let want = (*left).min(buf.len() as u64) as usize;
+    let n = reader.read(&mut buf[..want]).await?;
+    if n == 0 {
+        *done = true;
+        return Ok(None);
+    }
+    *left -= n as u64;
+    buf.truncate(n);
+    Ok(Some(buf))
+}
+
 /// A response body read as it arrives, whatever its framing.
 #[derive(Debug)]
 pub struct BodyStream {
@@ -340,15 +359,7 @@ impl BodyStream {
                     self.done = true;
                     return Ok(None);
                 }
-                let want = (*left).min(buf.len() as u64) as usize;
-                let n = self.reader.read(&mut buf[..want]).await?;
-                if n == 0 {
-                    self.done = true;
-                    return Ok(None);
-                }
-                *left -= n as u64;
-                buf.truncate(n);
-                Ok(Some(buf))
+                read_counted(&mut self.reader, &mut self.done, left, buf).await
             }
             BodyMode::Chunked { left } => {
                 if *left == 0 {
@@ -377,15 +388,7 @@ impl BodyStream {
                     }
                     *left = n;
                 }
-                let want = (*left).min(buf.len() as u64) as usize;
-                let n = self.reader.read(&mut buf[..want]).await?;
-                if n == 0 {
-                    self.done = true;
-                    return Ok(None);
-                }
-                *left -= n as u64;
-                buf.truncate(n);
-                Ok(Some(buf))
+                read_counted(&mut self.reader, &mut self.done, left, buf).await
             }
         }
     }
