@@ -7,12 +7,15 @@
 
 use crate::datadir::{DataDir, DataDirError};
 use crate::node::{ApiQuery, LogFeed, Refusal};
+use crate::views::{
+    BalanceView, Cancelled, ErrorBody, JobDetail, JobResultView, JobSummary, ReceiptView,
+    ReputationEntry, Submitted,
+};
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use libp2p::futures::stream;
 use modchain_protocol::advert::GpuVendor;
@@ -23,8 +26,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[derive(Debug, Error)]
 pub enum ApiError {
@@ -44,9 +52,11 @@ pub enum ApiError {
 }
 
 #[derive(Clone, Debug)]
-struct ApiState {
+pub(crate) struct ApiState {
     node: mpsc::Sender<ApiQuery>,
     token: String,
+    /// The OpenAPI document, generated once from the routes below.
+    openapi: Arc<String>,
 }
 
 /// A bound API server, ready to run.
@@ -88,24 +98,16 @@ impl Api {
             format!("{url}\n").as_bytes(),
             false,
         )?;
-        let router = Router::new()
-            .route("/health", get(health))
-            .route("/api/v1/stats", get(stats))
-            .route("/api/v1/nodes", get(nodes))
-            .route("/api/v1/providers/{*key}", get(providers))
-            .route("/metrics", get(metrics))
-            .route("/api/v1/jobs", get(list_jobs).post(submit_job))
-            .route("/api/v1/jobs/{id}", get(get_job).delete(cancel_job))
-            .route("/api/v1/jobs/{id}/logs", get(job_logs))
-            .route("/api/v1/jobs/{id}/result", get(job_result))
-            .route("/api/v1/receipts", get(receipts))
-            .route("/api/v1/reputation", get(reputation))
-            .route("/api/v1/balance", get(balance))
-            .route("/api/v1/events", get(events))
-            .route("/api/v1/openapi.json", get(openapi))
+        let (routes, doc) = api_routes().split_for_parts();
+        let openapi = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
+        let router: Router = routes
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
-            .with_state(ApiState { node, token });
+            .with_state(ApiState {
+                node,
+                token,
+                openapi,
+            });
         Ok(Api {
             listener,
             router,
@@ -123,99 +125,160 @@ impl Api {
     }
 }
 
-async fn health() -> Json<serde_json::Value> {
+/// The API's routes, each registered with its handler's `#[utoipa::path]`
+/// description, so the OpenAPI document is generated from the same list the
+/// server routes by.
+fn api_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(stats))
+        .routes(routes!(nodes))
+        .routes(routes!(providers))
+        .routes(routes!(metrics))
+        .routes(routes!(list_jobs, submit_job))
+        .routes(routes!(get_job, cancel_job))
+        .routes(routes!(job_logs))
+        .routes(routes!(job_result))
+        .routes(routes!(receipts))
+        .routes(routes!(reputation))
+        .routes(routes!(balance))
+        .routes(routes!(events))
+        .routes(routes!(openapi))
+}
+
+/// The OpenAPI 3.1 description of this API, generated from the handlers'
+/// annotations and the request and response types.
+#[cfg(test)]
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Modchain node API",
+        description = "The local API of a modchain node (loopback only). Mutating calls need `Authorization: Bearer <token>` (the token is in api.token in the data directory). Errors are `{\"error\": \"...\"}`. Prices are in micro-credits (1 credit = 1000000)."
+    ),
+    modifiers(&BearerScheme),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// Declares the `bearer` security scheme the mutating calls name.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "ok", body = Object)))]
+async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-fn unavailable() -> Response {
-    (
+fn unavailable() -> ApiFail {
+    ApiFail(
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "error": "the node is shutting down" })),
+        "the node is shutting down".into(),
     )
-        .into_response()
 }
 
-async fn ask<T>(state: &ApiState, make: impl FnOnce(oneshot::Sender<T>) -> ApiQuery) -> Option<T> {
+async fn ask<T>(
+    state: &ApiState,
+    make: impl FnOnce(oneshot::Sender<T>) -> ApiQuery,
+) -> Result<T, ApiFail> {
     let (tx, rx) = oneshot::channel();
-    state.node.send(make(tx)).await.ok()?;
-    rx.await.ok()
+    state.node.send(make(tx)).await.map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())
 }
 
-async fn stats(State(state): State<ApiState>) -> Response {
-    match ask(&state, ApiQuery::Stats).await {
-        Some(v) => Json(v).into_response(),
-        None => unavailable(),
-    }
+/// Node, network, job, receipt and ledger counters.
+#[utoipa::path(get, path = "/api/v1/stats", responses((status = 200, description = "counters", body = Object), (status = 503, description = "shutting down", body = ErrorBody)))]
+async fn stats(State(state): State<ApiState>) -> Result<Json<Value>, ApiFail> {
+    Ok(Json(ask(&state, ApiQuery::Stats).await?))
 }
 
-async fn nodes(State(state): State<ApiState>) -> Response {
-    match ask(&state, ApiQuery::Nodes).await {
-        Some(v) => Json(v).into_response(),
-        None => unavailable(),
-    }
+/// Known peers and their adverts.
+#[utoipa::path(get, path = "/api/v1/nodes", responses((status = 200, description = "peers", body = [Object]), (status = 503, description = "shutting down", body = ErrorBody)))]
+async fn nodes(State(state): State<ApiState>) -> Result<Json<Value>, ApiFail> {
+    Ok(Json(ask(&state, ApiQuery::Nodes).await?))
 }
 
-/// `GET /api/v1/providers/cap/docker`: the peers that provide a capability
-/// key in the DHT.
-async fn providers(State(state): State<ApiState>, Path(key): Path<String>) -> Response {
+/// The peers that provide a capability key in the DHT (`cap/docker`,
+/// `cap/gpu/nvidia`, `cap/llm/<model>`, `cap/orchestrator`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/providers/{*key}",
+    params(("key" = String, Path, description = "capability key, e.g. cap/docker")),
+    responses(
+        (status = 200, description = "providers", body = Object),
+        (status = 400, description = "not a cap/ key", body = ErrorBody)
+    )
+)]
+async fn providers(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiFail> {
     let key = key.trim_start_matches('/').to_string();
     if !key.starts_with("cap/") {
-        return (
+        return Err(ApiFail(
             StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "capability keys start with cap/, e.g. cap/docker" })),
-        )
-            .into_response();
+            "capability keys start with cap/, e.g. cap/docker".into(),
+        ));
     }
-    match ask(&state, |reply| ApiQuery::Providers { key, reply }).await {
-        Some(v) => Json(v).into_response(),
-        None => unavailable(),
-    }
+    Ok(Json(
+        ask(&state, |reply| ApiQuery::Providers { key, reply }).await?,
+    ))
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
-    match ask(&state, ApiQuery::Metrics).await {
-        Some(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        None => unavailable(),
-    }
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    ApiFail(status, message.into()).into_response()
+/// Prometheus / OpenMetrics text.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "metrics", content_type = "application/openmetrics-text", body = String)))]
+async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiFail> {
+    let text = ask(&state, ApiQuery::Metrics).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// An error answer, as `{"error": "..."}` with its status.
 #[derive(Debug)]
-struct ApiFail(StatusCode, String);
+pub(crate) struct ApiFail(StatusCode, String);
 
 impl IntoResponse for ApiFail {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
-fn refused(r: Refusal) -> Response {
+fn refused(r: Refusal) -> ApiFail {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
-    error(status, r.error)
+    ApiFail(status, r.error)
 }
 
-async fn method_not_allowed() -> Response {
-    error(
+async fn method_not_allowed() -> ApiFail {
+    ApiFail(
         StatusCode::METHOD_NOT_ALLOWED,
-        "this endpoint does not take that method; see /api/v1/openapi.json",
+        "this endpoint does not take that method; see /api/v1/openapi.json".into(),
     )
 }
 
-async fn not_found() -> Response {
-    error(
+async fn not_found() -> ApiFail {
+    ApiFail(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see /api/v1/openapi.json for the API",
+        "no such endpoint; see /api/v1/openapi.json for the API".into(),
     )
 }
 
@@ -253,25 +316,31 @@ fn job_id(raw: &str) -> Result<JobId, ApiFail> {
 }
 
 /// `POST /api/v1/jobs` body.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// `wasm`, `docker`, ...
+    #[schema(examples("wasm", "docker"))]
     pub adapter: String,
     /// Defaults to `run`.
     #[serde(default)]
     pub method: Option<String>,
-    /// The adapter's parameters (any JSON).
+    /// The adapter's parameters (see the adapter's JSON Schema); at most
+    /// 262144 bytes serialised.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub params: Value,
     #[serde(default)]
     pub requirements: RequirementsRequest,
     /// Micro-credits; default 10 credits.
     #[serde(default)]
+    #[schema(default = 10_000_000)]
     pub max_price: Option<u64>,
-    /// Default 60000.
+    /// Default 60000; at most 24 hours.
     #[serde(default)]
+    #[schema(default = 60_000, minimum = 1, maximum = 86_400_000)]
     pub timeout_ms: Option<u64>,
+    /// Higher runs first when orchestrators are busy.
     #[serde(default)]
     pub priority: Option<u8>,
     /// Absolute time in ms since the epoch; default now + 10 min.
@@ -279,12 +348,17 @@ pub struct SubmitRequest {
     pub start_by_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+/// What the job needs of its provider; omitted fields take the defaults.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequirementsRequest {
+    #[schema(default = 1, minimum = 1)]
     pub cores: Option<u32>,
+    #[schema(default = 268_435_456)]
     pub memory_bytes: Option<u64>,
     pub gpus: Option<u32>,
+    /// nvidia, amd, intel, apple or other.
+    #[schema(examples("nvidia"))]
     pub gpu_vendor: Option<String>,
     pub min_vram_bytes: Option<u64>,
     pub storage_bytes: Option<u64>,
@@ -372,103 +446,139 @@ impl SubmitRequest {
     }
 }
 
+/// Submit a job.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs",
+    request_body = SubmitRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "submitted", body = Submitted),
+        (status = 400, description = "invalid job: bad body, params over the limit, unknown adapter on the network, params the adapter refuses", body = ErrorBody),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "no orchestrator elected yet", body = ErrorBody)
+    )
+)]
 async fn submit_job(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Result<Json<SubmitRequest>, JsonRejection>,
-) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r.into_response();
-    }
-    let req = match body {
-        Ok(Json(b)) => b,
-        Err(e) => {
-            return error(
+) -> Result<(StatusCode, Json<Submitted>), ApiFail> {
+    authorize(&state, &headers)?;
+    let req = body
+        .map_err(|e| {
+            ApiFail(
                 StatusCode::BAD_REQUEST,
                 format!("bad job request: {}", e.body_text()),
-            );
-        }
-    };
-    let spec = match req.into_spec(Timestamp::now_wall()) {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid job: {e}")),
-    };
-    match ask(&state, |reply| ApiQuery::Submit { spec, reply }).await {
-        Some(Ok(id)) => {
-            (StatusCode::CREATED, Json(json!({ "job_id": id.to_hex() }))).into_response()
-        }
-        Some(Err(r)) => refused(r),
-        None => unavailable(),
-    }
+            )
+        })?
+        .0;
+    let spec = req
+        .into_spec(Timestamp::now_wall())
+        .map_err(|e| ApiFail(StatusCode::BAD_REQUEST, format!("invalid job: {e}")))?;
+    let id = ask(&state, |reply| ApiQuery::Submit { spec, reply })
+        .await?
+        .map_err(refused)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Submitted {
+            job_id: id.to_hex(),
+        }),
+    ))
 }
 
-async fn list_jobs(State(state): State<ApiState>) -> Response {
-    match ask(&state, ApiQuery::Jobs).await {
-        Some(v) => Json(v).into_response(),
-        None => unavailable(),
-    }
+/// This node's jobs (as client), oldest first.
+#[utoipa::path(get, path = "/api/v1/jobs", responses((status = 200, description = "jobs", body = [JobSummary])))]
+async fn list_jobs(State(state): State<ApiState>) -> Result<Json<Vec<JobSummary>>, ApiFail> {
+    Ok(Json(ask(&state, ApiQuery::Jobs).await?))
 }
 
-async fn get_job(State(state): State<ApiState>, Path(raw): Path<String>) -> Response {
-    let id = match job_id(&raw) {
-        Ok(id) => id,
-        Err(r) => return r.into_response(),
-    };
-    match ask(&state, |reply| ApiQuery::Job { id, reply }).await {
-        Some(Some(v)) => Json(v).into_response(),
-        Some(None) => error(StatusCode::NOT_FOUND, format!("no job {id} on this node")),
-        None => unavailable(),
-    }
+/// One job, with its history and output.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    params(("id" = String, Path, description = "job id (64 hex digits)")),
+    responses(
+        (status = 200, description = "job", body = JobDetail),
+        (status = 400, description = "not a job id", body = ErrorBody),
+        (status = 404, description = "unknown job", body = ErrorBody)
+    )
+)]
+async fn get_job(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<JobDetail>, ApiFail> {
+    let id = job_id(&raw)?;
+    ask(&state, |reply| ApiQuery::Job { id, reply })
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiFail(StatusCode::NOT_FOUND, format!("no job {id} on this node")))
 }
 
+/// Cancel a job.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/jobs/{id}",
+    params(("id" = String, Path, description = "job id (64 hex digits)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "cancelled", body = Cancelled),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "unknown job", body = ErrorBody),
+        (status = 409, description = "the job already ended", body = ErrorBody)
+    )
+)]
 async fn cancel_job(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(raw): Path<String>,
-) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r.into_response();
-    }
-    let id = match job_id(&raw) {
-        Ok(id) => id,
-        Err(r) => return r.into_response(),
-    };
-    match ask(&state, |reply| ApiQuery::Cancel { id, reply }).await {
-        Some(Ok(())) => {
-            Json(json!({ "job_id": id.to_hex(), "state": "cancelled" })).into_response()
-        }
-        Some(Err(r)) => refused(r),
-        None => unavailable(),
-    }
+) -> Result<Json<Cancelled>, ApiFail> {
+    authorize(&state, &headers)?;
+    let id = job_id(&raw)?;
+    ask(&state, |reply| ApiQuery::Cancel { id, reply })
+        .await?
+        .map_err(refused)?;
+    Ok(Json(Cancelled {
+        job_id: id.to_hex(),
+        state: "cancelled".into(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogsQuery {
+    /// Stream until the job ends.
     #[serde(default)]
     follow: bool,
 }
 
+/// The job's output: live chunks received so far, or the result's stdout and
+/// stderr; with `follow`, streamed until the job ends.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/logs",
+    params(("id" = String, Path, description = "job id (64 hex digits)"), LogsQuery),
+    responses(
+        (status = 200, description = "output", content_type = "text/plain", body = String),
+        (status = 404, description = "unknown job", body = ErrorBody)
+    )
+)]
 async fn job_logs(
     State(state): State<ApiState>,
     Path(raw): Path<String>,
     query: Result<Query<LogsQuery>, QueryRejection>,
-) -> Response {
-    let id = match job_id(&raw) {
-        Ok(id) => id,
-        Err(r) => return r.into_response(),
-    };
-    let follow = match query {
-        Ok(Query(q)) => q.follow,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    let view = match ask(&state, |reply| ApiQuery::Logs { id, reply }).await {
-        Some(Some(v)) => v,
-        Some(None) => return error(StatusCode::NOT_FOUND, format!("no job {id} on this node")),
-        None => return unavailable(),
-    };
+) -> Result<Response, ApiFail> {
+    let id = job_id(&raw)?;
+    let follow = query
+        .map_err(|e| ApiFail(StatusCode::BAD_REQUEST, e.body_text()))?
+        .0
+        .follow;
+    let view = ask(&state, |reply| ApiQuery::Logs { id, reply })
+        .await?
+        .ok_or_else(|| ApiFail(StatusCode::NOT_FOUND, format!("no job {id} on this node")))?;
     let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if !follow || view.ended {
-        return (text_plain, view.text).into_response();
+        return Ok((text_plain, view.text).into_response());
     }
     // What came so far, then each new piece until the job ends.
     struct Follow {
@@ -498,72 +608,92 @@ async fn job_logs(
             }
         },
     );
-    (text_plain, Body::from_stream(s)).into_response()
+    Ok((text_plain, Body::from_stream(s)).into_response())
 }
 
-async fn job_result(State(state): State<ApiState>, Path(raw): Path<String>) -> Response {
-    let id = match job_id(&raw) {
-        Ok(id) => id,
-        Err(r) => return r.into_response(),
-    };
-    match ask(&state, |reply| ApiQuery::JobResult { id, reply }).await {
-        Some(Some(Some(v))) => Json(v).into_response(),
-        Some(Some(None)) => error(StatusCode::NOT_FOUND, format!("job {id} has no result yet")),
-        Some(None) => error(StatusCode::NOT_FOUND, format!("no job {id} on this node")),
-        None => unavailable(),
+/// The job's signed result.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/result",
+    params(("id" = String, Path, description = "job id (64 hex digits)")),
+    responses(
+        (status = 200, description = "result", body = JobResultView),
+        (status = 404, description = "unknown job, or no result yet", body = ErrorBody)
+    )
+)]
+async fn job_result(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<JobResultView>, ApiFail> {
+    let id = job_id(&raw)?;
+    match ask(&state, |reply| ApiQuery::JobResult { id, reply }).await? {
+        Some(Some(v)) => Ok(Json(v)),
+        Some(None) => Err(ApiFail(
+            StatusCode::NOT_FOUND,
+            format!("job {id} has no result yet"),
+        )),
+        None => Err(ApiFail(
+            StatusCode::NOT_FOUND,
+            format!("no job {id} on this node"),
+        )),
     }
 }
 
-async fn receipts(State(state): State<ApiState>) -> Response {
-    match ask(&state, ApiQuery::Receipts).await {
-        Some(v) => Json(v).into_response(),
-        None => unavailable(),
-    }
+/// Every receipt in this node's ledger, oldest first.
+#[utoipa::path(get, path = "/api/v1/receipts", responses((status = 200, description = "receipts", body = [ReceiptView])))]
+async fn receipts(State(state): State<ApiState>) -> Result<Json<Vec<ReceiptView>>, ApiFail> {
+    Ok(Json(ask(&state, ApiQuery::Receipts).await?))
 }
 
-async fn reputation(State(state): State<ApiState>) -> Response {
-    match ask(&state, ApiQuery::Reputation).await {
-        Some(v) => Json(v).into_response(),
-        None => unavailable(),
-    }
+/// Global trust computed from the ledger, most trusted first.
+#[utoipa::path(get, path = "/api/v1/reputation", responses((status = 200, description = "reputation", body = [ReputationEntry])))]
+async fn reputation(State(state): State<ApiState>) -> Result<Json<Vec<ReputationEntry>>, ApiFail> {
+    Ok(Json(ask(&state, ApiQuery::Reputation).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct BalanceQuery {
+    /// Another node's id (64 hex digits); default this node.
     node: Option<String>,
 }
 
+/// A credit balance derived from the ledger.
+#[utoipa::path(
+    get,
+    path = "/api/v1/balance",
+    params(BalanceQuery),
+    responses(
+        (status = 200, description = "balance", body = BalanceView),
+        (status = 400, description = "bad node id", body = ErrorBody)
+    )
+)]
 async fn balance(
     State(state): State<ApiState>,
     query: Result<Query<BalanceQuery>, QueryRejection>,
-) -> Response {
-    let node = match query {
-        Ok(Query(q)) => match q.node {
-            None => None,
-            Some(raw) => match NodeId::from_hex(&raw) {
-                Some(n) => Some(n),
-                None => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("`{raw}` is not a node id: expected 64 hex digits"),
-                    );
-                }
-            },
-        },
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+) -> Result<Json<BalanceView>, ApiFail> {
+    let q = query
+        .map_err(|e| ApiFail(StatusCode::BAD_REQUEST, e.body_text()))?
+        .0;
+    let node = match q.node {
+        None => None,
+        Some(raw) => Some(NodeId::from_hex(&raw).ok_or_else(|| {
+            ApiFail(
+                StatusCode::BAD_REQUEST,
+                format!("`{raw}` is not a node id: expected 64 hex digits"),
+            )
+        })?),
     };
-    match ask(&state, |reply| ApiQuery::Balance { node, reply }).await {
-        Some(v) => Json(v).into_response(),
-        None => unavailable(),
-    }
+    Ok(Json(
+        ask(&state, |reply| ApiQuery::Balance { node, reply }).await?,
+    ))
 }
 
-/// `GET /api/v1/events`: the node's events as newline-delimited JSON, from
-/// now on, until the client goes away.
-async fn events(State(state): State<ApiState>) -> Response {
-    let Some(rx) = ask(&state, ApiQuery::Events).await else {
-        return unavailable();
-    };
+/// The node's protocol events from now on, one JSON object per line
+/// (`{at_ms, node, event, ...fields}`), until the client goes away.
+#[utoipa::path(get, path = "/api/v1/events", responses((status = 200, description = "stream", content_type = "application/x-ndjson", body = String)))]
+async fn events(State(state): State<ApiState>) -> Result<Response, ApiFail> {
+    let rx = ask(&state, ApiQuery::Events).await?;
     let s = stream::unfold(rx, |mut rx| async move {
         let line = match rx.recv().await {
             Ok(line) => line,
@@ -574,172 +704,21 @@ async fn events(State(state): State<ApiState>) -> Response {
         };
         Some((Ok::<_, Infallible>(format!("{line}\n")), rx))
     });
-    (
+    Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(s),
     )
+        .into_response())
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)))]
+async fn openapi(State(state): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.as_str().to_owned(),
+    )
         .into_response()
-}
-
-async fn openapi() -> Json<Value> {
-    Json(crate::api::openapi_document())
-}
-
-/// The OpenAPI 3.1 description of this API, written from the request and
-/// response types above (kept beside them; a test checks every route is in it).
-pub fn openapi_document() -> Value {
-    let err = json!({ "$ref": "#/components/schemas/Error" });
-    let json_resp = |desc: &str, schema: Value| json!({ "description": desc, "content": { "application/json": { "schema": schema } } });
-    let error_resp = |desc: &str| json_resp(desc, err.clone());
-    let id_param = json!({
-        "name": "id", "in": "path", "required": true,
-        "description": "job id (64 hex digits)",
-        "schema": { "type": "string", "pattern": "^[0-9a-f]{64}$" }
-    });
-    let bearer = json!([{ "bearer": [] }]);
-    let hex = json!({ "type": "string", "description": "64 hex digits" });
-    let nullable = |t: &str| json!({ "type": [t, "null"] });
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Modchain node API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "The local API of a modchain node (loopback only). Mutating calls need `Authorization: Bearer <token>` (the token is in api.token in the data directory). Errors are `{\"error\": \"...\"}`. Prices are in micro-credits (1 credit = 1000000)."
-        },
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
-                "Requirements": {
-                    "type": "object", "additionalProperties": false,
-                    "properties": {
-                        "cores": { "type": "integer", "minimum": 1, "default": DEFAULT_CORES },
-                        "memory_bytes": { "type": "integer", "default": DEFAULT_MEMORY_BYTES },
-                        "gpus": { "type": "integer", "default": 0 },
-                        "gpu_vendor": { "type": "string", "enum": ["nvidia", "amd", "intel", "apple", "other"] },
-                        "min_vram_bytes": { "type": "integer", "default": 0 },
-                        "storage_bytes": { "type": "integer", "default": 0 },
-                        "model": { "type": "string" }
-                    }
-                },
-                "SubmitRequest": {
-                    "type": "object", "additionalProperties": false, "required": ["adapter"],
-                    "properties": {
-                        "adapter": { "type": "string", "examples": ["wasm", "docker"] },
-                        "method": { "type": "string", "default": "run" },
-                        "params": { "description": "the adapter's parameters (see the adapter's JSON Schema); at most 262144 bytes serialised" },
-                        "requirements": { "$ref": "#/components/schemas/Requirements" },
-                        "max_price": { "type": "integer", "default": DEFAULT_MAX_PRICE, "description": "micro-credits" },
-                        "timeout_ms": { "type": "integer", "default": DEFAULT_TIMEOUT_MS, "minimum": 1, "maximum": limits::MAX_TIMEOUT_MS },
-                        "priority": { "type": "integer", "minimum": 0, "maximum": 255, "default": 0 },
-                        "start_by_ms": { "type": "integer", "description": "absolute ms since the epoch; default now + 10 min" }
-                    }
-                },
-                "Submitted": { "type": "object", "required": ["job_id"], "properties": { "job_id": hex } },
-                "OutputFile": {
-                    "type": "object",
-                    "properties": {
-                        "name": { "type": "string" }, "size": { "type": "integer" }, "digest": hex,
-                        "inline": { "type": "boolean" },
-                        "path": { "type": ["string", "null"], "description": "local path once stored under <data-dir>/results/<job-id>/" }
-                    }
-                },
-                "Job": {
-                    "type": "object",
-                    "properties": {
-                        "job_id": hex,
-                        "state": { "type": "string", "enum": ["queued", "bidding", "awarded", "running", "completed", "failed", "cancelled"] },
-                        "detail": { "type": "string" },
-                        "adapter": { "type": "string" }, "method": { "type": "string" },
-                        "submitted_at_ms": { "type": "integer" },
-                        "orchestrator": nullable("string"), "provider": nullable("string"),
-                        "history": { "type": "array", "items": { "type": "object", "properties": { "at_ms": { "type": "integer" }, "state": { "type": "string" } } } },
-                        "price": nullable("integer"), "receipt_id": nullable("string"),
-                        "exit_code": nullable("integer"), "exit": nullable("string"),
-                        "stdout": nullable("string"), "stderr": nullable("string"),
-                        "max_price": { "type": "integer" }, "timeout_ms": { "type": "integer" },
-                        "outputs": { "type": "array", "items": { "$ref": "#/components/schemas/OutputFile" } },
-                        "outputs_pending": { "type": "integer" },
-                        "results_dir": { "type": "string" }
-                    }
-                },
-                "JobResult": {
-                    "type": "object",
-                    "properties": {
-                        "job_id": hex, "provider": nullable("string"), "attempt": { "type": "integer" },
-                        "exit_code": { "type": "integer" }, "exit": { "type": "string" },
-                        "stdout": { "type": "string" }, "stderr": { "type": "string" },
-                        "usage": { "type": "object", "properties": { "wall_ms": { "type": "integer" }, "cpu_ms": { "type": "integer" }, "peak_memory_bytes": { "type": "integer" }, "tokens": { "type": "integer" } } },
-                        "finished_at_ms": { "type": "integer" }, "result_digest": hex,
-                        "receipt_id": nullable("string"), "price": nullable("integer"),
-                        "results_dir": { "type": "string" }, "outputs_pending": { "type": "integer" },
-                        "outputs": { "type": "array", "items": { "$ref": "#/components/schemas/OutputFile" } }
-                    }
-                },
-                "Receipt": {
-                    "type": "object",
-                    "properties": {
-                        "receipt_id": hex, "job_id": hex, "attempt": { "type": "integer" },
-                        "client": hex, "provider": hex, "orchestrator": hex,
-                        "outcome": { "type": "string", "enum": ["executed", "provider_failed"] },
-                        "exit_code": nullable("integer"), "exit": nullable("string"), "failure": nullable("string"),
-                        "price": { "type": "integer", "description": "micro-credits" },
-                        "wall_ms": { "type": "integer" }, "issued_at_ms": { "type": "integer" }
-                    }
-                },
-                "Reputation": {
-                    "type": "object",
-                    "properties": {
-                        "node_id": hex, "peer_id": nullable("string"),
-                        "trust": { "type": "number", "description": "share of global trust (EigenTrust), sums to 1" },
-                        "reputation": { "type": "integer", "description": "trust relative to the most trusted node, parts per million" },
-                        "pretrusted": { "type": "boolean" }
-                    }
-                },
-                "Balance": {
-                    "type": "object",
-                    "properties": { "node_id": hex, "balance_micro": { "type": "integer" }, "balance": { "type": "number" } }
-                }
-            }
-        },
-        "paths": {
-            "/health": { "get": { "summary": "liveness", "responses": { "200": json_resp("ok", json!({ "type": "object" })) } } },
-            "/api/v1/stats": { "get": { "summary": "node, network, job, receipt and ledger counters", "responses": { "200": json_resp("counters", json!({ "type": "object" })) } } },
-            "/api/v1/nodes": { "get": { "summary": "known peers and their adverts", "responses": { "200": json_resp("peers", json!({ "type": "array", "items": { "type": "object" } })) } } },
-            "/api/v1/providers/{key}": { "get": { "summary": "DHT lookup of a capability key (cap/docker, cap/gpu/nvidia, ...)", "parameters": [{ "name": "key", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": { "200": json_resp("providers", json!({ "type": "object" })), "400": error_resp("not a cap/ key") } } },
-            "/metrics": { "get": { "summary": "Prometheus / OpenMetrics text", "responses": { "200": { "description": "metrics", "content": { "application/openmetrics-text": {} } } } } },
-            "/api/v1/jobs": {
-                "get": { "summary": "this node's jobs (as client), oldest first", "responses": { "200": json_resp("jobs", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Job" } })) } },
-                "post": {
-                    "summary": "submit a job", "security": bearer,
-                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SubmitRequest" } } } },
-                    "responses": {
-                        "201": json_resp("submitted", json!({ "$ref": "#/components/schemas/Submitted" })),
-                        "400": error_resp("invalid job: bad body, params over the limit, unknown adapter on the network, params the adapter refuses"),
-                        "401": error_resp("missing or wrong bearer token"),
-                        "503": error_resp("no orchestrator elected yet")
-                    }
-                }
-            },
-            "/api/v1/jobs/{id}": {
-                "get": { "summary": "one job", "parameters": [id_param.clone()], "responses": { "200": json_resp("job", json!({ "$ref": "#/components/schemas/Job" })), "404": error_resp("unknown job") } },
-                "delete": { "summary": "cancel a job", "security": bearer, "parameters": [id_param.clone()], "responses": { "200": json_resp("cancelled", json!({ "type": "object" })), "401": error_resp("missing or wrong bearer token"), "404": error_resp("unknown job"), "409": error_resp("the job already ended") } }
-            },
-            "/api/v1/jobs/{id}/logs": {
-                "get": {
-                    "summary": "the job's output: live chunks received so far, or the result's stdout and stderr",
-                    "parameters": [id_param.clone(), { "name": "follow", "in": "query", "schema": { "type": "boolean", "default": false }, "description": "stream until the job ends" }],
-                    "responses": { "200": { "description": "output", "content": { "text/plain": {} } }, "404": error_resp("unknown job") }
-                }
-            },
-            "/api/v1/jobs/{id}/result": { "get": { "summary": "the job's signed result", "parameters": [id_param], "responses": { "200": json_resp("result", json!({ "$ref": "#/components/schemas/JobResult" })), "404": error_resp("unknown job, or no result yet") } } },
-            "/api/v1/receipts": { "get": { "summary": "every receipt in this node's ledger, oldest first", "responses": { "200": json_resp("receipts", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Receipt" } })) } } },
-            "/api/v1/reputation": { "get": { "summary": "global trust computed from the ledger, most trusted first", "responses": { "200": json_resp("reputation", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Reputation" } })) } } },
-            "/api/v1/balance": { "get": { "summary": "credit balance from the ledger", "parameters": [{ "name": "node", "in": "query", "schema": hex, "description": "another node's id; default this node" }], "responses": { "200": json_resp("balance", json!({ "$ref": "#/components/schemas/Balance" })), "400": error_resp("bad node id") } } },
-            "/api/v1/events": { "get": { "summary": "the node's protocol events from now on, one JSON object per line: {at_ms, node, event, ...fields}", "responses": { "200": { "description": "stream", "content": { "application/x-ndjson": {} } } } } },
-            "/api/v1/openapi.json": { "get": { "summary": "this document", "responses": { "200": json_resp("OpenAPI 3.1", json!({ "type": "object" })) } } }
-        }
-    })
 }
 
 #[cfg(test)]
@@ -785,24 +764,93 @@ mod tests {
     }
 
     #[test]
-    fn openapi_lists_every_route() {
-        let doc = openapi_document();
-        for path in [
-            "/api/v1/jobs",
-            "/api/v1/jobs/{id}",
-            "/api/v1/jobs/{id}/logs",
-            "/api/v1/jobs/{id}/result",
-            "/api/v1/receipts",
-            "/api/v1/reputation",
-            "/api/v1/balance",
-            "/api/v1/events",
-            "/api/v1/openapi.json",
+    fn openapi_is_generated_from_every_route() {
+        let doc = serde_json::to_value(openapi_document()).expect("serialise");
+        for (path, method) in [
+            ("/health", "get"),
+            ("/api/v1/stats", "get"),
+            ("/api/v1/nodes", "get"),
+            ("/metrics", "get"),
+            ("/api/v1/jobs", "get"),
+            ("/api/v1/jobs", "post"),
+            ("/api/v1/jobs/{id}", "get"),
+            ("/api/v1/jobs/{id}", "delete"),
+            ("/api/v1/jobs/{id}/logs", "get"),
+            ("/api/v1/jobs/{id}/result", "get"),
+            ("/api/v1/receipts", "get"),
+            ("/api/v1/reputation", "get"),
+            ("/api/v1/balance", "get"),
+            ("/api/v1/events", "get"),
+            ("/api/v1/openapi.json", "get"),
         ] {
-            assert!(doc["paths"][path].is_object(), "{path} missing");
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} missing"
+            );
+        }
+        assert_eq!(doc["openapi"], json!("3.1.0"));
+        // Mutating calls name the bearer scheme, and it is declared.
+        for (path, method) in [("/api/v1/jobs", "post"), ("/api/v1/jobs/{id}", "delete")] {
+            assert_eq!(
+                doc["paths"][path][method]["security"][0]["bearer"],
+                json!([])
+            );
         }
         assert_eq!(
-            doc["paths"]["/api/v1/jobs"]["post"]["security"][0]["bearer"],
-            json!([])
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            json!("bearer")
         );
+        // Response schemas come from the view types' fields.
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("ReceiptView", "receipt_id"),
+            ("ReceiptView", "outcome"),
+            ("JobSummary", "provider"),
+            ("JobResultView", "usage"),
+            ("SubmitRequest", "adapter"),
+            ("RequirementsRequest", "gpu_vendor"),
+            ("BalanceView", "balance_micro"),
+            ("ReputationEntry", "trust"),
+        ] {
+            assert!(
+                schemas[schema]["properties"][field].is_object(),
+                "{schema}.{field} missing: {}",
+                schemas[schema]
+            );
+        }
+        assert_eq!(
+            doc["paths"]["/api/v1/receipts"]["get"]["responses"]["200"]["content"]["application/json"]
+                ["schema"]["items"]["$ref"],
+            json!("#/components/schemas/ReceiptView")
+        );
+    }
+
+    /// A response the node builds must match the schema the document gives
+    /// for it: every field the schema names is there and nothing else.
+    #[test]
+    fn receipt_view_fields_match_its_schema() {
+        let doc = serde_json::to_value(openapi_document()).expect("serialise");
+        let schema = &doc["components"]["schemas"]["ReceiptView"]["properties"];
+        let view = crate::views::ReceiptView {
+            receipt_id: "r".into(),
+            job_id: "j".into(),
+            attempt: 0,
+            client: "c".into(),
+            provider: "p".into(),
+            orchestrator: "o".into(),
+            outcome: "executed".into(),
+            exit_code: Some(0),
+            exit: None,
+            failure: None,
+            price: 1,
+            wall_ms: 2,
+            issued_at_ms: 3,
+        };
+        let v = serde_json::to_value(view).expect("serialise");
+        let mut a: Vec<&String> = v.as_object().expect("object").keys().collect();
+        let mut b: Vec<&String> = schema.as_object().expect("object").keys().collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
     }
 }

@@ -15,6 +15,7 @@ mod ledger;
 mod network;
 mod node;
 mod outputs;
+mod views;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;

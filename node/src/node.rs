@@ -7,6 +7,10 @@ use crate::executor::{Executor, ExecutorEvent, Finished};
 use crate::ledger::{Appended, Ledger, LedgerError};
 use crate::network::{NodeBehaviour, NodeBehaviourEvent, capability_keys, node_gossipsub};
 use crate::outputs::{ChunkOutcome, ResultStore};
+use crate::views::{
+    BalanceView, HistoryEntry, JobDetail, JobResultView, JobSummary, OutputFile, ReceiptView,
+    ReputationEntry, UsageView, exit_text,
+};
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance, PublishError};
 use libp2p::swarm::SwarmEvent;
@@ -21,7 +25,7 @@ use modchain_protocol::advert::{CapabilityAdvert, Capacity};
 use modchain_protocol::client::ClientJob;
 use modchain_protocol::digest::Digest;
 use modchain_protocol::envelope::{Envelope, Kind, Message, Signed};
-use modchain_protocol::job::{ExitStatus, FetchOutput, JobSpec, OutputChunk, limits};
+use modchain_protocol::job::{FetchOutput, JobSpec, OutputChunk, limits};
 use modchain_protocol::orchestrator::{OrchestratorConfig, ReputationTable};
 use modchain_protocol::peer::{Peer, PeerConfig};
 use modchain_protocol::pricing::Credits;
@@ -121,10 +125,10 @@ pub enum ApiQuery {
         spec: JobSpec,
         reply: oneshot::Sender<Result<JobId, Refusal>>,
     },
-    Jobs(oneshot::Sender<Value>),
+    Jobs(oneshot::Sender<Vec<JobSummary>>),
     Job {
         id: JobId,
-        reply: oneshot::Sender<Option<Value>>,
+        reply: oneshot::Sender<Option<JobDetail>>,
     },
     Cancel {
         id: JobId,
@@ -137,13 +141,13 @@ pub enum ApiQuery {
     /// `Ok(None)`: the job is known but has no result yet.
     JobResult {
         id: JobId,
-        reply: oneshot::Sender<Option<Option<Value>>>,
+        reply: oneshot::Sender<Option<Option<JobResultView>>>,
     },
-    Receipts(oneshot::Sender<Value>),
-    Reputation(oneshot::Sender<Value>),
+    Receipts(oneshot::Sender<Vec<ReceiptView>>),
+    Reputation(oneshot::Sender<Vec<ReputationEntry>>),
     Balance {
         node: Option<NodeId>,
-        reply: oneshot::Sender<Value>,
+        reply: oneshot::Sender<BalanceView>,
     },
     /// A subscription to the node's event stream (JSON lines).
     Events(oneshot::Sender<broadcast::Receiver<String>>),
@@ -1199,17 +1203,6 @@ async fn adapters(
     Ok(list)
 }
 
-/// How an execution ended, in words.
-pub fn exit_text(exit: &ExitStatus) -> String {
-    match exit {
-        ExitStatus::Exited(c) => format!("exited with code {c}"),
-        ExitStatus::OutOfMemory => "killed: over its memory limit".into(),
-        ExitStatus::TimedOut => "killed: timed out".into(),
-        ExitStatus::Cancelled => "cancelled".into(),
-        ExitStatus::Rejected(why) => format!("rejected: {why}"),
-    }
-}
-
 fn hex_list(nodes: &[NodeId]) -> Vec<String> {
     nodes.iter().map(NodeId::to_hex).collect()
 }
@@ -1366,28 +1359,9 @@ fn outcome_name(o: &Outcome) -> &'static str {
     }
 }
 
-/// A receipt as the API shows it.
+/// A receipt as the API and the event stream show it.
 pub fn receipt_json(r: &SignedReceipt) -> Value {
-    let rec = &r.receipt;
-    let (exit_code, exit, failure) = match &rec.outcome {
-        Outcome::Executed(e) => (Some(e.code()), Some(exit_text(e)), None),
-        Outcome::ProviderFailed(f) => (None, None, Some(f.as_str())),
-    };
-    json!({
-        "receipt_id": r.id().to_hex(),
-        "job_id": rec.job_id.to_hex(),
-        "attempt": rec.attempt,
-        "client": rec.client.to_hex(),
-        "provider": rec.provider.to_hex(),
-        "orchestrator": rec.orchestrator.to_hex(),
-        "outcome": outcome_name(&rec.outcome),
-        "exit_code": exit_code,
-        "exit": exit,
-        "failure": failure,
-        "price": rec.price.0,
-        "wall_ms": rec.usage.wall_ms,
-        "issued_at_ms": rec.issued_at.as_millis(),
-    })
+    serde_json::to_value(ReceiptView::from(r)).unwrap_or(Value::Null)
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -1774,99 +1748,90 @@ impl Node {
         Ok(id)
     }
 
-    fn job_json(&self, id: &JobId, job: &ClientJob, full: bool) -> Value {
+    fn outputs_view(&self, id: &JobId, job: &ClientJob) -> Vec<OutputFile> {
         let stored = self.jobs.results.stored(id);
-        let outputs: Vec<Value> = job
-            .result
+        job.result
             .as_ref()
             .map(|r| {
                 r.outputs
                     .iter()
-                    .map(|o| {
-                        json!({
-                            "name": o.name,
-                            "size": o.size,
-                            "digest": o.digest.to_hex(),
-                            "inline": o.inline.is_some(),
-                            "path": stored.and_then(|s| s.get(&o.name)),
-                        })
+                    .map(|o| OutputFile {
+                        name: o.name.clone(),
+                        size: o.size,
+                        digest: o.digest.to_hex(),
+                        inline: o.inline.is_some(),
+                        path: stored
+                            .and_then(|s| s.get(&o.name))
+                            .map(|p| p.to_string_lossy().into_owned()),
                     })
                     .collect()
             })
-            .unwrap_or_default();
-        let mut v = json!({
-            "job_id": id.to_hex(),
-            "state": job.state.as_str(),
-            "detail": job.detail,
-            "adapter": job.spec.adapter,
-            "method": job.spec.method,
-            "submitted_at_ms": job.submitted_at.as_millis(),
-            "orchestrator": job.orchestrator_id().map(|n| n.to_hex()),
-            "provider": job.provider().map(|n| n.to_hex()),
-            "price": job.receipt.as_ref().map(|r| r.receipt.price.0),
-            "receipt_id": job.receipt.as_ref().map(|r| r.id().to_hex()),
-            "exit_code": job.result.as_ref().map(|r| r.exit.code()),
-            "exit": job.result.as_ref().map(|r| exit_text(&r.exit)),
-            "outputs_pending": self.jobs.results.pending(id),
-        });
-        if let Some(obj) = v.as_object_mut() {
-            if full {
-                obj.insert(
-                    "history".into(),
-                    job.history
-                        .iter()
-                        .map(|(at, s)| json!({ "at_ms": at.as_millis(), "state": s.as_str() }))
-                        .collect(),
-                );
-                obj.insert("max_price".into(), json!(job.spec.max_price.0));
-                obj.insert("timeout_ms".into(), json!(job.spec.timeout_ms));
-                obj.insert(
-                    "stdout".into(),
-                    json!(job.result.as_ref().map(|r| lossy(&r.stdout))),
-                );
-                obj.insert(
-                    "stderr".into(),
-                    json!(job.result.as_ref().map(|r| lossy(&r.stderr))),
-                );
-                obj.insert("results_dir".into(), json!(self.jobs.results.job_dir(id)));
-            }
-            obj.insert("outputs".into(), Value::Array(outputs));
-        }
-        v
+            .unwrap_or_default()
     }
 
-    fn result_json(&self, id: &JobId, job: &ClientJob) -> Option<Value> {
+    fn job_summary(&self, id: &JobId, job: &ClientJob) -> JobSummary {
+        JobSummary {
+            job_id: id.to_hex(),
+            state: job.state.as_str().into(),
+            detail: job.detail.clone(),
+            adapter: job.spec.adapter.clone(),
+            method: job.spec.method.clone(),
+            submitted_at_ms: job.submitted_at.as_millis(),
+            orchestrator: job.orchestrator_id().map(|n| n.to_hex()),
+            provider: job.provider().map(|n| n.to_hex()),
+            price: job.receipt.as_ref().map(|r| r.receipt.price.0),
+            receipt_id: job.receipt.as_ref().map(|r| r.id().to_hex()),
+            exit_code: job.result.as_ref().map(|r| r.exit.code()),
+            exit: job.result.as_ref().map(|r| exit_text(&r.exit)),
+            outputs_pending: self.jobs.results.pending(id),
+            outputs: self.outputs_view(id, job),
+        }
+    }
+
+    fn job_detail(&self, id: &JobId, job: &ClientJob) -> JobDetail {
+        JobDetail {
+            summary: self.job_summary(id, job),
+            history: job
+                .history
+                .iter()
+                .map(|(at, s)| HistoryEntry {
+                    at_ms: at.as_millis(),
+                    state: s.as_str().into(),
+                })
+                .collect(),
+            max_price: job.spec.max_price.0,
+            timeout_ms: job.spec.timeout_ms,
+            stdout: job.result.as_ref().map(|r| lossy(&r.stdout)),
+            stderr: job.result.as_ref().map(|r| lossy(&r.stderr)),
+            results_dir: self.jobs.results.job_dir(id).to_string_lossy().into_owned(),
+        }
+    }
+
+    fn result_view(&self, id: &JobId, job: &ClientJob) -> Option<JobResultView> {
         let r = job.result.as_ref()?;
-        let stored = self.jobs.results.stored(id);
-        Some(json!({
-            "job_id": id.to_hex(),
-            "state": job.state.as_str(),
-            "provider": job.provider().map(|n| n.to_hex()),
-            "attempt": r.attempt,
-            "exit_code": r.exit.code(),
-            "exit": exit_text(&r.exit),
-            "stdout": lossy(&r.stdout),
-            "stderr": lossy(&r.stderr),
-            "usage": {
-                "wall_ms": r.usage.wall_ms,
-                "cpu_ms": r.usage.cpu_ms,
-                "peak_memory_bytes": r.usage.peak_memory_bytes,
-                "tokens": r.usage.tokens,
+        Some(JobResultView {
+            job_id: id.to_hex(),
+            state: job.state.as_str().into(),
+            provider: job.provider().map(|n| n.to_hex()),
+            attempt: r.attempt,
+            exit_code: r.exit.code(),
+            exit: exit_text(&r.exit),
+            stdout: lossy(&r.stdout),
+            stderr: lossy(&r.stderr),
+            usage: UsageView {
+                wall_ms: r.usage.wall_ms,
+                cpu_ms: r.usage.cpu_ms,
+                peak_memory_bytes: r.usage.peak_memory_bytes,
+                tokens: r.usage.tokens,
             },
-            "finished_at_ms": r.finished_at.as_millis(),
-            "result_digest": r.digest().to_hex(),
-            "receipt_id": job.receipt.as_ref().map(|x| x.id().to_hex()),
-            "price": job.receipt.as_ref().map(|x| x.receipt.price.0),
-            "results_dir": self.jobs.results.job_dir(id),
-            "outputs_pending": self.jobs.results.pending(id),
-            "outputs": r.outputs.iter().map(|o| json!({
-                "name": o.name,
-                "size": o.size,
-                "digest": o.digest.to_hex(),
-                "inline": o.inline.is_some(),
-                "path": stored.and_then(|s| s.get(&o.name)),
-            })).collect::<Vec<_>>(),
-        }))
+            finished_at_ms: r.finished_at.as_millis(),
+            result_digest: r.digest().to_hex(),
+            receipt_id: job.receipt.as_ref().map(|x| x.id().to_hex()),
+            price: job.receipt.as_ref().map(|x| x.receipt.price.0),
+            results_dir: self.jobs.results.job_dir(id).to_string_lossy().into_owned(),
+            outputs_pending: self.jobs.results.pending(id),
+            outputs: self.outputs_view(id, job),
+        })
     }
 
     fn answer_jobs(&mut self, q: ApiQuery) {
@@ -1879,14 +1844,14 @@ impl Node {
             ApiQuery::Jobs(reply) => {
                 let mut jobs: Vec<(&JobId, &ClientJob)> = self.peer.client().jobs().collect();
                 jobs.sort_by_key(|(id, j)| (j.submitted_at, **id));
-                let list: Vec<Value> = jobs
+                let list = jobs
                     .into_iter()
-                    .map(|(id, j)| self.job_json(id, j, false))
+                    .map(|(id, j)| self.job_summary(id, j))
                     .collect();
-                let _ = reply.send(Value::Array(list));
+                let _ = reply.send(list);
             }
             ApiQuery::Job { id, reply } => {
-                let _ = reply.send(self.peer.job(&id).map(|j| self.job_json(&id, j, true)));
+                let _ = reply.send(self.peer.job(&id).map(|j| self.job_detail(&id, j)));
             }
             ApiQuery::Cancel { id, reply } => {
                 let r = match self.peer.job(&id).map(|j| j.state) {
@@ -1912,7 +1877,7 @@ impl Node {
                 let _ = reply.send(view);
             }
             ApiQuery::JobResult { id, reply } => {
-                let _ = reply.send(self.peer.job(&id).map(|j| self.result_json(&id, j)));
+                let _ = reply.send(self.peer.job(&id).map(|j| self.result_view(&id, j)));
             }
             ApiQuery::Receipts(reply) => {
                 let (list, damaged) = self.jobs.ledger.receipts();
@@ -1922,36 +1887,34 @@ impl Node {
                         "ledger entries that failed to decode or verify were skipped"
                     );
                 }
-                let _ = reply.send(Value::Array(list.iter().map(receipt_json).collect()));
+                let _ = reply.send(list.iter().map(ReceiptView::from).collect());
             }
             ApiQuery::Reputation(reply) => {
                 let trust = &self.jobs.trust;
                 let mut list: Vec<(NodeId, f64)> = trust.iter().collect();
                 list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                let v: Vec<Value> = list
+                let v = list
                     .into_iter()
-                    .map(|(n, value)| {
-                        json!({
-                            "node_id": n.to_hex(),
-                            "peer_id": n.to_peer_id().ok().map(|p| p.to_string()),
-                            "trust": value,
-                            "reputation": trust.reputation(&n),
-                            "pretrusted": self.jobs.pretrusted.contains(&n),
-                        })
+                    .map(|(n, value)| ReputationEntry {
+                        node_id: n.to_hex(),
+                        peer_id: n.to_peer_id().ok().map(|p| p.to_string()),
+                        trust: value,
+                        reputation: trust.reputation(&n),
+                        pretrusted: self.jobs.pretrusted.contains(&n),
                     })
                     .collect();
-                let _ = reply.send(Value::Array(v));
+                let _ = reply.send(v);
             }
             ApiQuery::Balance { node, reply } => {
                 let node = node.unwrap_or(self.me);
                 let micro = self.jobs.ledger.balances(self.jobs.grant).balance(&node);
                 let micro =
                     i64::try_from(micro).unwrap_or(if micro < 0 { i64::MIN } else { i64::MAX });
-                let _ = reply.send(json!({
-                    "node_id": node.to_hex(),
-                    "balance_micro": micro,
-                    "balance": micro as f64 / 1_000_000.0,
-                }));
+                let _ = reply.send(BalanceView {
+                    node_id: node.to_hex(),
+                    balance_micro: micro,
+                    balance: micro as f64 / 1_000_000.0,
+                });
             }
             ApiQuery::Events(reply) => {
                 let _ = reply.send(self.jobs.events.subscribe());
@@ -1991,7 +1954,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modchain_protocol::job::{JobState, Usage};
+    use modchain_protocol::job::{ExitStatus, JobState, Usage};
     use modchain_protocol::receipt::{FailureReason, Receipt};
 
     fn receipt(outcome: Outcome) -> SignedReceipt {

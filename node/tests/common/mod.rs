@@ -186,6 +186,24 @@ impl TestNode {
             .unwrap_or(Value::Null)
     }
 
+    /// Waits (up to 30 s) until the node serves its API, and learns its peer id.
+    pub fn await_api(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.get("/api/v1/stats") {
+                self.peer_id = s["peer_id"].as_str().expect("peer_id").to_string();
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never served its API; log:\n{}",
+                self.label,
+                self.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGKILL: no chance to say goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut p) = self.proc.take() {
@@ -207,6 +225,13 @@ pub struct TestNet {
 
 impl TestNet {
     pub fn start(what: &str, n: usize) -> TestNet {
+        Self::start_with(what, n, |_, _| {})
+    }
+
+    /// Like `start`, with `configure(i, dir)` called for node `i` (from 1)
+    /// after `init` wrote its data directory and before it starts, e.g. to
+    /// write its `config.toml`.
+    pub fn start_with(what: &str, n: usize, configure: impl Fn(usize, &Path)) -> TestNet {
         let root = temp_root(what);
         let bs_dir = root.join("bootstrap");
         std::fs::create_dir_all(&bs_dir).expect("bootstrap dir");
@@ -248,6 +273,7 @@ impl TestNet {
                 "init failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            configure(i, &dir);
             let mut node = TestNode {
                 label,
                 dir,
@@ -258,20 +284,7 @@ impl TestNet {
             nodes.push(node);
         }
         for node in &mut nodes {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Some(s) = node.get("/api/v1/stats") {
-                    node.peer_id = s["peer_id"].as_str().expect("peer_id").to_string();
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{} never served its API; log:\n{}",
-                    node.label,
-                    node.log_tail(40)
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            node.await_api();
         }
         let net = TestNet {
             root,
@@ -281,6 +294,35 @@ impl TestNet {
         };
         net.converge(Duration::from_secs(45));
         net
+    }
+
+    /// Starts one more node (node `n+1`), configured by `configure` before
+    /// it starts, standing as an orchestrator candidate or not, and waits
+    /// until it serves its API. Returns its index.
+    pub fn add_node(&mut self, orchestrator: bool, configure: impl Fn(&Path)) -> usize {
+        let label = format!("node-{}", self.nodes.len() + 1);
+        let dir = self.root.join(&label);
+        let out = Command::new(modchain())
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("init")
+            .output()
+            .expect("init");
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        configure(&dir);
+        let mut node = TestNode {
+            label,
+            proc: Some(spawn_node_as(&dir, &self.bootstrap_addr, orchestrator)),
+            dir,
+            peer_id: String::new(),
+        };
+        node.await_api();
+        self.nodes.push(node);
+        self.nodes.len() - 1
     }
 
     /// Waits until every live node holds every live node's advert.
@@ -344,6 +386,11 @@ impl Drop for TestNet {
 }
 
 pub fn spawn_node(dir: &Path, bootstrap: &str) -> Proc {
+    spawn_node_as(dir, bootstrap, true)
+}
+
+/// Starts a node, as an orchestrator candidate or not.
+pub fn spawn_node_as(dir: &Path, bootstrap: &str, orchestrator: bool) -> Proc {
     let _ = std::fs::remove_file(dir.join("api.url"));
     let log = std::fs::File::create(dir.join("node.log")).expect("log file");
     let child = Command::new(modchain())
@@ -357,8 +404,8 @@ pub fn spawn_node(dir: &Path, bootstrap: &str) -> Proc {
             "127.0.0.1:0",
             "--bootstrap",
             bootstrap,
-            "--orchestrator",
         ])
+        .args(orchestrator.then_some("--orchestrator"))
         .env(
             "RUST_LOG",
             std::env::var("MODCHAIN_TEST_LOG").unwrap_or_else(|_| "info".into()),
