@@ -5,6 +5,7 @@
 //! or bootstrap, builds its swarm from.
 
 pub mod list;
+pub mod metrics;
 pub mod network;
 pub mod peer;
 

@@ -22,6 +22,10 @@ struct Cli {
     /// Most connections held at once.
     #[arg(long, default_value_t = 1024)]
     max_connections: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464;
+    /// port 0 picks one, written to `metrics.url` in the data directory).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -84,6 +88,10 @@ async fn run() -> Result<()> {
             max_connections: cli.max_connections,
         },
     )?;
+    if let Some(at) = cli.metrics {
+        modchain_bootstrap::metrics::serve_and_record(at, peer.metrics_registry(), &data_dir)
+            .await?;
+    }
     let addr = peer.announce_address().await?;
     let addr_file = data_dir.join("addr");
     std::fs::write(&addr_file, format!("{addr}\n")).with_context(|| {

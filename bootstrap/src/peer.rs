@@ -6,11 +6,17 @@
 use crate::network::{self, NetworkError};
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance};
+use libp2p::metrics::{Metrics as Libp2pMetrics, Recorder, Registry};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, kad, ping, relay};
 use modchain_protocol::{Envelope, Keypair, Timestamp};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -37,9 +43,25 @@ pub struct BootstrapStats {
     pub rejected: BTreeMap<&'static str, u64>,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+/// The bootstrap peer's metrics: rust-libp2p's (`libp2p_*`, `gossipsub_*`)
+/// and its own (`modchain_bootstrap_*`), in one registry.
+struct BootstrapMetrics {
+    registry: Arc<Mutex<Registry>>,
+    libp2p: Libp2pMetrics,
+    relayed: Counter,
+    rejected: Family<ReasonLabel, Counter>,
+    peers_connected: Gauge,
+}
+
 pub struct BootstrapPeer {
     swarm: Swarm<BootstrapBehaviour>,
     stats: BootstrapStats,
+    metrics: BootstrapMetrics,
 }
 
 impl std::fmt::Debug for BootstrapPeer {
@@ -54,9 +76,13 @@ impl std::fmt::Debug for BootstrapPeer {
 impl BootstrapPeer {
     pub fn new(key: &Keypair, config: &BootstrapConfig) -> Result<Self, NetworkError> {
         let lkey = key.to_libp2p();
-        let gs = network::gossipsub(&lkey)?;
+        let mut registry = Registry::default();
+        let gs = network::gossipsub(&lkey)?.with_metrics(
+            registry.sub_registry_with_prefix("gossipsub"),
+            gossipsub::MetricsConfig::default(),
+        );
         let max = config.max_connections;
-        let mut swarm = network::build_swarm(lkey, None, |k| BootstrapBehaviour {
+        let mut swarm = network::build_swarm(lkey, Some(&mut registry), |k| BootstrapBehaviour {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(max))
@@ -77,10 +103,42 @@ impl BootstrapPeer {
             |s| &mut s.behaviour_mut().gossipsub,
             &config.listen,
         )?;
+        let libp2p = Libp2pMetrics::new(&mut registry);
+        let r = registry.sub_registry_with_prefix("modchain_bootstrap");
+        let relayed = Counter::default();
+        r.register(
+            "relayed_messages",
+            "Gossip messages checked and relayed",
+            relayed.clone(),
+        );
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "rejected_messages",
+            "Gossip messages refused (forged, stale, malformed), by reason",
+            rejected.clone(),
+        );
+        let peers_connected = Gauge::default();
+        r.register(
+            "peers_connected",
+            "Peers with an open connection",
+            peers_connected.clone(),
+        );
         Ok(BootstrapPeer {
             swarm,
             stats: BootstrapStats::default(),
+            metrics: BootstrapMetrics {
+                registry: Arc::new(Mutex::new(registry)),
+                libp2p,
+                relayed,
+                rejected,
+                peers_connected,
+            },
         })
+    }
+
+    /// The registry to serve at `/metrics` (see [`crate::metrics::serve`]).
+    pub fn metrics_registry(&self) -> Arc<Mutex<Registry>> {
+        self.metrics.registry.clone()
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -145,6 +203,20 @@ impl BootstrapPeer {
     }
 
     fn handle_event(&mut self, ev: SwarmEvent<BootstrapBehaviourEvent>) {
+        let m = &self.metrics;
+        m.libp2p.record(&ev);
+        match &ev {
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Identify(e)) => m.libp2p.record(e),
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Kad(e)) => m.libp2p.record(e),
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Ping(e)) => m.libp2p.record(e),
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Gossipsub(e)) => m.libp2p.record(e),
+            SwarmEvent::Behaviour(BootstrapBehaviourEvent::Relay(e)) => m.libp2p.record(e),
+            SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
+                let n = self.swarm.connected_peers().count();
+                m.peers_connected.set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            _ => {}
+        }
         match ev {
             SwarmEvent::Behaviour(BootstrapBehaviourEvent::Identify(
                 identify::Event::Received { peer_id, info, .. },
@@ -163,10 +235,17 @@ impl BootstrapPeer {
                 let verdict = match Envelope::open(&message.data, Timestamp::now_wall()) {
                     Ok(_) => {
                         self.stats.relayed += 1;
+                        self.metrics.relayed.inc();
                         MessageAcceptance::Accept
                     }
                     Err(r) => {
                         *self.stats.rejected.entry(r.label()).or_default() += 1;
+                        self.metrics
+                            .rejected
+                            .get_or_create(&ReasonLabel {
+                                reason: r.label().into(),
+                            })
+                            .inc();
                         tracing::warn!(from = %propagation_source, reason = %r, "rejected gossip message");
                         MessageAcceptance::Reject
                     }

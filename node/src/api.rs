@@ -101,6 +101,7 @@ impl Api {
         let (routes, doc) = api_routes().split_for_parts();
         let openapi = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
         let router: Router = routes
+            .merge(crate::dashboard::routes())
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(ApiState {
@@ -239,18 +240,15 @@ async fn providers(
     ))
 }
 
-/// Prometheus / OpenMetrics text.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "metrics", content_type = "application/openmetrics-text", body = String)))]
-async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiFail> {
+/// Prometheus metrics: OpenMetrics text when `Accept` asks for it (as
+/// Prometheus does), Prometheus' classic text format otherwise.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "metrics", content(
+    (String = "application/openmetrics-text"),
+    (String = "text/plain")
+))))]
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiFail> {
     let text = ask(&state, ApiQuery::Metrics).await?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    Ok(modchain_bootstrap::metrics::exposition(&headers, text))
 }
 
 /// An error answer, as `{"error": "..."}` with its status.

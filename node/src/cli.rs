@@ -12,8 +12,19 @@ pub struct Cli {
     /// The node's data directory (key, config.toml, ledger).
     #[arg(long, global = true, env = "MODCHAIN_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// How log lines on stderr look: `text` for people, `json` (one object
+    /// per line, with the current span's job and peer ids) for machines.
+    /// Filter with RUST_LOG, e.g. RUST_LOG=modchain=debug,libp2p_gossipsub=info.
+    #[arg(long, global = true, env = "MODCHAIN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +125,9 @@ pub enum Command {
         /// Addresses to listen on (repeatable).
         #[arg(long = "listen", value_name = "MULTIADDR")]
         listen: Vec<Multiaddr>,
+        /// Serve Prometheus metrics at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
 }
 

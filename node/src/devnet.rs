@@ -89,7 +89,11 @@ fn wat_escape(s: &str) -> String {
 
 /// `modchain bootstrap-peer`: the bootstrap peer of `modchain-bootstrap`,
 /// run in this process. Prints its address as the first line on stdout.
-pub async fn bootstrap_peer(data_dir: &DataDir, listen: Vec<Multiaddr>) -> Result<()> {
+pub async fn bootstrap_peer(
+    data_dir: &DataDir,
+    listen: Vec<Multiaddr>,
+    metrics: Option<std::net::SocketAddr>,
+) -> Result<()> {
     let root = data_dir.root();
     std::fs::create_dir_all(root).with_context(|| {
         format!(
@@ -110,6 +114,9 @@ pub async fn bootstrap_peer(data_dir: &DataDir, listen: Vec<Multiaddr>) -> Resul
             max_connections: 1024,
         },
     )?;
+    if let Some(at) = metrics {
+        modchain_bootstrap::metrics::serve_and_record(at, peer.metrics_registry(), root).await?;
+    }
     let addr = peer.announce_address().await?;
     let addr_file = root.join("addr");
     std::fs::write(&addr_file, format!("{addr}\n"))

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Most log bytes kept per job for the API, from the end.
 const LOG_BUFFER_BYTES: usize = 256 * 1024;
@@ -159,27 +160,34 @@ impl Executor {
         let adapter = self.adapters.get(&exec.spec.adapter).cloned();
         let done = self.events.clone();
         let spec = exec.spec;
-        tokio::spawn(async move {
-            let report = match adapter {
-                None => rejected(format!("this provider has no `{}` adapter", spec.adapter)),
-                Some(adapter) => match serde_json::from_str::<serde_json::Value>(&spec.params) {
-                    Err(e) => rejected(format!("params are not valid JSON: {e}")),
-                    Ok(params) => match adapter.execute(ctx, &spec.method, &params).await {
-                        Ok(report) => report,
-                        Err(e) => rejected_error(&e),
-                    },
-                },
-            };
-            // The context (and its log sink) is gone: the collector ends
-            // once it forwarded the last lines, so output precedes the end.
-            let _ = tokio::time::timeout(LOG_DRAIN_WAIT, collector).await;
-            if let Ok(mut l) = logs.lock()
-                && let Some(entry) = l.get_mut(&job_id)
-            {
-                entry.done = true;
+        // The adapter's log lines (container ids, compile errors) name the job.
+        let span = tracing::info_span!("job", job_id = %job_id.to_hex(), adapter = %spec.adapter);
+        tokio::spawn(
+            async move {
+                let report = match adapter {
+                    None => rejected(format!("this provider has no `{}` adapter", spec.adapter)),
+                    Some(adapter) => {
+                        match serde_json::from_str::<serde_json::Value>(&spec.params) {
+                            Err(e) => rejected(format!("params are not valid JSON: {e}")),
+                            Ok(params) => match adapter.execute(ctx, &spec.method, &params).await {
+                                Ok(report) => report,
+                                Err(e) => rejected_error(&e),
+                            },
+                        }
+                    }
+                };
+                // The context (and its log sink) is gone: the collector ends
+                // once it forwarded the last lines, so output precedes the end.
+                let _ = tokio::time::timeout(LOG_DRAIN_WAIT, collector).await;
+                if let Ok(mut l) = logs.lock()
+                    && let Some(entry) = l.get_mut(&job_id)
+                {
+                    entry.done = true;
+                }
+                let _ = done.send(ExecutorEvent::Finished(Finished { job_id, report }));
             }
-            let _ = done.send(ExecutorEvent::Finished(Finished { job_id, report }));
-        });
+            .instrument(span),
+        );
     }
 
     /// Hands a job's streamed output to the event loop (for the client)

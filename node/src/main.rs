@@ -7,11 +7,13 @@ mod benchmark;
 mod cli;
 mod commands;
 mod config;
+mod dashboard;
 mod datadir;
 mod devnet;
 mod executor;
 mod hardware;
 mod ledger;
+mod metrics;
 mod network;
 mod node;
 mod outputs;
@@ -19,26 +21,43 @@ mod views;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cli::{Cli, Command, StartArgs};
+use cli::{Cli, Command, LogFormat, StartArgs};
 use config::Config;
 use datadir::DataDir;
 use modchain_protocol::Keypair;
 use modchain_protocol::identity::IdentityError;
 use serde_json::json;
 use std::time::Duration;
+use tracing::Instrument;
 
+/// Logs to stderr, filtered by RUST_LOG (else `default`), as text or as
+/// JSON lines that carry the enclosing spans (`node` with the peer id,
+/// `job` with the job id).
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    // A second call (tests start several commands in one process) is a no-op.
+    let _ = match LOG_FORMAT.get().copied().unwrap_or(LogFormat::Text) {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
+
+/// The `--log-format` the command line asked for, read by `init_tracing`.
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let _ = LOG_FORMAT.set(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -123,9 +142,9 @@ async fn run(cli: Cli) -> Result<()> {
             init_tracing("warn");
             devnet::run(args).await
         }
-        Command::BootstrapPeer { listen } => {
+        Command::BootstrapPeer { listen, metrics } => {
             init_tracing("info");
-            devnet::bootstrap_peer(&data_dir, listen).await
+            devnet::bootstrap_peer(&data_dir, listen, metrics).await
         }
     }
 }
@@ -344,9 +363,14 @@ async fn start(data_dir: &DataDir, args: StartArgs) -> Result<()> {
         let _ = api_stop.changed().await;
     }));
     let mut node_stop = stop_rx;
-    let node_task = tokio::spawn(node.run(api_rx, async move {
-        let _ = node_stop.changed().await;
-    }));
+    // Every line the node logs carries its peer id (the `node` span).
+    let node_span = tracing::info_span!("node", peer_id = %node.peer_id());
+    let node_task = tokio::spawn(
+        node.run(api_rx, async move {
+            let _ = node_stop.changed().await;
+        })
+        .instrument(node_span),
+    );
 
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -5,6 +5,7 @@
 use crate::config::DockerSettings;
 use crate::executor::{Executor, ExecutorEvent, Finished};
 use crate::ledger::{Appended, Ledger, LedgerError};
+use crate::metrics::{NodeMetrics, Snapshot};
 use crate::network::{NodeBehaviour, NodeBehaviourEvent, capability_keys, node_gossipsub};
 use crate::outputs::{ChunkOutcome, ResultStore};
 use crate::views::{
@@ -238,7 +239,7 @@ pub struct Node {
     swarm: Swarm<NodeBehaviour>,
     peer: Peer,
     me: NodeId,
-    registry: libp2p::metrics::Registry,
+    metrics: NodeMetrics,
     started: Instant,
     peers: HashMap<PeerId, PeerEntry>,
     /// The newest signed advert of each node (ours too), as it travelled:
@@ -400,7 +401,7 @@ impl Node {
                 peer
             },
             me,
-            registry,
+            metrics: NodeMetrics::new(registry, &key.to_libp2p().public().to_peer_id().to_string()),
             started: Instant::now(),
             peers: HashMap::new(),
             advert_envelopes: HashMap::new(),
@@ -520,6 +521,7 @@ impl Node {
                 Action::StoreReceipt(r) => self.store_receipt(&r),
                 Action::Execute(e) => {
                     tracing::info!(job = %e.job_id.to_hex(), adapter = %e.spec.adapter, method = %e.spec.method, "starting a job we won");
+                    self.metrics.execution_started(e.job_id, &e.spec.adapter);
                     self.jobs.executor.start(t, e);
                 }
                 Action::Stop { job_id, reason } => {
@@ -527,7 +529,13 @@ impl Node {
                     self.jobs.executor.stop(&job_id);
                 }
                 Action::ServeOutput { to, request } => self.serve_output(t, to, request),
-                Action::Notify(event) => self.on_event(t, event),
+                Action::Notify(event) => {
+                    // What the protocol says of a job is logged in its span.
+                    let span = event_job(&event)
+                        .map(|id| tracing::info_span!("job", job_id = %id.to_hex()));
+                    let _entered = span.as_ref().map(|s| s.enter());
+                    self.on_event(t, event)
+                }
             }
         }
     }
@@ -649,6 +657,7 @@ impl Node {
     }
 
     fn handle_swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
+        self.metrics.record(&ev);
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
@@ -738,6 +747,13 @@ impl Node {
     }
 
     fn handle_behaviour_event(&mut self, ev: NodeBehaviourEvent) {
+        match &ev {
+            NodeBehaviourEvent::Identify(e) => self.metrics.record(e),
+            NodeBehaviourEvent::Kad(e) => self.metrics.record(e),
+            NodeBehaviourEvent::Ping(e) => self.metrics.record(e),
+            NodeBehaviourEvent::Gossipsub(e) => self.metrics.record(e),
+            _ => {}
+        }
         match ev {
             NodeBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let serves_kad = info.protocols.contains(&network::KAD_PROTOCOL);
@@ -1070,51 +1086,47 @@ impl Node {
     }
 
     fn metrics_text(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
         let stats = self.peer.stats();
-        out.push_str("# TYPE modchain_rejected_messages counter\n");
-        for (reason, n) in &stats.rejected {
-            out.push_str(&format!(
-                "modchain_rejected_messages_total{{reason=\"{reason}\"}} {n}\n"
-            ));
+        let mut jobs: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for (_, j) in self.peer.client().jobs() {
+            *jobs
+                .entry((j.state.as_str().to_string(), j.spec.adapter.clone()))
+                .or_default() += 1;
         }
-        out.push_str("# TYPE modchain_adverts gauge\n");
-        out.push_str(&format!("modchain_adverts {}\n", self.peer.adverts().len()));
-        out.push_str("# TYPE modchain_connected_peers gauge\n");
-        out.push_str(&format!(
-            "modchain_connected_peers {}\n",
-            self.swarm.connected_peers().count()
-        ));
-        out.push_str("# TYPE modchain_gossip_published_bytes counter\n");
-        out.push_str(&format!(
-            "modchain_gossip_published_bytes_total {}\n",
-            self.gossip.published_bytes
-        ));
-        out.push_str("# TYPE modchain_receipts_stored counter\n");
-        out.push_str(&format!(
-            "modchain_receipts_stored_total {}\n",
-            self.jobs.receipts_new
-        ));
-        out.push_str("# TYPE modchain_ledger_receipts gauge\n");
-        out.push_str(&format!(
-            "modchain_ledger_receipts {}\n",
-            self.jobs.ledger.len()
-        ));
-        out.push_str("# TYPE modchain_executions_running gauge\n");
-        out.push_str(&format!(
-            "modchain_executions_running {}\n",
-            self.jobs.executor.running()
-        ));
-        out.push_str("# TYPE modchain_client_jobs gauge\n");
-        out.push_str(&format!(
-            "modchain_client_jobs {}\n",
-            self.peer.client().jobs().count()
-        ));
-        out.push_str("# EOF\n");
-        out
+        let g = &self.gossip;
+        let snapshot = Snapshot {
+            peers_connected: self.swarm.connected_peers().count(),
+            peers_known: self.peers.len(),
+            adverts: self.peer.adverts().len(),
+            received: stats
+                .received
+                .iter()
+                .map(|(k, n)| (k.name().to_string(), *n))
+                .collect(),
+            rejected: stats
+                .rejected
+                .iter()
+                .map(|(r, n)| (r.to_string(), *n))
+                .collect(),
+            jobs,
+            executions_running: self.jobs.executor.running(),
+            orchestrator_jobs: self.peer.orchestrator().map(|o| o.active_jobs()),
+            gossip_published: g.published,
+            gossip_published_bytes: g.published_bytes,
+            gossip_received: g.received,
+            gossip_received_bytes: g.received_bytes,
+            direct_sent: g.direct_sent,
+            direct_received: g.direct_received,
+            direct_failed: g.direct_failed,
+            ledger_receipts: self.jobs.ledger.len(),
+            ledger_bytes: self.jobs.ledger.size_on_disk(),
+            receipts_stored: self.jobs.receipts_new,
+            receipts_refused: self.jobs.receipts_failed,
+            balance_micro: self.jobs.ledger.balances(self.jobs.grant).balance(&self.me),
+            trust: self.jobs.trust.value(&self.me),
+            elected: self.jobs.elected.contains(&self.me),
+        };
+        self.metrics.encode(&snapshot)
     }
 }
 
@@ -1205,6 +1217,33 @@ async fn adapters(
 
 fn hex_list(nodes: &[NodeId]) -> Vec<String> {
     nodes.iter().map(NodeId::to_hex).collect()
+}
+
+/// The job an event is about, if any.
+fn event_job(event: &Event) -> Option<JobId> {
+    match event {
+        Event::JobAccepted { job_id, .. }
+        | Event::JobRejected { job_id, .. }
+        | Event::JobWaiting { job_id, .. }
+        | Event::AuctionOpened { job_id, .. }
+        | Event::BidReceived { job_id, .. }
+        | Event::DeclineReceived { job_id, .. }
+        | Event::Awarded { job_id, .. }
+        | Event::ProviderFailed { job_id, .. }
+        | Event::JobEnded { job_id, .. }
+        | Event::BidSent { job_id, .. }
+        | Event::BidWithheld { job_id, .. }
+        | Event::ExecutionStarted { job_id, .. }
+        | Event::ExecutionFinished { job_id, .. }
+        | Event::StateChanged { job_id, .. }
+        | Event::ResultReceived { job_id, .. }
+        | Event::ResultRejected { job_id, .. }
+        | Event::Resubmitted { job_id, .. }
+        | Event::LogReceived { job_id, .. }
+        | Event::ReceiptStored { job_id, .. } => Some(*job_id),
+        Event::ChunkReceived(c) => Some(c.job_id),
+        _ => None,
+    }
 }
 
 /// An event's name and fields for the JSON event stream.
@@ -1612,6 +1651,7 @@ impl Node {
     }
 
     fn on_event(&mut self, t: Timestamp, event: Event) {
+        self.metrics.on_event(&event);
         let (name, fields) = event_fields(&event);
         match &event {
             Event::LogReceived { .. } | Event::ChunkReceived(_) | Event::CapacityChanged => {

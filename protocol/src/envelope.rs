@@ -243,6 +243,17 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// Every label `label` gives, so counters can start at zero.
+    pub const LABELS: [&'static str; 7] = [
+        "too_large",
+        "malformed",
+        "unknown_version",
+        "bad_signature",
+        "malformed_payload",
+        "from_the_future",
+        "stale",
+    ];
+
     /// A short label for counters.
     pub fn label(&self) -> &'static str {
         match self {

@@ -50,13 +50,31 @@ pub fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Option<(u16, String)> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(a) = auth.as_deref() {
+        headers.push(("Authorization", a));
+    }
+    http_with(url, method, path, &headers, body).map(|(status, _, body)| (status, body))
+}
+
+/// One HTTP/1.1 exchange with extra request headers: status, response head
+/// (lower-cased) and body.
+pub fn http_with(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<(u16, String, String)> {
     let hostport = url.trim().strip_prefix("http://")?;
+    let hostport = hostport.split('/').next()?;
     let mut s = TcpStream::connect(hostport).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let _ = s.set_nodelay(true);
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some(b) = body {
         req.push_str(&format!(
@@ -74,15 +92,13 @@ pub fn http(
     let raw = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = raw.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
         dechunk(body)
     } else {
         body.to_string()
     };
-    Some((status, body))
+    Some((status, head, body))
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -238,7 +254,13 @@ impl TestNet {
         let mut child = Command::new(modchain())
             .arg("--data-dir")
             .arg(&bs_dir)
-            .args(["bootstrap-peer", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args([
+                "bootstrap-peer",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--metrics",
+                "127.0.0.1:0",
+            ])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -300,6 +322,16 @@ impl TestNet {
     /// it starts, standing as an orchestrator candidate or not, and waits
     /// until it serves its API. Returns its index.
     pub fn add_node(&mut self, orchestrator: bool, configure: impl Fn(&Path)) -> usize {
+        self.add_node_with_args(orchestrator, &[], configure)
+    }
+
+    /// `add_node`, with extra arguments for `modchain` (before `start`).
+    pub fn add_node_with_args(
+        &mut self,
+        orchestrator: bool,
+        args: &[&str],
+        configure: impl Fn(&Path),
+    ) -> usize {
         let label = format!("node-{}", self.nodes.len() + 1);
         let dir = self.root.join(&label);
         let out = Command::new(modchain())
@@ -316,7 +348,12 @@ impl TestNet {
         configure(&dir);
         let mut node = TestNode {
             label,
-            proc: Some(spawn_node_as(&dir, &self.bootstrap_addr, orchestrator)),
+            proc: Some(spawn_node_with(
+                &dir,
+                &self.bootstrap_addr,
+                orchestrator,
+                args,
+            )),
             dir,
             peer_id: String::new(),
         };
@@ -391,11 +428,17 @@ pub fn spawn_node(dir: &Path, bootstrap: &str) -> Proc {
 
 /// Starts a node, as an orchestrator candidate or not.
 pub fn spawn_node_as(dir: &Path, bootstrap: &str, orchestrator: bool) -> Proc {
+    spawn_node_with(dir, bootstrap, orchestrator, &[])
+}
+
+/// Starts a node with extra global arguments (e.g. `--log-format json`).
+pub fn spawn_node_with(dir: &Path, bootstrap: &str, orchestrator: bool, args: &[&str]) -> Proc {
     let _ = std::fs::remove_file(dir.join("api.url"));
     let log = std::fs::File::create(dir.join("node.log")).expect("log file");
     let child = Command::new(modchain())
         .arg("--data-dir")
         .arg(dir)
+        .args(args)
         .args([
             "start",
             "--listen",
@@ -455,4 +498,19 @@ pub fn node_hex(peer_id: &str) -> String {
         .and_then(|p| modchain_protocol::NodeId::from_peer_id(&p).ok())
         .map(|n| n.to_hex())
         .unwrap_or_default()
+}
+
+/// The Python the browser and client-library tests run: `MODCHAIN_PYTHON`,
+/// else the project's virtual environment (`.ci/run` makes it at
+/// `~/.cache/modchain-venv` with the pinned packages), else `python3`.
+pub fn test_python() -> String {
+    if let Ok(p) = std::env::var("MODCHAIN_PYTHON") {
+        return p;
+    }
+    let venv =
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/modchain-venv/bin/python"));
+    match venv {
+        Some(v) if v.is_file() => v.display().to_string(),
+        _ => "python3".into(),
+    }
 }

@@ -1,0 +1,528 @@
+//! The node's Prometheus metrics, in one `prometheus-client` registry:
+//! rust-libp2p's own (`libp2p_*`: swarm, identify, Kademlia, ping, gossipsub
+//! events, bandwidth; `gossipsub_*`: gossipsub's mesh internals) and the
+//! application's (`modchain_*`). Served as OpenMetrics text at `/metrics`.
+//!
+//! Figures that the node already keeps (message counts in the protocol's
+//! `Peer`, the ledger's size, job states) are copied in when a scrape comes,
+//! from a `Snapshot`, so there is one source of truth for each; figures that
+//! only exist as moments (an auction's duration, a job's run time) are
+//! observed into histograms as the events happen.
+
+use libp2p::metrics::{Metrics as Libp2pMetrics, Recorder, Registry};
+#[cfg(test)]
+use modchain_bootstrap::metrics::to_prometheus_text;
+use modchain_protocol::JobId;
+use modchain_protocol::action::Event;
+use modchain_protocol::envelope::Rejection;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Unit;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    state: String,
+    adapter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdapterLabel {
+    adapter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+/// What the node knows at scrape time, copied into the registry.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub peers_connected: usize,
+    pub peers_known: usize,
+    pub adverts: usize,
+    /// Valid messages received, by kind name (cumulative).
+    pub received: BTreeMap<String, u64>,
+    /// Messages dropped, by reason (cumulative).
+    pub rejected: BTreeMap<String, u64>,
+    /// This node's jobs as a client: (state, adapter) → count.
+    pub jobs: BTreeMap<(String, String), u64>,
+    pub executions_running: usize,
+    /// Jobs the orchestrator role holds; `None` when not a candidate.
+    pub orchestrator_jobs: Option<usize>,
+    pub gossip_published: u64,
+    pub gossip_published_bytes: u64,
+    pub gossip_received: u64,
+    pub gossip_received_bytes: u64,
+    pub direct_sent: u64,
+    pub direct_received: u64,
+    pub direct_failed: u64,
+    pub ledger_receipts: usize,
+    pub ledger_bytes: u64,
+    pub receipts_stored: u64,
+    pub receipts_refused: u64,
+    /// This node's balance in micro-credits.
+    pub balance_micro: i128,
+    /// This node's share of global trust (0..1).
+    pub trust: f64,
+    /// Whether this node is elected orchestrator for the current epoch.
+    pub elected: bool,
+}
+
+pub struct NodeMetrics {
+    registry: Registry,
+    libp2p: Libp2pMetrics,
+    peers_connected: Gauge,
+    peers_known: Gauge,
+    adverts: Gauge,
+    received: Family<KindLabel, Counter>,
+    rejected: Family<ReasonLabel, Counter>,
+    jobs: Family<JobLabels, Gauge>,
+    executions_running: Gauge,
+    orchestrator_jobs: Gauge,
+    elected: Gauge,
+    auction_duration: Histogram,
+    auction_bids: Histogram,
+    job_duration: Family<AdapterLabel, Histogram>,
+    executions: Family<ResultLabel, Counter>,
+    gossip_messages: Family<DirectionLabel, Counter>,
+    gossip_bytes: Family<DirectionLabel, Counter>,
+    direct_messages: Family<ResultLabel, Counter>,
+    ledger_receipts: Gauge,
+    ledger_bytes: Gauge,
+    receipts: Family<ResultLabel, Counter>,
+    balance: Gauge<f64, AtomicU64>,
+    trust: Gauge<f64, AtomicU64>,
+    /// Adapter of each job this node is running, for the duration histogram.
+    running: HashMap<JobId, String>,
+}
+
+impl std::fmt::Debug for NodeMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeMetrics")
+            .field("running", &self.running.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeMetrics {
+    /// A registry with gossipsub's own metrics and bandwidth already in it
+    /// (the swarm was built with them); adds libp2p's event metrics and the
+    /// application's.
+    pub fn new(mut registry: Registry, peer_id: &str) -> Self {
+        let libp2p = Libp2pMetrics::new(&mut registry);
+        let r = registry.sub_registry_with_prefix("modchain");
+        r.register(
+            "build",
+            "This node's version and identity (always 1)",
+            Info::new(vec![
+                ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+                ("peer_id".to_string(), peer_id.to_string()),
+            ]),
+        );
+        let peers_connected = Gauge::default();
+        r.register(
+            "peers_connected",
+            "Peers with an open connection",
+            peers_connected.clone(),
+        );
+        let peers_known = Gauge::default();
+        r.register(
+            "peers_known",
+            "Peers seen at the transport level (connected or not)",
+            peers_known.clone(),
+        );
+        let adverts = Gauge::default();
+        r.register(
+            "adverts_known",
+            "Unexpired capability adverts held",
+            adverts.clone(),
+        );
+        let received = Family::<KindLabel, Counter>::default();
+        r.register(
+            "messages_received",
+            "Valid signed messages received, by kind",
+            received.clone(),
+        );
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "messages_rejected",
+            "Messages dropped before the protocol saw them, by reason",
+            rejected.clone(),
+        );
+        // Every reason reads 0 from the start, so rate() and alerts work
+        // before the first forged message arrives.
+        for reason in Rejection::LABELS.into_iter().chain(["invalid_receipt"]) {
+            let _zero = rejected.get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            });
+        }
+        let jobs = Family::<JobLabels, Gauge>::default();
+        r.register(
+            "client_jobs",
+            "This node's jobs as a client, by state and adapter",
+            jobs.clone(),
+        );
+        let executions_running = Gauge::default();
+        r.register(
+            "executions_running",
+            "Jobs this node is running as a provider",
+            executions_running.clone(),
+        );
+        let orchestrator_jobs = Gauge::default();
+        r.register(
+            "orchestrator_jobs",
+            "Jobs the orchestrator role is handling (0 when not a candidate)",
+            orchestrator_jobs.clone(),
+        );
+        let elected = Gauge::default();
+        r.register(
+            "orchestrator_elected",
+            "1 while this node is an elected orchestrator for the current epoch",
+            elected.clone(),
+        );
+        // 1 ms .. ~16 s: a bid window is 100s of ms; slow auctions wait for
+        // providers that never answer.
+        let auction_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        r.register_with_unit(
+            "auction_duration",
+            "From the call for bids to the award, for auctions this node ran",
+            Unit::Seconds,
+            auction_duration.clone(),
+        );
+        let auction_bids = Histogram::new([0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0]);
+        r.register(
+            "auction_bids",
+            "Bids received per auction this node awarded",
+            auction_bids.clone(),
+        );
+        let job_duration = Family::<AdapterLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 18))
+        });
+        r.register_with_unit(
+            "job_duration",
+            "Run time of jobs this node executed as a provider, by adapter",
+            Unit::Seconds,
+            job_duration.clone(),
+        );
+        let executions = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "executions",
+            "Jobs this node finished as a provider, by result (success, failure)",
+            executions.clone(),
+        );
+        let gossip_messages = Family::<DirectionLabel, Counter>::default();
+        r.register(
+            "gossip_messages",
+            "Gossipsub messages published (out) and received (in)",
+            gossip_messages.clone(),
+        );
+        let gossip_bytes = Family::<DirectionLabel, Counter>::default();
+        r.register_with_unit(
+            "gossip",
+            "Gossipsub payload bytes published (out) and received (in)",
+            Unit::Bytes,
+            gossip_bytes.clone(),
+        );
+        let direct_messages = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "direct_messages",
+            "Request-response messages: sent, received, failed",
+            direct_messages.clone(),
+        );
+        let ledger_receipts = Gauge::default();
+        r.register(
+            "ledger_receipts",
+            "Receipts in this node's ledger",
+            ledger_receipts.clone(),
+        );
+        let ledger_bytes = Gauge::default();
+        r.register_with_unit(
+            "ledger_size",
+            "The ledger's size on disk",
+            Unit::Bytes,
+            ledger_bytes.clone(),
+        );
+        let receipts = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "receipts",
+            "Receipts received since start, by result (stored, refused)",
+            receipts.clone(),
+        );
+        let balance = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "balance_credits",
+            "This node's credit balance from the ledger, in credits",
+            balance.clone(),
+        );
+        let trust = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "trust_ratio",
+            "This node's share of global trust (EigenTrust over the ledger, 0..1)",
+            trust.clone(),
+        );
+        NodeMetrics {
+            registry,
+            libp2p,
+            peers_connected,
+            peers_known,
+            adverts,
+            received,
+            rejected,
+            jobs,
+            executions_running,
+            orchestrator_jobs,
+            elected,
+            auction_duration,
+            auction_bids,
+            job_duration,
+            executions,
+            gossip_messages,
+            gossip_bytes,
+            direct_messages,
+            ledger_receipts,
+            ledger_bytes,
+            receipts,
+            balance,
+            trust,
+            running: HashMap::new(),
+        }
+    }
+
+    /// rust-libp2p's recorder, for swarm and behaviour events.
+    pub fn record<E>(&self, event: &E)
+    where
+        Libp2pMetrics: Recorder<E>,
+    {
+        self.libp2p.record(event);
+    }
+
+    /// A job this node won starts running through `adapter`.
+    pub fn execution_started(&mut self, job: JobId, adapter: &str) {
+        self.running.insert(job, adapter.to_string());
+    }
+
+    /// Observes the moments the protocol reports.
+    pub fn on_event(&mut self, event: &Event) {
+        match event {
+            Event::Awarded {
+                bids, auction_ms, ..
+            } => {
+                self.auction_duration.observe(*auction_ms as f64 / 1000.0);
+                self.auction_bids.observe(*bids as f64);
+            }
+            Event::ExecutionFinished {
+                job_id,
+                exit,
+                wall_ms,
+            } => {
+                let adapter = self
+                    .running
+                    .remove(job_id)
+                    .unwrap_or_else(|| "unknown".into());
+                self.job_duration
+                    .get_or_create(&AdapterLabel { adapter })
+                    .observe(*wall_ms as f64 / 1000.0);
+                let result = if exit.code() == 0 {
+                    "success"
+                } else {
+                    "failure"
+                };
+                self.executions
+                    .get_or_create(&ResultLabel {
+                        result: result.into(),
+                    })
+                    .inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Copies the node's current figures in, then encodes everything.
+    pub fn encode(&self, s: &Snapshot) -> String {
+        self.refresh(s);
+        modchain_bootstrap::metrics::encode(&self.registry)
+    }
+
+    fn refresh(&self, s: &Snapshot) {
+        set(&self.peers_connected, s.peers_connected as u64);
+        set(&self.peers_known, s.peers_known as u64);
+        set(&self.adverts, s.adverts as u64);
+        for (kind, n) in &s.received {
+            sync(
+                &self
+                    .received
+                    .get_or_create(&KindLabel { kind: kind.clone() }),
+                *n,
+            );
+        }
+        for (reason, n) in &s.rejected {
+            sync(
+                &self.rejected.get_or_create(&ReasonLabel {
+                    reason: reason.clone(),
+                }),
+                *n,
+            );
+        }
+        // States a job left must read 0, not linger: start afresh.
+        self.jobs.clear();
+        for ((state, adapter), n) in &s.jobs {
+            set(
+                &self.jobs.get_or_create(&JobLabels {
+                    state: state.clone(),
+                    adapter: adapter.clone(),
+                }),
+                *n,
+            );
+        }
+        set(&self.executions_running, s.executions_running as u64);
+        set(
+            &self.orchestrator_jobs,
+            s.orchestrator_jobs.unwrap_or(0) as u64,
+        );
+        set(&self.elected, u64::from(s.elected));
+        for (direction, messages, bytes) in [
+            ("out", s.gossip_published, s.gossip_published_bytes),
+            ("in", s.gossip_received, s.gossip_received_bytes),
+        ] {
+            let label = DirectionLabel {
+                direction: direction.into(),
+            };
+            sync(&self.gossip_messages.get_or_create(&label), messages);
+            sync(&self.gossip_bytes.get_or_create(&label), bytes);
+        }
+        for (result, n) in [
+            ("sent", s.direct_sent),
+            ("received", s.direct_received),
+            ("failed", s.direct_failed),
+        ] {
+            sync(
+                &self.direct_messages.get_or_create(&ResultLabel {
+                    result: result.into(),
+                }),
+                n,
+            );
+        }
+        set(&self.ledger_receipts, s.ledger_receipts as u64);
+        set(&self.ledger_bytes, s.ledger_bytes);
+        for (result, n) in [
+            ("stored", s.receipts_stored),
+            ("refused", s.receipts_refused),
+        ] {
+            sync(
+                &self.receipts.get_or_create(&ResultLabel {
+                    result: result.into(),
+                }),
+                n,
+            );
+        }
+        self.balance.set(s.balance_micro as f64 / 1_000_000.0);
+        self.trust.set(s.trust);
+    }
+}
+
+fn set(g: &Gauge, v: u64) {
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+}
+
+/// Brings a counter up to a cumulative figure kept elsewhere. Counters only
+/// rise; a figure that went down (it cannot, but) leaves the counter as is.
+fn sync(c: &Counter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modchain_protocol::digest::Digest;
+    use modchain_protocol::job::ExitStatus;
+    use modchain_protocol::pricing::Credits;
+
+    #[test]
+    fn figures_appear_with_prometheus_names_and_units() {
+        let mut m = NodeMetrics::new(Registry::default(), "12D3KooWtest");
+        let job = Digest::of(b"job");
+        m.execution_started(job, "wasm");
+        m.on_event(&Event::ExecutionFinished {
+            job_id: job,
+            exit: ExitStatus::Exited(0),
+            wall_ms: 250,
+        });
+        m.on_event(&Event::Awarded {
+            job_id: job,
+            attempt: 0,
+            provider: modchain_protocol::Keypair::from_seed(1).node_id(),
+            max_total: Credits(1),
+            bids: 3,
+            auction_ms: 120,
+        });
+        let mut s = Snapshot {
+            peers_connected: 4,
+            ledger_bytes: 4096,
+            balance_micro: 2_500_000,
+            ..Snapshot::default()
+        };
+        s.received.insert("bid".into(), 7);
+        s.rejected.insert("bad signature".into(), 2);
+        s.jobs.insert(("running".into(), "wasm".into()), 1);
+        let text = m.encode(&s);
+        for line in [
+            "modchain_peers_connected 4",
+            "modchain_messages_received_total{kind=\"bid\"} 7",
+            "modchain_messages_rejected_total{reason=\"bad signature\"} 2",
+            "modchain_client_jobs{state=\"running\",adapter=\"wasm\"} 1",
+            "modchain_ledger_size_bytes 4096",
+            "modchain_balance_credits 2.5",
+            "modchain_auction_duration_seconds_count 1",
+            "modchain_auction_bids_sum 3.0",
+            "modchain_job_duration_seconds_count{adapter=\"wasm\"} 1",
+            "modchain_executions_total{result=\"success\"} 1",
+            "# UNIT modchain_auction_duration_seconds seconds",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "one EOF, at the end");
+        assert_eq!(text.matches("# EOF").count(), 1);
+
+        // A job that left a state no longer shows in it; counters never fall.
+        s.jobs.clear();
+        s.jobs.insert(("completed".into(), "wasm".into()), 1);
+        s.received.insert("bid".into(), 5);
+        let text = m.encode(&s);
+        assert!(!text.contains("state=\"running\""), "{text}");
+        assert!(text.contains("modchain_client_jobs{state=\"completed\",adapter=\"wasm\"} 1"));
+        assert!(text.contains("modchain_messages_received_total{kind=\"bid\"} 7"));
+
+        let classic = to_prometheus_text(&text);
+        assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"));
+        assert!(classic.contains("# TYPE modchain_messages_received_total counter\n"));
+        assert!(classic.contains("# HELP modchain_messages_received_total Valid signed"));
+        assert!(classic.contains("# TYPE modchain_build_info gauge\n"));
+        assert!(classic.contains("# TYPE modchain_auction_duration_seconds histogram\n"));
+        assert!(!classic.contains('\u{0}'));
+    }
+}
