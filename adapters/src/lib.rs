@@ -1,6 +1,7 @@
 //! # modchain-adapters
 //!
-//! Workload executors behind one trait, [`Adapter`]. An adapter has a name,
+//! Workload executors behind one trait, [`Adapter`]: `docker`, `wasm` and
+//! `llm` (GGUF models in-process with llama.cpp, or through Ollama). An adapter has a name,
 //! offers methods with JSON Schemas for their parameters, validates
 //! parameters before anything runs, and executes a method in an
 //! [`ExecutionContext`] (job id, limits, deadline, cancellation, an output
@@ -9,6 +10,7 @@
 
 pub mod adapter;
 pub mod docker;
+pub mod llm;
 pub mod outputs;
 #[doc(hidden)]
 pub mod testing;

@@ -102,6 +102,7 @@ impl Api {
         let openapi = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
         let router: Router = routes
             .merge(crate::dashboard::routes())
+            .merge(crate::ollama_api::routes())
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(ApiState {
@@ -192,7 +193,7 @@ fn unavailable() -> ApiFail {
     )
 }
 
-async fn ask<T>(
+pub(crate) async fn ask<T>(
     state: &ApiState,
     make: impl FnOnce(oneshot::Sender<T>) -> ApiQuery,
 ) -> Result<T, ApiFail> {
@@ -253,7 +254,7 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Re
 
 /// An error answer, as `{"error": "..."}` with its status.
 #[derive(Debug)]
-pub(crate) struct ApiFail(StatusCode, String);
+pub(crate) struct ApiFail(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiFail {
     fn into_response(self) -> Response {
@@ -261,7 +262,7 @@ impl IntoResponse for ApiFail {
     }
 }
 
-fn refused(r: Refusal) -> ApiFail {
+pub(crate) fn refused(r: Refusal) -> ApiFail {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
     ApiFail(status, r.error)
 }
@@ -281,7 +282,7 @@ async fn not_found() -> ApiFail {
 }
 
 /// Checks `Authorization: Bearer <token>` in constant time.
-fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiFail> {
+pub(crate) fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiFail> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -116,6 +116,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the Model Context Protocol on stdin/stdout, so an AI agent can
+    /// use the network through this running node as tools (submit jobs,
+    /// follow them, list providers and models, balance, reputation).
+    Mcp,
     /// Run a whole network on this machine (a bootstrap peer and N nodes) and
     /// show a demo job going through it step by step.
     Devnet(DevnetArgs),
@@ -137,6 +141,32 @@ pub enum SubmitCommand {
     Docker(SubmitDockerArgs),
     /// Run a WebAssembly module (WASI preview 1; FILE is .wasm or .wat).
     Wasm(SubmitWasmArgs),
+    /// Ask a model a provider serves; the answer streams as it is generated.
+    Llm(SubmitLlmArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitLlmArgs {
+    /// The model, by the name providers advertise (`modchain peers` lists them).
+    pub model: String,
+    /// A system prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Sampling temperature (0 picks the most likely token every time).
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Most tokens to generate (default 256).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// The same seed, model, prompt and options give the same answer.
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// Print one JSON object at the end instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+    /// The prompt, after `--`.
+    #[arg(last = true, required = true, value_name = "PROMPT")]
+    pub prompt: Vec<String>,
 }
 
 /// What every submission shares: how long, how much, and how to wait.
@@ -213,6 +243,10 @@ pub struct DevnetArgs {
     /// Exit once the demo job's receipt reached every peer.
     #[arg(long, hide = true)]
     pub exit_after_demo: bool,
+    /// A GGUF model for the last node to serve with its llm adapter (linked
+    /// into its `models/` directory), so LLM jobs can run on the devnet.
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

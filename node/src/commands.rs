@@ -262,11 +262,100 @@ pub fn clock(at_ms: u64) -> String {
 
 // ---------------------------------------------------------------- submit
 
+/// `modchain submit llm`: through the node's Ollama-compatible endpoint, so
+/// the answer streams to the terminal token by token as the provider
+/// generates it. Returns the exit code (1 when the job failed).
+async fn submit_llm(data_dir: &DataDir, a: crate::cli::SubmitLlmArgs) -> Result<i32> {
+    use std::io::Write as _;
+    let mut options = serde_json::Map::new();
+    if let Some(t) = a.temperature {
+        options.insert("temperature".into(), json!(t));
+    }
+    if let Some(n) = a.max_tokens {
+        options.insert("num_predict".into(), json!(n));
+    }
+    if let Some(s) = a.seed {
+        options.insert("seed".into(), json!(s));
+    }
+    let mut body = json!({
+        "model": a.model,
+        "prompt": a.prompt.join(" "),
+        "stream": true,
+        "options": options,
+    });
+    if let Some(s) = &a.system {
+        body["system"] = json!(s);
+    }
+    let ep = Endpoint::locate(data_dir, true)?;
+    let mut s = ep.open("POST", "/api/generate", Some(&body)).await?;
+    if !(200..300).contains(&s.status) {
+        let bytes = s.read_all().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let why = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(String::from))
+            .unwrap_or_else(|| text.trim().to_string());
+        bail!("the node refused the request (HTTP {}): {why}", s.status);
+    }
+    let mut text = String::new();
+    let mut out = std::io::stdout().lock();
+    while let Some(line) = s.next_line().await? {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .with_context(|| format!("the node sent a line that is not JSON: {line}"))?;
+        if let Some(e) = v["error"].as_str() {
+            if a.json {
+                print_json(&json!({ "state": "failed", "error": e, "response": text }))?;
+            } else {
+                writeln!(out)?;
+                eprintln!("error: {e}");
+            }
+            return Ok(1);
+        }
+        if v["done"] == true {
+            if a.json {
+                print_json(&json!({
+                    "job_id": v["job_id"],
+                    "state": "completed",
+                    "model": a.model,
+                    "response": text,
+                    "done_reason": v["done_reason"],
+                    "prompt_tokens": v["prompt_eval_count"],
+                    "completion_tokens": v["eval_count"],
+                    "price": v["price"],
+                    "receipt_id": v["receipt_id"],
+                }))?;
+            } else {
+                writeln!(out)?;
+                eprintln!(
+                    "job {} · {} prompt + {} generated tokens · {} credits",
+                    v["job_id"].as_str().map(short).unwrap_or_default(),
+                    v["prompt_eval_count"],
+                    v["eval_count"],
+                    credits(&v["price"])
+                );
+            }
+            return Ok(0);
+        }
+        if let Some(piece) = v["response"].as_str() {
+            text.push_str(piece);
+            if !a.json {
+                out.write_all(piece.as_bytes())?;
+                out.flush()?;
+            }
+        }
+    }
+    bail!("the node ended the answer before it was done")
+}
+
 /// `modchain submit …`; returns the process exit code.
 pub async fn submit(data_dir: &DataDir, command: SubmitCommand) -> Result<i32> {
     let (body, common) = match command {
         SubmitCommand::Docker(a) => docker_spec(a)?,
         SubmitCommand::Wasm(a) => wasm_spec(a)?,
+        SubmitCommand::Llm(a) => return submit_llm(data_dir, a).await,
     };
     let ep = Endpoint::locate(data_dir, true)?;
     let created = ep.call("POST", "/api/v1/jobs", Some(&body)).await?;

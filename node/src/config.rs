@@ -27,6 +27,18 @@ pub struct Config {
     pub prices: Prices,
     pub advert: AdvertSettings,
     pub docker: DockerSettings,
+    pub llm: LlmSettings,
+}
+
+/// The `[llm]` table: which models the llm adapter serves.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmSettings {
+    /// GGUF files to serve besides every `*.gguf` in `<data-dir>/models/`.
+    pub models: Vec<PathBuf>,
+    /// An Ollama server this provider runs (e.g. `http://127.0.0.1:11434`):
+    /// its models are served too, through its HTTP API.
+    pub ollama_url: Option<String>,
 }
 
 /// The `[docker]` table: whether and how the docker adapter runs jobs.
@@ -86,6 +98,7 @@ impl Default for Config {
             prices: Prices::default(),
             advert: AdvertSettings::default(),
             docker: DockerSettings::default(),
+            llm: LlmSettings::default(),
         }
     }
 }
@@ -358,6 +371,13 @@ allow_network = {docker_net}
 allowed_images = []
 # Pull images that are not present.
 allow_pull = {docker_pull}
+
+# The llm adapter: serves every GGUF model in <data-dir>/models/ in this
+# process (llama.cpp), the files listed here, and an Ollama server's models.
+# With no model anywhere it is not offered.
+[llm]
+models = []
+# ollama_url = "http://127.0.0.1:11434"
 "#,
         api = d.api,
         orch = d.orchestrator,

@@ -85,6 +85,29 @@ fn wat_escape(s: &str) -> String {
         .collect()
 }
 
+/// Puts `model` into the node's `models/` directory: a hard link when the
+/// file system allows (no copy of a large file), else a symbolic link.
+fn give_model(model: &Path, node_dir: &Path) -> Result<()> {
+    let model = model
+        .canonicalize()
+        .with_context(|| format!("--model {}: no such file", model.display()))?;
+    if model
+        .extension()
+        .is_none_or(|x| !x.eq_ignore_ascii_case("gguf"))
+    {
+        bail!("--model {}: expected a .gguf file", model.display());
+    }
+    let dir = node_dir.join("models");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = model.file_name().context("--model names no file")?;
+    let dest = dir.join(name);
+    let _ = std::fs::remove_file(&dest);
+    std::fs::hard_link(&model, &dest)
+        .or_else(|_| std::os::unix::fs::symlink(&model, &dest))
+        .with_context(|| format!("cannot link {} into {}", model.display(), dir.display()))?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------- bootstrap peer
 
 /// `modchain bootstrap-peer`: the bootstrap peer of `modchain-bootstrap`,
@@ -505,6 +528,15 @@ async fn demo(args: &DevnetArgs, dir: &Path, exe: &Path, children: &mut Children
                 "`modchain init` for {label} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
+        }
+        if let Some(model) = &args.model
+            && i == args.peers
+        {
+            give_model(model, &ndir)?;
+            step(format!(
+                "{label} serves the model {} with its llm adapter",
+                model.display()
+            ));
         }
         let p = spawn_node_process(exe, &label, &ndir, &bootstrap)?;
         children.0.push(p);

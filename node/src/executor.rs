@@ -43,7 +43,7 @@ pub enum ExecutorEvent {
 }
 
 /// How long live output is gathered before it is forwarded.
-const LOG_BATCH: Duration = Duration::from_millis(50);
+const LOG_BATCH: Duration = Duration::from_millis(30);
 /// How long a finished job waits for its last log lines to be forwarded.
 const LOG_DRAIN_WAIT: Duration = Duration::from_secs(1);
 
@@ -203,8 +203,11 @@ impl Executor {
         let live = self.events.clone();
         tokio::spawn(async move {
             // Lines are gathered for a moment (or up to a chunk's size) so a
-            // chatty job sends a few signed chunks, not one per line.
+            // chatty job sends a few signed chunks, not one per line. The
+            // very first piece goes at once: it is what a person (or an LLM
+            // client waiting for its first token) is waiting to see.
             let mut open = true;
+            let mut wait = Duration::ZERO;
             while open {
                 let Some(first) = lines.recv().await else {
                     break;
@@ -212,7 +215,8 @@ impl Executor {
                 let mut batch: Vec<(ProtoStream, Vec<u8>)> = Vec::new();
                 let mut size = 0usize;
                 size += merge(&mut batch, first);
-                let until = tokio::time::Instant::now() + LOG_BATCH;
+                let until = tokio::time::Instant::now() + wait;
+                wait = LOG_BATCH;
                 while size < limits::MAX_LOG_CHUNK_BYTES {
                     match tokio::time::timeout_at(until, lines.recv()).await {
                         Ok(Some(line)) => size += merge(&mut batch, line),

@@ -13,9 +13,11 @@ mod devnet;
 mod executor;
 mod hardware;
 mod ledger;
+mod mcp;
 mod metrics;
 mod network;
 mod node;
+mod ollama_api;
 mod outputs;
 mod views;
 
@@ -137,6 +139,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Balance { node, json } => {
             init_tracing("warn");
             commands::balance(&data_dir, node.as_deref(), json).await
+        }
+        Command::Mcp => {
+            // stderr only: stdout carries the protocol.
+            init_tracing("warn");
+            mcp::serve(data_dir).await
         }
         Command::Devnet(args) => {
             init_tracing("warn");
@@ -343,6 +350,7 @@ async fn start(data_dir: &DataDir, args: StartArgs) -> Result<()> {
         advert,
         advert_interval: Duration::from_secs(config.advert.interval_secs.max(1)),
         advert_ttl: Duration::from_secs(config.advert.ttl_secs.max(1)),
+        llm: config.llm.clone(),
         summary_interval: Duration::from_secs(60),
         data_dir: data_dir.root().to_path_buf(),
         provider: config.provider,

@@ -2,7 +2,7 @@
 //! swarm and the clock, keeps the view of the network the API shows, and
 //! retries bootstrap peers. Every `SwarmEvent` is translated here, once.
 
-use crate::config::DockerSettings;
+use crate::config::{DockerSettings, LlmSettings};
 use crate::executor::{Executor, ExecutorEvent, Finished};
 use crate::ledger::{Appended, Ledger, LedgerError};
 use crate::metrics::{NodeMetrics, Snapshot};
@@ -17,6 +17,9 @@ use libp2p::gossipsub::{self, MessageAcceptance, PublishError};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, request_response};
 use modchain_adapters::docker::{DockerAdapter, DockerConfig};
+use modchain_adapters::llm::embedded::{EmbeddedBackend, EmbeddedConfig};
+use modchain_adapters::llm::ollama::OllamaBackend;
+use modchain_adapters::llm::{LlmAdapter, LlmBackend};
 use modchain_adapters::wasm::WasmAdapter;
 use modchain_adapters::{Adapter, AdapterError};
 use modchain_bootstrap::BootstrapAddr;
@@ -30,7 +33,7 @@ use modchain_protocol::job::{FetchOutput, JobSpec, OutputChunk, limits};
 use modchain_protocol::orchestrator::{OrchestratorConfig, ReputationTable};
 use modchain_protocol::peer::{Peer, PeerConfig};
 use modchain_protocol::pricing::Credits;
-use modchain_protocol::provider::Admission;
+use modchain_protocol::provider::{Admission, AdmissionRefusal};
 use modchain_protocol::provider::{OUTPUT_RETENTION_MS, ProviderConfig};
 use modchain_protocol::receipt::{Outcome, SignedReceipt};
 use modchain_protocol::reputation::{Trust, TrustConfig};
@@ -59,6 +62,7 @@ pub struct NodeOptions {
     /// Sell capacity (the provider role).
     pub provider: bool,
     pub docker: DockerSettings,
+    pub llm: LlmSettings,
     /// Credits every node starts with, in micro-credits (balances only).
     pub grant: Credits,
 }
@@ -116,6 +120,8 @@ pub enum ApiQuery {
     Stats(oneshot::Sender<Value>),
     Nodes(oneshot::Sender<Value>),
     Metrics(oneshot::Sender<String>),
+    /// The models providers advertise (for the Ollama-compatible API).
+    Models(oneshot::Sender<Vec<crate::ollama_api::NetworkModel>>),
     /// Who provides a capability key (`cap/docker`, ...), asked of the DHT.
     Providers {
         key: String,
@@ -315,7 +321,10 @@ impl Node {
             path: work_dir.clone(),
             source,
         })?;
-        let adapters = adapters(&me, &options.docker).await?;
+        let mut adapters = adapters(&me, &options.docker).await?;
+        if let Some(llm) = llm_adapter(&options.data_dir, &options.llm).await {
+            adapters.push(llm);
+        }
         let admission = AdapterAdmission(
             adapters
                 .iter()
@@ -973,6 +982,9 @@ impl Node {
             ApiQuery::Metrics(tx) => {
                 let _ = tx.send(self.metrics_text());
             }
+            ApiQuery::Models(tx) => {
+                let _ = tx.send(self.network_models());
+            }
             q @ (ApiQuery::Submit { .. }
             | ApiQuery::Jobs(_)
             | ApiQuery::Job { .. }
@@ -1085,6 +1097,28 @@ impl Node {
         Value::Array(list)
     }
 
+    /// Every model an unexpired advert offers, by name, with how many
+    /// providers serve it.
+    fn network_models(&self) -> Vec<crate::ollama_api::NetworkModel> {
+        let t = now();
+        let mut by_name: BTreeMap<String, crate::ollama_api::NetworkModel> = BTreeMap::new();
+        for (_, ad) in self.peer.adverts().iter() {
+            if ad.expires_at <= t {
+                continue;
+            }
+            for m in ad.adapters.iter().flat_map(|a| a.models.iter()) {
+                by_name
+                    .entry(m.name.clone())
+                    .or_insert_with(|| crate::ollama_api::NetworkModel {
+                        info: m.clone(),
+                        providers: 0,
+                    })
+                    .providers += 1;
+            }
+        }
+        by_name.into_values().collect()
+    }
+
     fn metrics_text(&self) -> String {
         let stats = self.peer.stats();
         let mut jobs: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -1145,16 +1179,19 @@ impl std::fmt::Debug for AdapterAdmission {
 }
 
 impl Admission for AdapterAdmission {
-    fn admit(&self, spec: &JobSpec) -> Result<(), String> {
-        let adapter = self
-            .0
-            .get(&spec.adapter)
-            .ok_or_else(|| format!("no `{}` adapter here", spec.adapter))?;
-        let params: serde_json::Value = serde_json::from_str(&spec.params)
-            .map_err(|e| format!("params are not valid JSON: {e}"))?;
+    fn admit(&self, spec: &JobSpec) -> Result<(), AdmissionRefusal> {
+        let adapter = self.0.get(&spec.adapter).ok_or_else(|| {
+            AdmissionRefusal::Unsupported(format!("no `{}` adapter here", spec.adapter))
+        })?;
+        let params: serde_json::Value = serde_json::from_str(&spec.params).map_err(|e| {
+            AdmissionRefusal::InvalidParams(format!("params are not valid JSON: {e}"))
+        })?;
         adapter
             .validate(&spec.method, &params)
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                AdapterError::InvalidParams(_) => AdmissionRefusal::InvalidParams(e.to_string()),
+                other => AdmissionRefusal::Unsupported(other.to_string()),
+            })
     }
 }
 
@@ -1213,6 +1250,39 @@ async fn adapters(
         Err(_) => tracing::info!("docker adapter off: the daemon did not answer within 3 s"),
     }
     Ok(list)
+}
+
+/// The llm adapter, when it has a model to serve: GGUF files in
+/// `<data-dir>/models/` and `[llm] models`, in this process; an Ollama
+/// server's models when `[llm] ollama_url` is set and it answers.
+async fn llm_adapter(
+    data_dir: &std::path::Path,
+    settings: &LlmSettings,
+) -> Option<Arc<dyn Adapter>> {
+    let embedded = EmbeddedBackend::new(EmbeddedConfig::new(
+        Some(data_dir.join("models")),
+        settings.models.clone(),
+    ));
+    for problem in embedded.problems() {
+        tracing::warn!(%problem, "llm: a model file cannot be served");
+    }
+    let mut backends: Vec<Arc<dyn LlmBackend>> = vec![Arc::new(embedded)];
+    if let Some(url) = &settings.ollama_url {
+        match tokio::time::timeout(Duration::from_secs(5), OllamaBackend::connect(url)).await {
+            Ok(Ok(b)) => backends.push(Arc::new(b)),
+            Ok(Err(e)) => tracing::warn!(%url, error = %e, "llm: the Ollama server is not served"),
+            Err(_) => tracing::warn!(%url, "llm: the Ollama server did not answer within 5 s"),
+        }
+    }
+    let adapter = LlmAdapter::new(backends);
+    let served = adapter.served();
+    if served.is_empty() {
+        tracing::info!("llm adapter off: no model in <data-dir>/models, `[llm] models` or Ollama");
+        return None;
+    }
+    let names: Vec<&str> = served.iter().map(|m| m.name.as_str()).collect();
+    tracing::info!(models = ?names, "llm adapter on");
+    Some(Arc::new(adapter))
 }
 
 fn hex_list(nodes: &[NodeId]) -> Vec<String> {

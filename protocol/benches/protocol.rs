@@ -99,6 +99,7 @@ fn sample_messages(key: &Keypair) -> Vec<(&'static str, Message)> {
                 quote: Quote {
                     fixed: Credits(1000),
                     per_second: Credits(100),
+                    per_1k_tokens: Credits(0),
                 },
                 max_total: Credits(4000),
             }),

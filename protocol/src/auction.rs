@@ -54,6 +54,10 @@ pub enum DeclineReason {
     RequirementsUnmet(String),
     /// The call for bids was malformed or its job signature did not check.
     InvalidCall(String),
+    /// The provider's adapter refused the job's parameters (a prompt over
+    /// the model's context, a module that does not compile): no provider
+    /// will take them, so waiting cannot help.
+    InvalidParams(String),
 }
 
 impl fmt::Display for DeclineReason {
@@ -67,6 +71,7 @@ impl fmt::Display for DeclineReason {
             DeclineReason::Unsupported(s) => write!(f, "unsupported: {s}"),
             DeclineReason::RequirementsUnmet(s) => write!(f, "requirements unmet: {s}"),
             DeclineReason::InvalidCall(s) => write!(f, "invalid call for bids: {s}"),
+            DeclineReason::InvalidParams(s) => write!(f, "parameters refused: {s}"),
         }
     }
 }

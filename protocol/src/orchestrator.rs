@@ -591,6 +591,16 @@ impl Orchestrator {
             } else {
                 summarize_declines(&declines, called.len())
             };
+            // Parameters every provider's adapter refused stay refused:
+            // the job fails with the reason instead of waiting until start-by.
+            if !declines.is_empty()
+                && declines
+                    .iter()
+                    .all(|(_, r)| matches!(r, DeclineReason::InvalidParams(_)))
+            {
+                self.end(ctx, id, JobState::Failed, format!("rejected: {reason}"));
+                return;
+            }
             self.wait(ctx, id, reason);
             return;
         }

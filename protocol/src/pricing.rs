@@ -63,6 +63,7 @@ impl PriceTable {
         Quote {
             fixed: self.per_job,
             per_second: Credits(per_second),
+            per_1k_tokens: self.per_1k_tokens,
         }
     }
 }
@@ -74,21 +75,29 @@ pub struct Quote {
     pub fixed: Credits,
     /// Charged per started second of wall time.
     pub per_second: Credits,
+    /// Charged per 1,000 tokens generated (LLM jobs; other jobs report none).
+    pub per_1k_tokens: Credits,
 }
 
 impl Quote {
     /// The most this quote can cost: the job running until its timeout.
+    /// Tokens are not bounded by the protocol, so a receipt's price is
+    /// capped by this figure whatever was generated: a client never pays
+    /// more than the worst case it accepted.
     pub fn max_total(&self, timeout_ms: u64) -> Credits {
-        self.charge(timeout_ms)
+        self.charge(timeout_ms, 0)
     }
 
     /// The price for a job that ran `wall_ms` milliseconds (seconds rounded up).
-    pub fn charge(&self, wall_ms: u64) -> Credits {
+    pub fn charge(&self, wall_ms: u64, tokens: u64) -> Credits {
         let seconds = wall_ms.div_ceil(1000);
+        // Per started thousandth: 1 token at 2000 per 1k costs 2.
+        let for_tokens = (u128::from(tokens) * u128::from(self.per_1k_tokens.0)).div_ceil(1000);
         Credits(
             self.fixed
                 .0
-                .saturating_add(self.per_second.0.saturating_mul(seconds)),
+                .saturating_add(self.per_second.0.saturating_mul(seconds))
+                .saturating_add(u64::try_from(for_tokens).unwrap_or(u64::MAX)),
         )
     }
 }
@@ -114,9 +123,32 @@ mod tests {
         };
         let q = table.quote(&req);
         assert_eq!(q.per_second, Credits(20 + 2 + 1000));
-        assert_eq!(q.charge(1), Credits(100 + 1022));
-        assert_eq!(q.charge(2500), Credits(100 + 3 * 1022));
+        assert_eq!(q.charge(1, 0), Credits(100 + 1022));
+        assert_eq!(q.charge(2500, 0), Credits(100 + 3 * 1022));
         assert_eq!(q.max_total(10_000), Credits(100 + 10 * 1022));
+    }
+
+    #[test]
+    fn tokens_are_charged_per_thousand_as_advertised() {
+        let table = PriceTable {
+            per_job: Credits(1000),
+            per_core_second: Credits(100),
+            per_gib_memory_second: Credits(0),
+            per_gpu_second: Credits(0),
+            per_1k_tokens: Credits(2000),
+        };
+        let q = table.quote(&Requirements::default());
+        assert_eq!(q.per_1k_tokens, Credits(2000));
+        // 1 s of one core, 250 tokens at 2 micro-credits each.
+        assert_eq!(q.charge(900, 250), Credits(1000 + 100 + 500));
+        // A part of a thousandth is charged as a whole one.
+        assert_eq!(q.charge(900, 1), Credits(1000 + 100 + 2));
+        let cheap = PriceTable {
+            per_1k_tokens: Credits(3),
+            ..table
+        }
+        .quote(&Requirements::default());
+        assert_eq!(cheap.charge(0, 1), Credits(1000 + 1));
     }
 
     #[test]

@@ -111,7 +111,17 @@ enum TimerKey {
 /// memory (no I/O): the provider calls it while deciding whether to bid.
 pub trait Admission: Send + Sync + std::fmt::Debug {
     /// `Err` with the reason declines the job before any bid.
-    fn admit(&self, spec: &JobSpec) -> Result<(), String>;
+    fn admit(&self, spec: &JobSpec) -> Result<(), AdmissionRefusal>;
+}
+
+/// Why the admission check declined a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdmissionRefusal {
+    /// This provider cannot run it (an image not present here); another may.
+    Unsupported(String),
+    /// The job's parameters are invalid for the adapter; no provider will
+    /// take them.
+    InvalidParams(String),
 }
 
 #[derive(Debug)]
@@ -247,9 +257,13 @@ impl Provider {
             ));
         }
         if let Some(check) = &self.admission {
-            check
-                .admit(spec)
-                .map_err(|why| (Some(job_id), DeclineReason::Unsupported(why)))?;
+            check.admit(spec).map_err(|why| {
+                let reason = match why {
+                    AdmissionRefusal::Unsupported(s) => DeclineReason::Unsupported(s),
+                    AdmissionRefusal::InvalidParams(s) => DeclineReason::InvalidParams(s),
+                };
+                (Some(job_id), reason)
+            })?;
         }
         let need = Capacity::for_requirements(&spec.requirements);
         if !self.config.capacity.fits(&need) {

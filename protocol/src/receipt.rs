@@ -74,7 +74,10 @@ impl Receipt {
         let price = match result.exit {
             // Nothing ran: nothing to pay.
             ExitStatus::Rejected(_) => Credits::ZERO,
-            _ => award.quote.charge(result.usage.wall_ms).min(cap),
+            _ => award
+                .quote
+                .charge(result.usage.wall_ms, result.usage.tokens)
+                .min(cap),
         };
         Receipt {
             job_id: award.job_id,

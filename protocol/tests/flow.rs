@@ -437,8 +437,13 @@ fn a_provider_running_its_own_job_sees_it_move_only_forward() {
 struct NoImage;
 
 impl modchain_protocol::provider::Admission for NoImage {
-    fn admit(&self, _spec: &modchain_protocol::job::JobSpec) -> Result<(), String> {
-        Err("image `x:1` is not present".into())
+    fn admit(
+        &self,
+        _spec: &modchain_protocol::job::JobSpec,
+    ) -> Result<(), modchain_protocol::provider::AdmissionRefusal> {
+        Err(modchain_protocol::provider::AdmissionRefusal::Unsupported(
+            "image `x:1` is not present".into(),
+        ))
     }
 }
 

@@ -37,6 +37,7 @@ fn valid_messages() -> Vec<Vec<u8>> {
             quote: Quote {
                 fixed: Credits(1),
                 per_second: Credits(2),
+                per_1k_tokens: Credits(0),
             },
             max_total: Credits(61),
         }),

@@ -1,0 +1,182 @@
+//! Time to first token (`cargo bench -p modchain-node --bench llm`): a
+//! prompt to SmolLM2-135M-Instruct through a three-node loopback network
+//! (the client node's Ollama-compatible `/api/generate`, streaming, served by
+//! another node's embedded llama.cpp backend) against the same generation
+//! in-process with the llm adapter. Medians of RUNS runs each, model loaded
+//! and warm; the difference is what the network adds (auction, award,
+//! signed log chunks, the client node's HTTP stream).
+//!
+//! Needs the model (scripts/fetch-test-model.sh, or MODCHAIN_TEST_MODEL).
+//! MODCHAIN_BENCH_RUNS changes the run count.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::TestNet;
+use modchain_adapters::llm::embedded::{EmbeddedBackend, EmbeddedConfig};
+use modchain_adapters::llm::{
+    GenerateRequest, Halt, LlmAdapter, LlmBackend, Prompt, Sampling, TokenSink,
+};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1";
+const PROMPT: &str = "What is the capital of France?";
+
+fn model_file() -> PathBuf {
+    std::env::var_os("MODCHAIN_TEST_MODEL")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| {
+                PathBuf::from(h).join(".cache/modchain-models/SmolLM2-135M-Instruct.Q4_1.gguf")
+            })
+        })
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no model: run scripts/fetch-test-model.sh"))
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// POSTs a streaming generate and returns the time until the first chunk
+/// with text, reading the rest to the end.
+fn network_ttft(url: &str, token: &str) -> Duration {
+    let body = serde_json::json!({
+        "model": MODEL, "prompt": PROMPT,
+        "options": { "temperature": 0, "num_predict": 8 },
+    })
+    .to_string();
+    let hostport = url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(hostport).expect("connect");
+    let _ = s.set_nodelay(true);
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let t = Instant::now();
+    write!(
+        s,
+        "POST /api/generate HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    let mut first = None;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if first.is_none()
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim())
+        {
+            assert!(v["error"].is_null(), "{v}");
+            if v["response"].as_str().is_some_and(|r| !r.is_empty()) {
+                first = Some(t.elapsed());
+            }
+        }
+    }
+    first.expect("a token came")
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("llm bench: run with `cargo bench -p modchain-node --bench llm`");
+        return;
+    }
+    let runs: usize = std::env::var("MODCHAIN_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15)
+        .max(3);
+    let model = model_file();
+
+    // ---- in-process
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let backend: Arc<dyn LlmBackend> = Arc::new(EmbeddedBackend::new(EmbeddedConfig::new(
+        None,
+        vec![model.clone()],
+    )));
+    let adapter = LlmAdapter::new(vec![backend]);
+    let local_ttft = || {
+        let first: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
+        let t = Instant::now();
+        let f = first.clone();
+        let sink = TokenSink::new(move |piece: &str| {
+            if let Ok(mut g) = f.lock()
+                && g.is_none()
+                && !piece.is_empty()
+            {
+                *g = Some(t.elapsed());
+            }
+        });
+        let request = GenerateRequest {
+            model: MODEL.into(),
+            prompt: Prompt::Text {
+                prompt: PROMPT.into(),
+                system: None,
+                raw: false,
+            },
+            sampling: Sampling {
+                temperature: 0.0,
+                max_tokens: 8,
+                ..Sampling::default()
+            },
+        };
+        rt.block_on(adapter.generate(request, 1, sink, Halt::never()))
+            .expect("in-process generation");
+        first.lock().ok().and_then(|g| *g).expect("a token came")
+    };
+    for _ in 0..2 {
+        local_ttft();
+    }
+    let local: Vec<Duration> = (0..runs).map(|_| local_ttft()).collect();
+
+    // ---- through the network
+    let t0 = Instant::now();
+    let net = TestNet::start_with("llm-bench", 3, |i, dir| {
+        if i >= 2 {
+            let d = dir.join("models");
+            std::fs::create_dir_all(&d).expect("models dir");
+            let dest = d.join(model.file_name().expect("name"));
+            std::fs::hard_link(&model, &dest)
+                .or_else(|_| std::os::unix::fs::symlink(&model, &dest))
+                .expect("link model");
+        }
+    });
+    println!(
+        "three-node loopback network up in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let url = net.nodes[0].url().expect("api.url");
+    let token = net.nodes[0].token();
+    for _ in 0..3 {
+        network_ttft(&url, &token);
+    }
+    let remote: Vec<Duration> = (0..runs).map(|_| network_ttft(&url, &token)).collect();
+
+    let (l, r) = (median(local), median(remote));
+    println!(
+        "time to first token, median of {runs} (SmolLM2-135M Q4_1, one thread, 8 tokens asked):"
+    );
+    println!(
+        "  in-process (llm adapter, embedded llama.cpp): {:.1} ms",
+        ms(l)
+    );
+    println!(
+        "  through the network (Ollama API → auction → provider → stream): {:.1} ms",
+        ms(r)
+    );
+    println!(
+        "  the network adds {:.1} ms (target < 30 ms)",
+        ms(r.saturating_sub(l))
+    );
+}

