@@ -12,10 +12,10 @@
 
 mod common;
 
-use common::{TestNet, modchain};
+use common::{TestNet, modchain, run_python_script};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The whole browser run: page load, two jobs, screenshots.
@@ -69,45 +69,6 @@ fn python() -> String {
     }
 }
 
-/// Runs the script to its end or kills it after `within`; its output goes
-/// to files so a chatty run cannot block on a full pipe.
-fn run_script(python: &str, config: &Path, dir: &Path, within: Duration) -> (bool, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
-    let out_path = dir.join("browser.out");
-    let err_path = dir.join("browser.err");
-    let mut child = Command::new(python)
-        .arg(&script)
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("browser.out"))
-        .stderr(std::fs::File::create(&err_path).expect("browser.err"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python} {}: {e}", script.display()));
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the browser script") {
-            break Some(status);
-        }
-        if t0.elapsed() > within {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let text = format!(
-        "{}{}{}",
-        std::fs::read_to_string(&out_path).unwrap_or_default(),
-        std::fs::read_to_string(&err_path).unwrap_or_default(),
-        if status.is_none() {
-            format!("\n(killed after {within:?})")
-        } else {
-            String::new()
-        }
-    );
-    (status.is_some_and(|s| s.success()), text)
-}
-
 #[test]
 fn dashboard_shows_the_network_and_follows_jobs_live_in_chromium() {
     // Checked first: a missing tool is a failure that says what to install.
@@ -151,7 +112,14 @@ fn dashboard_shows_the_network_and_follows_jobs_live_in_chromium() {
     )
     .expect("write browser.json");
 
-    let (ok, output) = run_script(&python, &config, &net.root, BROWSER_WITHIN);
+    let (ok, output) = run_python_script(
+        &python,
+        "tests/browser/dashboard.py",
+        &[&config.display().to_string()],
+        &net.root,
+        "browser",
+        BROWSER_WITHIN,
+    );
     eprintln!("{output}");
     assert!(
         ok,

@@ -12,9 +12,9 @@
 
 mod common;
 
-use common::{TestNet, modchain, node_hex, temp_root};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use common::{TestNet, modchain, node_hex, run_python_script, temp_root};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The whole client run: a handful of quick jobs and reads.
@@ -44,45 +44,6 @@ fn python() -> String {
     }
 }
 
-/// Runs the client script to its end, or kills it after `within`; its output
-/// goes to files so a chatty run cannot block on a full pipe.
-fn run_client(python: &str, args: &[&str], dir: &Path, within: Duration) -> (bool, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
-    let out_path = dir.join("mcp-client.out");
-    let err_path = dir.join("mcp-client.err");
-    let mut child = Command::new(python)
-        .arg(&script)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("mcp-client.out"))
-        .stderr(std::fs::File::create(&err_path).expect("mcp-client.err"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python} {}: {e}", script.display()));
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the MCP client") {
-            break Some(status);
-        }
-        if t0.elapsed() > within {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = format!(
-        "{}{}{}",
-        std::fs::read_to_string(&out_path).unwrap_or_default(),
-        std::fs::read_to_string(&err_path).unwrap_or_default(),
-        if status.is_none() {
-            format!("\n(killed after {within:?})")
-        } else {
-            String::new()
-        }
-    );
-    (status.is_some_and(|s| s.success()), text)
-}
-
 #[test]
 fn an_mcp_client_lists_the_tools_and_runs_a_job_through_them() {
     // Checked first: a missing package is a failure that says what to install.
@@ -102,8 +63,9 @@ fn an_mcp_client_lists_the_tools_and_runs_a_job_through_them() {
     let empty = temp_root("mcp-test-no-node");
 
     let binary = modchain();
-    let (ok, output) = run_client(
+    let (ok, output) = run_python_script(
         &python,
+        "tests/mcp/client.py",
         &[
             &binary.display().to_string(),
             &node.dir.display().to_string(),
@@ -111,6 +73,7 @@ fn an_mcp_client_lists_the_tools_and_runs_a_job_through_them() {
             &empty.display().to_string(),
         ],
         &net.root,
+        "mcp-client",
         CLIENT_WITHIN,
     );
     let _ = std::fs::remove_dir_all(&empty);

@@ -514,3 +514,51 @@ pub fn test_python() -> String {
         _ => "python3".into(),
     }
 }
+
+/// Runs `script` (relative to the node crate) with `python` and `args` to
+/// its end, or kills it after `within`; its output goes to files named
+/// `<label>.out` / `<label>.err` in `dir`, so a chatty run cannot block on a
+/// full pipe. Returns whether it succeeded, and all it printed.
+pub fn run_python_script(
+    python: &str,
+    script: &str,
+    args: &[&str],
+    dir: &Path,
+    label: &str,
+    within: Duration,
+) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let out_path = dir.join(format!("{label}.out"));
+    let err_path = dir.join(format!("{label}.err"));
+    let mut child = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("script stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("script stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python} {}: {e}", script.display()));
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the script") {
+            break Some(status);
+        }
+        if t0.elapsed() > within {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = format!(
+        "{}{}{}",
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+        std::fs::read_to_string(&err_path).unwrap_or_default(),
+        if status.is_none() {
+            format!("\n(killed after {within:?})")
+        } else {
+            String::new()
+        }
+    );
+    (status.is_some_and(|s| s.success()), text)
+}
