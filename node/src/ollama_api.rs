@@ -325,6 +325,8 @@ async fn run(
     let follow = Follow {
         events,
         ran: false,
+        sent: String::new(),
+        last: None,
         state,
         shape,
         model,
@@ -387,24 +389,52 @@ struct Follow {
     events: broadcast::Receiver<String>,
     /// Whether the job has run on a provider.
     ran: bool,
+    /// The text streamed so far.
+    sent: String,
+    /// The final object, held while the text it completes goes out.
+    last: Option<String>,
 }
 
 impl Follow {
     /// The next NDJSON line, or `None` after the final one.
     async fn next_line(&mut self) -> Option<String> {
         loop {
+            if let Some(last) = self.last.take() {
+                self.done = true;
+                return Some(last);
+            }
             if self.done {
                 return None;
             }
             let text = take_utf8(&mut self.pending);
             if !text.is_empty() {
+                self.sent.push_str(&text);
                 return Some(self.chunk(&text).to_string());
             }
             if self.ended {
-                self.done = true;
                 return Some(match self.outcome().await {
-                    Ok((result, completion)) => self.final_object(&result, &completion).to_string(),
-                    Err(e) => json!({ "error": e }).to_string(),
+                    Ok((result, completion)) => {
+                        let last = self.final_object(&result, &completion).to_string();
+                        // Live output and the end travel as separate
+                        // messages; the signed result's text is whole, so
+                        // what the stream missed at its end is sent from it.
+                        match result.stdout.strip_prefix(self.sent.as_str()) {
+                            Some(rest) if !rest.is_empty() => {
+                                let rest = rest.to_string();
+                                self.sent.push_str(&rest);
+                                self.last = Some(last);
+                                self.chunk(&rest).to_string()
+                            }
+                            _ => {
+                                self.done = true;
+                                last
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.done = true;
+                        json!({ "error": e }).to_string()
+                    }
                 });
             }
             if let Some(lost) = self.step().await {
