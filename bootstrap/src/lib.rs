@@ -1,9 +1,11 @@
 //! # modchain-bootstrap
 //!
 //! The lean, always-on peer that new nodes join through, the bootstrap list
-//! format, and the wire settings ([`network`]) that every Modchain peer, node
-//! or bootstrap, builds its swarm from.
+//! format, the wire settings ([`network`]) that every Modchain peer, node
+//! or bootstrap, builds its swarm from, and the node's own network behaviour
+//! ([`behaviour`]), shared by the node and the simulator's libp2p engine.
 
+pub mod behaviour;
 pub mod list;
 pub mod metrics;
 pub mod network;

@@ -23,6 +23,9 @@ use modchain_adapters::llm::{LlmAdapter, LlmBackend};
 use modchain_adapters::wasm::WasmAdapter;
 use modchain_adapters::{Adapter, AdapterError};
 use modchain_bootstrap::BootstrapAddr;
+use modchain_bootstrap::behaviour::timings::{
+    BACKOFF_MAX, BACKOFF_MIN, MAX_PENDING_PUBLISH, REPUTATION_DEBOUNCE, REPUTATION_INTERVAL,
+};
 use modchain_bootstrap::network::{self, NetworkError};
 use modchain_protocol::action::{Action, Event, Topic};
 use modchain_protocol::advert::{CapabilityAdvert, Capacity};
@@ -211,10 +214,6 @@ fn with_jitter(wait: Duration) -> Duration {
     wait.mul_f64(1.0 + frac)
 }
 
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Recompute reputation this often, and this long after new receipts.
-const REPUTATION_INTERVAL: Duration = Duration::from_secs(60);
-const REPUTATION_DEBOUNCE: Duration = Duration::from_secs(2);
 /// Live output kept per client job for the API, from the end.
 const JOB_LOG_BYTES: usize = 1 << 20;
 /// Events waiting for slow observers before they miss some.
@@ -225,9 +224,6 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
 const FETCH_QUIET: Duration = Duration::from_secs(10);
 /// How long the docker daemon gets to answer at start-up.
 const DOCKER_PING_TIMEOUT: Duration = Duration::from_secs(3);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// Messages published while nobody was subscribed wait here for a subscriber.
-const MAX_PENDING_PUBLISH: usize = 64;
 
 #[derive(Clone, Debug, Default)]
 struct GossipCounters {

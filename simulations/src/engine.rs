@@ -19,29 +19,24 @@
 //!   with the protocol's own EigenTrust and pushed to every peer.
 
 use crate::metrics::{
-    Counters, Histogram, JobRecord, ORCHESTRATOR_HEADER, OrchestratorLoad, OrchestratorRow,
-    Percentiles, REPUTATION_HEADER, ReputationRow, TIME_HEADER, TimeRow, Traffic, normalize_reason,
+    Counters, Histogram, JobRecord, JobTable, ORCHESTRATOR_HEADER, OrchestratorLoad,
+    OrchestratorRow, Percentiles, REPUTATION_HEADER, ReputationRow, TIME_HEADER, TimeRow, Traffic,
     round3,
 };
 use crate::network::{Network, NetworkParams};
+use crate::population::{self, Population};
 use crate::rng::{Purpose, Stream};
-use crate::scenario::{Behaviour, DurationDist, Fault, PeerGroup, Scenario};
+use crate::scenario::{Behaviour, Fault, Scenario};
 use modchain_protocol::action::{Action, Event, Execution, StopReason, Topic};
-use modchain_protocol::advert::{
-    AdapterInfo, CapabilityAdvert, Capacity, CpuInfo, GpuInfo, GpuVendor, MemoryInfo, StorageInfo,
-    StorageKind,
-};
-use modchain_protocol::client::ClientConfig;
 use modchain_protocol::credit::Balances;
 use modchain_protocol::digest::{Digest, JobId, ReceiptId};
-use modchain_protocol::election::ElectionConfig;
 use modchain_protocol::envelope::{Envelope, Message, Signed};
 use modchain_protocol::identity::{Keypair, NodeId, Signature};
-use modchain_protocol::job::{ExitStatus, JobSpec, JobState, Requirements, Usage};
-use modchain_protocol::orchestrator::{OrchestratorConfig, ReputationTable};
+use modchain_protocol::job::{ExitStatus, JobState, Usage};
+use modchain_protocol::orchestrator::ReputationTable;
 use modchain_protocol::peer::{Peer, PeerConfig};
-use modchain_protocol::pricing::{Credits, PriceTable};
-use modchain_protocol::provider::{ExecutionReport, ProviderConfig};
+use modchain_protocol::pricing::Credits;
+use modchain_protocol::provider::ExecutionReport;
 use modchain_protocol::receipt::{Outcome, Receipt, SignedReceipt};
 use modchain_protocol::reputation::{TrustConfig, TrustGraph};
 use modchain_protocol::time::Timestamp;
@@ -131,6 +126,10 @@ struct Slot {
     behaviour: Option<Behaviour>,
     incarnation: u32,
     wake: Option<u64>,
+    /// `Peer::start` has run. Until then the peer takes in what reaches it
+    /// but its timers are not armed, as a node handles nothing before it
+    /// starts its peer (otherwise the first message would start it early).
+    started: bool,
 }
 
 impl Slot {
@@ -165,6 +164,8 @@ pub struct Report {
     pub reputation: String,
     pub orchestrators: String,
     pub jobs: String,
+    /// `advert_propagation.csv`: the advert propagation distribution.
+    pub propagation: String,
     pub time_rows: Vec<TimeRow>,
     pub reputation_rows: Vec<ReputationRow>,
     pub orchestrator_rows: Vec<OrchestratorRow>,
@@ -236,119 +237,34 @@ pub struct Engine {
     last_expire: Vec<u64>,
 }
 
-fn micro(credits: f64) -> Credits {
-    Credits((credits * 1e6).round().max(0.0) as u64)
-}
-
-fn scale(c: Credits, f: f64) -> Credits {
-    Credits((c.0 as f64 * f).round().max(0.0) as u64)
-}
-
 impl Engine {
     /// Builds the network of a scenario, with `seed` (the scenario's own when `None`).
     pub fn new(scenario: Scenario, seed: Option<u64>) -> Self {
         let seed = seed.unwrap_or(scenario.seed);
         let end = scenario.duration.ms();
-        let mut placement = Stream::new(seed, Purpose::Placement);
-        let p = &scenario.protocol;
-        let orchestrator_config = {
-            let mut o = OrchestratorConfig::default();
-            if let Some(v) = p.bid_window {
-                o.bid_window_ms = v.ms();
-            }
-            if let Some(v) = p.enough_bids {
-                o.enough_bids = v;
-            }
-            if let Some(v) = p.max_calls {
-                o.max_calls = v;
-            }
-            if let Some(v) = p.max_attempts {
-                o.max_attempts = v;
-            }
-            if let Some(v) = p.status_timeout {
-                o.status_timeout_ms = v.ms();
-            }
-            if let Some(v) = p.result_grace {
-                o.result_grace_ms = v.ms();
-            }
-            if let Some(v) = p.requeue_interval {
-                o.requeue_interval_ms = v.ms();
-            }
-            if let Some(v) = p.max_concurrent_auctions {
-                o.max_concurrent_auctions = v;
-            }
-            o
-        };
-        let mut election = ElectionConfig::default();
-        if let Some(v) = p.epoch {
-            election.epoch_ms = v.ms();
-        }
-        if let Some(v) = p.orchestrators {
-            election.orchestrators = v;
-        }
-        let mut client_config = ClientConfig::default();
-        if let Some(v) = p.silence_timeout {
-            client_config.silence_timeout_ms = v.ms();
-        }
-        let base = PeerConfig::default();
-        let advert_interval_ms = p
-            .advert_interval
-            .map_or(base.advert_interval_ms, |d| d.ms());
-        let advert_ttl_ms = p.advert_ttl.map_or(base.advert_ttl_ms, |d| d.ms());
-
-        let region_weights: Vec<f64> = scenario.network.regions.iter().map(|r| r.weight).collect();
-        let mut slots = Vec::with_capacity(scenario.total_peers());
-        let mut regions = Vec::new();
-        let mut bandwidth = Vec::new();
-        let mut group_members = Vec::new();
-        let mut pretrusted = Vec::new();
-        for g in &scenario.peers {
-            let allowed: Vec<usize> = match &g.regions {
-                Some(names) => names
-                    .iter()
-                    .filter_map(|n| scenario.region_index(n))
-                    .collect(),
-                None => (0..scenario.network.regions.len()).collect(),
-            };
-            let weights: Vec<f64> = allowed.iter().map(|r| region_weights[*r]).collect();
-            let mut members = Vec::with_capacity(g.count);
-            for _ in 0..g.count {
-                let i = slots.len() as u32;
-                let region = allowed[placement.weighted(&weights)];
-                let jitter = 1.0 + g.price_jitter * (2.0 * placement.unit() - 1.0);
-                let key = Keypair::from_seed((seed << 32) ^ u64::from(i));
-                let config = peer_config(
-                    g,
-                    jitter,
-                    &election,
-                    &orchestrator_config,
-                    &client_config,
-                    p,
-                    advert_interval_ms,
-                    advert_ttl_ms,
-                );
-                let node = key.node_id();
-                if g.pretrusted {
-                    pretrusted.push(node);
-                }
-                regions.push(region as u16);
-                bandwidth.push(g.bandwidth.unwrap_or(scenario.network.bandwidth).0);
-                members.push(i);
-                slots.push(Slot {
-                    peer: None,
-                    key,
-                    node,
-                    config,
-                    candidate: g.candidate,
-                    client: g.client,
-                    provider: g.provider,
-                    behaviour: g.byzantine,
-                    incarnation: 0,
-                    wake: None,
-                });
-            }
-            group_members.push(members);
-        }
+        let Population {
+            peers,
+            group_members,
+            pretrusted,
+        } = population::plan(&scenario, seed);
+        let regions: Vec<u16> = peers.iter().map(|p| p.region).collect();
+        let bandwidth: Vec<f64> = peers.iter().map(|p| p.bandwidth).collect();
+        let slots: Vec<Slot> = peers
+            .into_iter()
+            .map(|p| Slot {
+                peer: None,
+                key: p.key,
+                node: p.node,
+                config: p.config,
+                candidate: p.candidate,
+                client: p.client,
+                provider: p.provider,
+                behaviour: p.behaviour,
+                incarnation: 0,
+                wake: None,
+                started: false,
+            })
+            .collect();
         let n_regions = scenario.network.regions.len();
         let latency_ms: Vec<Vec<f64>> = (0..n_regions)
             .map(|a| (0..n_regions).map(|b| scenario.latency_ms(a, b)).collect())
@@ -534,15 +450,7 @@ impl Engine {
     }
 
     fn reputation_interval(&self) -> u64 {
-        self.scenario.protocol.reputation_interval.map_or_else(
-            || {
-                self.scenario
-                    .protocol
-                    .epoch
-                    .map_or(ElectionConfig::default().epoch_ms, |d| d.ms())
-            },
-            |d| d.ms(),
-        )
+        population::reputation_interval_ms(&self.scenario)
     }
 
     fn next_gap(&mut self) -> u64 {
@@ -553,7 +461,9 @@ impl Engine {
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Start(i) => {
-                if let Some(peer) = self.slots[i as usize].peer.as_mut() {
+                let slot = &mut self.slots[i as usize];
+                slot.started = true;
+                if let Some(peer) = slot.peer.as_mut() {
                     peer.start(Timestamp(self.now));
                     self.drain(i);
                 }
@@ -679,6 +589,9 @@ impl Engine {
         let Some(peer) = slot.peer.as_ref() else {
             return;
         };
+        if !slot.started {
+            return;
+        }
         let floor = if self.in_wake { self.now + 1 } else { self.now };
         let next = peer.poll_timeout().map(|t| t.0.max(floor));
         if next != slot.wake {
@@ -964,7 +877,7 @@ impl Engine {
             return;
         };
         let dist = self.scenario.workload.jobs[class].duration.clone();
-        let wall_ms = draw(&mut self.exec_rng, &dist).max(1);
+        let wall_ms = population::draw(&mut self.exec_rng, &dist).max(1);
         let slot = &self.slots[p as usize];
         let wrong = slot.behaviour == Some(Behaviour::WrongResult);
         let exit = if wrong {
@@ -1107,25 +1020,7 @@ impl Engine {
         let class = self.workload_rng.weighted(&self.job_weights);
         let c = &self.scenario.workload.jobs[class];
         self.job_nonce += 1;
-        let spec = JobSpec {
-            adapter: "wasm".into(),
-            method: "run".into(),
-            params: "{}".into(),
-            requirements: Requirements {
-                cores: c.cores,
-                memory_bytes: c.memory.0,
-                gpus: c.gpus,
-                gpu_vendor: None,
-                min_vram_bytes: c.min_vram.0,
-                storage_bytes: c.storage.0,
-                model: None,
-            },
-            max_price: micro(c.max_price),
-            timeout_ms: c.timeout.ms(),
-            priority: c.priority,
-            start_by: Timestamp(self.now + c.start_within.ms()),
-            nonce: self.job_nonce,
-        };
+        let spec = population::job_spec(c, Timestamp(self.now), self.job_nonce);
         let now = self.now_ts();
         self.flush_adverts(client);
         let Some(peer) = self.slots[client as usize].peer.as_mut() else {
@@ -1219,6 +1114,7 @@ impl Engine {
         });
         peer.start(Timestamp(self.now));
         slot.peer = Some(peer);
+        slot.started = true;
         self.net.settle(&self.online);
         self.online[i] = true;
         self.net.add_peer(p, &self.online);
@@ -1456,61 +1352,21 @@ impl Engine {
 
     fn finish(mut self) -> Report {
         self.net.settle(&self.online);
-        // Jobs still open at the end keep their last state as the reason.
-        let mut submitted = 0u64;
-        let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
-        let mut reasons: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        let mut award_ms = Vec::new();
-        let mut complete_ms = Vec::new();
-        let mut jobs_csv = String::from(
-            "job,class,client,orchestrator,provider,submitted_ms,awarded_ms,ended_ms,state,rounds,resubmissions,reason\n",
-        );
-        for (id, j) in &self.jobs {
-            submitted += 1;
-            let outcome = if j.is_ended() {
-                j.state.clone()
-            } else {
-                "unfinished".to_string()
-            };
-            *by_state.entry(outcome.clone()).or_default() += 1;
-            if outcome != "completed" {
-                let reason = if j.is_ended() {
-                    j.detail.clone()
-                } else {
-                    format!("still {} at the end of the run: {}", j.state, j.detail)
-                };
-                *reasons
-                    .entry(outcome.clone())
-                    .or_default()
-                    .entry(normalize_reason(&reason))
-                    .or_default() += 1;
-            }
-            if let Some(a) = j.awarded_ms {
-                award_ms.push(a - j.submitted_ms);
-            }
-            if j.state == "completed"
-                && let Some(e) = j.ended_ms
-            {
-                complete_ms.push(e - j.submitted_ms);
-            }
-            let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
-            let optp = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_default();
-            jobs_csv.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                &id.to_hex()[..16],
-                self.scenario.workload.jobs[j.class].name,
-                j.client,
-                optp(j.orchestrator),
-                optp(j.provider),
-                j.submitted_ms,
-                opt(j.awarded_ms),
-                opt(j.ended_ms),
-                outcome,
-                j.rounds,
-                j.resubmissions,
-                csv_text(&j.detail)
-            ));
-        }
+        let class_names: Vec<String> = self
+            .scenario
+            .workload
+            .jobs
+            .iter()
+            .map(|j| j.name.clone())
+            .collect();
+        let JobTable {
+            csv: jobs_csv,
+            accepted: submitted,
+            by_state,
+            reasons,
+            mut award_ms,
+            mut complete_ms,
+        } = JobTable::of(&self.jobs, &class_names);
         let submit_errors: u64 = self.counters.submit_errors.values().sum();
         let n = self.slots.len().max(1) as f64;
         let mut per_peer_msgs: Vec<u64> = self
@@ -1575,6 +1431,7 @@ impl Engine {
         }
         let by_kind: BTreeMap<&str, Traffic> = self.counters.by_kind.clone();
         let propagation = self.propagation.stats();
+        let propagation_csv = self.propagation.csv();
         let coverage = if self.advert_coverage.is_empty() {
             0.0
         } else {
@@ -1671,6 +1528,7 @@ impl Engine {
             reputation,
             orchestrators: orchestrators_csv,
             jobs: jobs_csv,
+            propagation: propagation_csv,
             time_rows: self.time_rows,
             reputation_rows: self.reputation_rows,
             orchestrator_rows: self.orchestrator_rows,
@@ -1685,115 +1543,5 @@ impl Engine {
             events: self.events,
             simulated_ms: self.end,
         }
-    }
-}
-
-fn csv_text(s: &str) -> String {
-    let clean: String = s
-        .chars()
-        .map(|c| if c == '"' || c == '\n' { '\'' } else { c })
-        .collect();
-    format!("\"{clean}\"")
-}
-
-/// Draws an execution time in milliseconds.
-fn draw(rng: &mut Stream, dist: &DurationDist) -> u64 {
-    match dist {
-        DurationDist::Constant { value } => value.ms(),
-        DurationDist::Uniform { min, max } => {
-            min.ms() + (rng.unit() * (max.ms() - min.ms()) as f64) as u64
-        }
-        DurationDist::Exponential { mean } => rng.exponential(mean.ms() as f64) as u64,
-        DurationDist::Lognormal { median, sigma } => {
-            (median.ms() as f64 * (sigma * rng.normal()).exp()) as u64
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn peer_config(
-    g: &PeerGroup,
-    price_jitter: f64,
-    election: &ElectionConfig,
-    orchestrator: &OrchestratorConfig,
-    client: &ClientConfig,
-    p: &crate::scenario::ProtocolSpec,
-    advert_interval_ms: u64,
-    advert_ttl_ms: u64,
-) -> PeerConfig {
-    let factor = price_jitter
-        * if g.byzantine == Some(Behaviour::Underbid) {
-            g.underbid_factor
-        } else {
-            1.0
-        };
-    let prices = PriceTable {
-        per_job: scale(micro(g.prices.per_job), factor),
-        per_core_second: scale(micro(g.prices.per_core_second), factor),
-        per_gib_memory_second: scale(micro(g.prices.per_gib_memory_second), factor),
-        per_gpu_second: scale(micro(g.prices.per_gpu_second), factor),
-        per_1k_tokens: scale(micro(g.prices.per_1k_tokens), factor),
-    };
-    let capacity = Capacity {
-        cores: g.cores,
-        memory_bytes: g.memory.0,
-        gpus: g.gpus,
-        storage_bytes: g.storage.0,
-    };
-    let provider = g.provider.then(|| {
-        let mut c = ProviderConfig {
-            prices,
-            capacity,
-            adapters: vec![AdapterInfo {
-                name: "wasm".into(),
-                methods: vec!["run".into()],
-                models: vec![],
-            }],
-            ..ProviderConfig::default()
-        };
-        if let Some(v) = p.heartbeat {
-            c.heartbeat_ms = v.ms();
-        }
-        if let Some(v) = p.award_grace {
-            c.award_grace_ms = v.ms();
-        }
-        c
-    });
-    let advert = CapabilityAdvert {
-        cpu: CpuInfo {
-            vendor: "sim".into(),
-            model: g.name.clone(),
-            cores: g.cores,
-            threads: g.cores,
-            features: Vec::new(),
-        },
-        memory: MemoryInfo {
-            total_bytes: g.memory.0,
-            available_bytes: g.memory.0,
-        },
-        storage: StorageInfo {
-            total_bytes: g.storage.0,
-            available_bytes: g.storage.0,
-            kind: StorageKind::Ssd,
-        },
-        gpus: (0..g.gpus)
-            .map(|_| GpuInfo {
-                vendor: GpuVendor::Nvidia,
-                model: "sim-gpu".into(),
-                vram_bytes: g.gpu_vram.0,
-                compute_capability: Some((8, 6)),
-                driver: "sim".into(),
-            })
-            .collect(),
-        ..CapabilityAdvert::default()
-    };
-    PeerConfig {
-        election: election.clone(),
-        orchestrator: g.candidate.then(|| orchestrator.clone()),
-        provider,
-        client: client.clone(),
-        advert,
-        advert_ttl_ms,
-        advert_interval_ms,
     }
 }

@@ -1,19 +1,39 @@
-//! `modchain-sim`: runs a scenario file on the model engine and writes its figures.
+//! `modchain-sim`: runs a scenario file on the model engine (or on real
+//! libp2p swarms) and writes its figures.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use modchain_sim::engine::{Engine, Progress};
+use modchain_sim::engine::{Engine, Progress, Report};
 use modchain_sim::output::{self, RunFigures};
 use modchain_sim::scenario::Scenario;
+use modchain_sim::swarm::{SwarmEngine, SwarmOptions};
+use modchain_sim::units::{self, Duration};
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// Which engine runs the scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum EngineKind {
+    /// The protocol's state machines on a simulated network, in virtual
+    /// time, deterministic from the seed; thousands of peers.
+    Model,
+    /// Real rust-libp2p swarms with the node's own behaviour over the
+    /// memory transport, in one process, in wall-clock time.
+    Libp2p,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    units::parse_duration(s)
+        .filter(|d| d.ms() > 0)
+        .ok_or_else(|| format!("expected a duration such as \"60s\", \"5m\", not {s:?}"))
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "modchain-sim",
     version,
-    about = "Modchain simulation harness: the real protocol state machines on a simulated network"
+    about = "Modchain simulation harness: the real protocol state machines on a simulated network, or on real libp2p swarms in one process"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,6 +59,20 @@ enum Command {
         /// coalescing them (slow at scale; for checking the model).
         #[arg(long)]
         eager_adverts: bool,
+        /// Which engine runs it.
+        #[arg(long, value_enum, default_value = "model")]
+        engine: EngineKind,
+        /// Run only this long (e.g. "60s", "5m") instead of the scenario's
+        /// `duration`; the libp2p engine runs in wall-clock time.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// libp2p engine: start the run as soon as every peer's gossip mesh
+        /// is up, without waiting for the Kademlia bootstrap lookups to end.
+        #[arg(long)]
+        start_on_mesh: bool,
+        /// libp2p engine: how long the peers get to join (default 120s).
+        #[arg(long, value_parser = parse_duration)]
+        join_timeout: Option<Duration>,
     },
     /// Check a scenario file and print what it describes, without running it.
     Check { scenario: PathBuf },
@@ -53,7 +87,21 @@ fn main() -> Result<()> {
             out,
             quiet,
             eager_adverts,
-        } => run(scenario, seed, out, quiet, eager_adverts),
+            engine,
+            duration,
+            start_on_mesh,
+            join_timeout,
+        } => run(RunArgs {
+            path: scenario,
+            seed,
+            out,
+            quiet,
+            eager_adverts,
+            engine,
+            duration,
+            start_on_mesh,
+            join_timeout,
+        }),
         Command::Check { scenario } => {
             let s = Scenario::load(&scenario)?;
             println!(
@@ -70,25 +118,25 @@ fn main() -> Result<()> {
     }
 }
 
-fn run(
+#[derive(Debug)]
+struct RunArgs {
     path: PathBuf,
     seed: Option<u64>,
     out: Option<PathBuf>,
     quiet: bool,
     eager_adverts: bool,
-) -> Result<()> {
-    let scenario = Scenario::load(&path)?;
+    engine: EngineKind,
+    duration: Option<Duration>,
+    start_on_mesh: bool,
+    join_timeout: Option<Duration>,
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let mut scenario = Scenario::load(&args.path)?;
     let plots = scenario.metrics.plots;
     let name = scenario.name.clone();
     let started = Instant::now();
-    let mut engine = Engine::new(scenario, seed);
-    if eager_adverts {
-        engine.deliver_adverts_eagerly();
-    }
-    let seed = engine.seed();
-    let peers = engine.peers();
-    let out = out.unwrap_or_else(|| PathBuf::from("sim-out").join(format!("{name}-seed{seed}")));
-    let bar = if quiet {
+    let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
         let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr_with_hz(4));
@@ -98,10 +146,6 @@ fn run(
         );
         bar
     };
-    eprintln!(
-        "{name}: {peers} peers, seed {seed}, writing to {}",
-        out.display()
-    );
     let mut on_progress = |p: Progress| {
         bar.set_length(p.duration_ms.max(1));
         bar.set_position(p.simulated_ms);
@@ -113,10 +157,75 @@ fn run(
             p.jobs_submitted,
         ));
     };
-    let report = engine.run(&mut on_progress);
+    let out_dir = |seed: u64, tag: &str| {
+        args.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("sim-out").join(format!("{name}-seed{seed}{tag}")))
+    };
+    let (report, seed, peers, out) = match args.engine {
+        EngineKind::Model => {
+            if args.start_on_mesh || args.join_timeout.is_some() {
+                anyhow::bail!(
+                    "--start-on-mesh and --join-timeout are libp2p engine options: the model \
+                     engine's peers need no joining"
+                );
+            }
+            if let Some(d) = args.duration {
+                scenario.duration = d;
+            }
+            let mut engine = Engine::new(scenario, args.seed);
+            if args.eager_adverts {
+                engine.deliver_adverts_eagerly();
+            }
+            let (seed, peers) = (engine.seed(), engine.peers());
+            let out = out_dir(seed, "");
+            eprintln!(
+                "{name}: {peers} peers, seed {seed}, model engine, writing to {}",
+                out.display()
+            );
+            (engine.run(&mut on_progress), seed, peers, out)
+        }
+        EngineKind::Libp2p => {
+            if args.eager_adverts {
+                anyhow::bail!(
+                    "--eager-adverts is a model engine option: the libp2p engine hands every \
+                     message over as it arrives"
+                );
+            }
+            let mut options = SwarmOptions {
+                duration: args.duration,
+                wait_for_dht: !args.start_on_mesh,
+                ..SwarmOptions::default()
+            };
+            if let Some(t) = args.join_timeout {
+                options.join_timeout = std::time::Duration::from_millis(t.ms());
+            }
+            let engine = SwarmEngine::new(scenario, args.seed, options)?;
+            let (seed, peers) = (engine.seed(), engine.peers());
+            let out = out_dir(seed, "-libp2p");
+            eprintln!(
+                "{name}: {peers} peers, seed {seed}, libp2p engine ({:.0} s of wall-clock time \
+                 after the peers join), writing to {}",
+                engine.duration_ms() as f64 / 1000.0,
+                out.display()
+            );
+            (engine.run(&mut on_progress)?, seed, peers, out)
+        }
+    };
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
-    output::write_report(&report, &out, plots)
+    write(&report, &out, plots, wall, peers, seed)
+}
+
+fn write(
+    report: &Report,
+    out: &std::path::Path,
+    plots: bool,
+    wall: f64,
+    peers: usize,
+    seed: u64,
+) -> Result<()> {
+    output::write_report(report, out, plots)
         .with_context(|| format!("writing the results to {}", out.display()))?;
     let simulated = report.simulated_ms as f64 / 1000.0;
     let figures = RunFigures {
@@ -129,7 +238,7 @@ fn run(
         peers,
         seed,
     };
-    output::write_run(&figures, &out)?;
+    output::write_run(&figures, out)?;
     print_table(&report.summary, &figures);
     Ok(())
 }
@@ -147,6 +256,7 @@ fn print_table(s: &serde_json::Value, f: &RunFigures) {
     };
     let rows: Vec<(&str, String)> = vec![
         ("scenario", g(&["scenario"]).trim_matches('"').to_string()),
+        ("engine", g(&["engine"]).trim_matches('"').to_string()),
         ("peers", g(&["peers"])),
         ("seed", g(&["seed"])),
         ("simulated", format!("{} s", g(&["simulated_seconds"]))),
@@ -186,11 +296,13 @@ fn print_table(s: &serde_json::Value, f: &RunFigures) {
             ),
         ),
         (
-            "advert propagation p50/p99",
+            "advert propagation p50/p90/p99/max",
             format!(
-                "{} / {} ms",
+                "{} / {} / {} / {} ms",
                 g(&["latency_ms", "advert_propagation", "p50"]),
-                g(&["latency_ms", "advert_propagation", "p99"])
+                g(&["latency_ms", "advert_propagation", "p90"]),
+                g(&["latency_ms", "advert_propagation", "p99"]),
+                g(&["latency_ms", "advert_propagation", "max"])
             ),
         ),
         (

@@ -2,6 +2,7 @@
 //! time series rows, orchestrator load and reputation by class. Everything
 //! is kept in ordered maps so the output files are byte-identical per seed.
 
+use modchain_protocol::digest::JobId;
 use modchain_protocol::job::JobState;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -63,6 +64,34 @@ impl Histogram {
         self.count
     }
 
+    /// The distribution as CSV: one row per millisecond value seen, with
+    /// its count and the share of values at or below it (a CDF to plot).
+    pub fn csv(&self) -> String {
+        let mut rows: Vec<(u64, u64)> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(ms, n)| (ms as u64, *n))
+            .collect();
+        let mut overflow = self.overflow.clone();
+        overflow.sort_unstable();
+        for ms in overflow {
+            match rows.last_mut() {
+                Some((last, n)) if *last == ms => *n += 1,
+                _ => rows.push((ms, 1)),
+            }
+        }
+        let mut out = String::from("delay_ms,count,cumulative_share\n");
+        let mut seen = 0u64;
+        for (ms, n) in rows {
+            seen += n;
+            let share = seen as f64 / self.count.max(1) as f64;
+            out.push_str(&format!("{ms},{n},{}\n", (share * 1e6).round() / 1e6));
+        }
+        out
+    }
+
     pub fn stats(&mut self) -> Percentiles {
         self.overflow.sort_unstable();
         let q = |p: f64| -> u64 {
@@ -93,6 +122,97 @@ impl Histogram {
             max: q(1.0),
         }
     }
+}
+
+/// What the per-job records add up to: `jobs.csv` and the summary's job figures.
+#[derive(Clone, Debug, Default)]
+pub struct JobTable {
+    pub csv: String,
+    /// Jobs the clients accepted.
+    pub accepted: u64,
+    /// Jobs by outcome (`completed`, `failed`, `lost`, `unfinished`, ...).
+    pub by_state: BTreeMap<String, u64>,
+    /// For each non-completed outcome, normalised reasons and their counts.
+    pub reasons: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Submit → first award of every awarded job.
+    pub award_ms: Vec<u64>,
+    /// Submit → completion of every completed job.
+    pub complete_ms: Vec<u64>,
+}
+
+impl JobTable {
+    /// Jobs still open at the end keep their last state as the reason.
+    pub fn of<'a>(
+        jobs: impl IntoIterator<Item = (&'a JobId, &'a JobRecord)>,
+        class_names: &[String],
+    ) -> Self {
+        let mut t = JobTable {
+            csv: String::from(
+                "job,class,client,orchestrator,provider,submitted_ms,awarded_ms,ended_ms,state,rounds,resubmissions,reason\n",
+            ),
+            ..JobTable::default()
+        };
+        for (id, j) in jobs {
+            t.accepted += 1;
+            let outcome = if j.is_ended() {
+                j.state.clone()
+            } else {
+                "unfinished".to_string()
+            };
+            *t.by_state.entry(outcome.clone()).or_default() += 1;
+            if outcome != "completed" {
+                let reason = if j.is_ended() {
+                    j.detail.clone()
+                } else {
+                    format!("still {} at the end of the run: {}", j.state, j.detail)
+                };
+                *t.reasons
+                    .entry(outcome.clone())
+                    .or_default()
+                    .entry(normalize_reason(&reason))
+                    .or_default() += 1;
+            }
+            if let Some(a) = j.awarded_ms {
+                t.award_ms.push(a - j.submitted_ms);
+            }
+            if j.state == "completed"
+                && let Some(e) = j.ended_ms
+            {
+                t.complete_ms.push(e - j.submitted_ms);
+            }
+            let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
+            let optp = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_default();
+            t.csv.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                &id.to_hex()[..16],
+                class_names.get(j.class).map_or("", String::as_str),
+                j.client,
+                optp(j.orchestrator),
+                optp(j.provider),
+                j.submitted_ms,
+                opt(j.awarded_ms),
+                opt(j.ended_ms),
+                outcome,
+                j.rounds,
+                j.resubmissions,
+                csv_text(&j.detail)
+            ));
+        }
+        t
+    }
+
+    pub fn count(&self, state: &str) -> u64 {
+        self.by_state.get(state).copied().unwrap_or(0)
+    }
+}
+
+/// A free-text CSV field: quoted, with quotes and newlines taken out.
+pub fn csv_text(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c == '"' || c == '\n' { '\'' } else { c })
+        .collect();
+    format!("\"{clean}\"")
 }
 
 /// Percentiles of a set of millisecond values.

@@ -23,7 +23,7 @@ struct CachedFlood {
 pub const DELAY_SAMPLES: usize = 100;
 
 /// `DELAY_SAMPLES` evenly spaced quantiles of `delays` (all of them when fewer).
-fn delay_quantiles(mut delays: Vec<u64>) -> Vec<u64> {
+pub fn delay_quantiles(mut delays: Vec<u64>) -> Vec<u64> {
     delays.sort_unstable();
     if delays.len() <= DELAY_SAMPLES {
         return delays;

@@ -71,6 +71,7 @@ pub fn write_report(report: &Report, dir: &Path, plots: bool) -> Result<(), Outp
     write(dir, "reputation.csv", &report.reputation)?;
     write(dir, "orchestrators.csv", &report.orchestrators)?;
     write(dir, "jobs.csv", &report.jobs)?;
+    write(dir, "advert_propagation.csv", &report.propagation)?;
     if plots {
         for (name, svg) in plot::all(
             &report.time_rows,

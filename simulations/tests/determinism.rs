@@ -82,3 +82,24 @@ fn coalescing_adverts_changes_no_decision() {
         "jobs.csv differs between coalesced and eager advert delivery"
     );
 }
+
+#[test]
+fn coalescing_changes_no_decision_with_message_loss() {
+    // With loss, every gossip transmission draws from the network's random
+    // stream, so one flood more or less shifts every later latency. Eager
+    // delivery used to wake peers that had not started yet (their first
+    // timer published an early advert) and so diverged from the first
+    // auctions of `churn-crash`; peers now arm no timer before they start.
+    let mut s = common::scenario("churn-crash.toml");
+    s.duration = Duration::from_mins(3);
+    assert!(s.network.loss > 0.0);
+    let coalesced = common::run(s.clone(), None);
+    let mut engine = modchain_sim::engine::Engine::new(s, None);
+    engine.deliver_adverts_eagerly();
+    let eager = engine.run(&mut |_| {});
+    assert!(coalesced.job_records.len() > 50);
+    assert_eq!(
+        coalesced.jobs, eager.jobs,
+        "jobs.csv differs between coalesced and eager advert delivery"
+    );
+}
