@@ -39,6 +39,10 @@ pub struct LlmSettings {
     /// An Ollama server this provider runs (e.g. `http://127.0.0.1:11434`):
     /// its models are served too, through its HTTP API.
     pub ollama_url: Option<String>,
+    /// A bearer token sent with every call to `ollama_url`: for a server
+    /// behind an authenticating proxy, or another Modchain node's
+    /// Ollama-compatible API (the `api.token` file in its data directory).
+    pub ollama_token: Option<String>,
 }
 
 /// The `[docker]` table: whether and how the docker adapter runs jobs.
@@ -378,6 +382,9 @@ allow_pull = {docker_pull}
 [llm]
 models = []
 # ollama_url = "http://127.0.0.1:11434"
+# A bearer token for that server, when it asks for one (another Modchain
+# node's Ollama-compatible API does: the api.token file in its data directory).
+# ollama_token = "…"
 "#,
         api = d.api,
         orch = d.orchestrator,

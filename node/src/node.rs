@@ -1264,7 +1264,14 @@ async fn llm_adapter(
     }
     let mut backends: Vec<Arc<dyn LlmBackend>> = vec![Arc::new(embedded)];
     if let Some(url) = &settings.ollama_url {
-        match tokio::time::timeout(Duration::from_secs(5), OllamaBackend::connect(url)).await {
+        let connect = async {
+            let mut b = OllamaBackend::new(url)?;
+            if let Some(token) = &settings.ollama_token {
+                b = b.with_token(token);
+            }
+            b.refresh().await.map(|()| b)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), connect).await {
             Ok(Ok(b)) => backends.push(Arc::new(b)),
             Ok(Err(e)) => tracing::warn!(%url, error = %e, "llm: the Ollama server is not served"),
             Err(_) => tracing::warn!(%url, "llm: the Ollama server did not answer within 5 s"),

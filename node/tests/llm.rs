@@ -65,26 +65,7 @@ fn the_official_ollama_client_gets_answers_from_the_network() {
     let url = net.nodes[0].url().expect("api.url");
     let token = net.nodes[0].token();
 
-    let python = test_python();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/llm/ollama_client.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .args([&url, &token, MODEL])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'ollama'"),
-        "the LLM test needs the `ollama` Python package in {python}: .ci/run installs it in \
-         ~/.cache/modchain-venv (pip install 'ollama==0.6.*')"
-    );
-    assert!(
-        out.status.success(),
-        "the ollama client script failed:\n{stdout}\n{stderr}\n{}",
-        net.logs()
-    );
-    let report: Value = serde_json::from_str(stdout.trim()).expect("the script's JSON");
+    let report = run_ollama_client(&net, &url, &token);
     eprintln!("[{:?}] ollama client: {}", t0.elapsed(), report["seen"]);
 
     // The CLI: the answer streams to the terminal; --json gives one object.
@@ -154,7 +135,116 @@ fn the_official_ollama_client_gets_answers_from_the_network() {
     );
     eprintln!("[{:?}] receipts on every peer", t0.elapsed());
 
+    a_provider_serves_another_networks_models_through_its_ollama_api(&net, &url, &token);
+    eprintln!("[{:?}] served to another network", t0.elapsed());
+
     a_provider_dying_mid_stream_is_an_error_and_the_job_is_re_auctioned(&mut net, &url, &token);
+}
+
+/// Runs tests/llm/ollama_client.py (the official `ollama` Python client)
+/// against the node API at `url`; returns what it saw.
+fn run_ollama_client(net: &TestNet, url: &str, token: &str) -> Value {
+    let python = test_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/llm/ollama_client.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args([url, token, MODEL])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'ollama'"),
+        "the LLM test needs the `ollama` Python package in {python}: .ci/run installs it in \
+         ~/.cache/modchain-venv (pip install 'ollama==0.6.*')"
+    );
+    assert!(
+        out.status.success(),
+        "the ollama client script failed against {url}:\n{stdout}\n{stderr}\n{}",
+        net.logs()
+    );
+    serde_json::from_str(stdout.trim()).expect("the script's JSON")
+}
+
+/// The ollama backend against a real server that speaks Ollama's API:
+/// another node's. A second network whose only provider holds no model
+/// file but has `[llm] ollama_url` (and `ollama_token`) set to the first
+/// network's client node. A job on the second network is run by that
+/// provider, which asks the first network's Ollama-compatible API, where it
+/// becomes a job for the providers that hold the model; the tokens stream
+/// back through both.
+fn a_provider_serves_another_networks_models_through_its_ollama_api(
+    net: &TestNet,
+    url: &str,
+    token: &str,
+) {
+    let executed_before = executed_llm_receipts(net, 0);
+    let other = TestNet::start_with("llm-bridge", 2, |i, dir| {
+        if i == 2 {
+            let path = dir.join("config.toml");
+            let config = std::fs::read_to_string(&path).expect("config.toml");
+            let changed = config.replace(
+                "# ollama_url = \"http://127.0.0.1:11434\"",
+                &format!("ollama_url = \"{url}\"\nollama_token = \"{token}\""),
+            );
+            assert_ne!(changed, config, "config.toml has no `# ollama_url` line");
+            std::fs::write(&path, changed).expect("write config.toml");
+        }
+    });
+    let bridge = &other.nodes[1];
+    assert!(
+        bridge.log().contains("llm adapter on") && !bridge.log().contains("not served"),
+        "the provider serves the other network's models through its Ollama API:\n{}",
+        bridge.log_tail(30)
+    );
+    let models = bridge.own_advert();
+    assert!(models.to_string().contains(MODEL), "{models}");
+
+    let other_url = other.nodes[0].url().expect("api.url");
+    let report = run_ollama_client(&other, &other_url, &other.nodes[0].token());
+    assert!(
+        report["seen"]["generate"]
+            .as_str()
+            .is_some_and(|t| t.contains("Paris")),
+        "{report}"
+    );
+    // Every job of the script ran on the bridging provider, and each one
+    // that succeeded was a job on the first network, with its receipt there
+    // (the over-long prompt ran there too, and failed there: the error the
+    // script saw, naming the context length, came back through both).
+    let bridge_hex = common::node_hex(&bridge.peer_id);
+    let on_bridge = wait_until(
+        Duration::from_secs(10),
+        "receipts on the second network",
+        || {
+            let n = other.nodes[0]
+                .receipts()
+                .iter()
+                .filter(|r| {
+                    r["outcome"] == "executed"
+                        && r["exit_code"] == 0
+                        && r["provider"] == bridge_hex.as_str()
+                })
+                .count();
+            (n >= 4).then_some(n)
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = executed_llm_receipts(net, 0);
+        if now >= executed_before + on_bridge {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{on_bridge} jobs ran on the bridging provider but the first network has {} \
+             executed receipts more, not {on_bridge}:\n{}\n{}",
+            now - executed_before,
+            serde_json::to_string_pretty(&net.nodes[0].receipts()).unwrap_or_default(),
+            bridge.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Streams a long generation, kills the provider after the first tokens:

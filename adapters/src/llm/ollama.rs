@@ -34,11 +34,25 @@ const MAX_BODY: usize = 16 << 20;
 const MAX_LINE: usize = 1 << 20;
 
 /// Serves the models of an Ollama server. Cloning shares the model list.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OllamaBackend {
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
     models: Arc<RwLock<Vec<ModelInfo>>>,
+    /// Sent as `Authorization: Bearer …` on every call: Ollama itself needs
+    /// none, but a server behind an authenticating proxy does, and so does
+    /// another Modchain node's Ollama-compatible API.
+    token: Option<String>,
+}
+
+// By hand, so that the token never reaches a log line.
+impl std::fmt::Debug for OllamaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OllamaBackend")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl OllamaBackend {
@@ -74,7 +88,15 @@ impl OllamaBackend {
             base,
             client,
             models: Arc::new(RwLock::new(Vec::new())),
+            token: None,
         })
+    }
+
+    /// Sends `token` as a bearer token on every call.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.token = (!token.trim().is_empty()).then(|| token.trim().to_string());
+        self
     }
 
     /// Reads the model list again: `/api/tags`, then `/api/show` for each
@@ -113,10 +135,14 @@ impl OllamaBackend {
             }
             None => Bytes::new(),
         };
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(self.uri(path)?)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(token) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req
             .body(Full::new(bytes))
             .map_err(|e| LlmError::Inference(e.to_string()))?;
         let resp = tokio::time::timeout(timeout, self.client.request(req))
