@@ -19,29 +19,25 @@
 //!   with the protocol's own EigenTrust and pushed to every peer.
 
 use crate::metrics::{
-    Counters, Histogram, JobRecord, JobTable, ORCHESTRATOR_HEADER, OrchestratorLoad,
-    OrchestratorRow, Percentiles, REPUTATION_HEADER, ReputationRow, TIME_HEADER, TimeRow, Traffic,
-    round3,
+    CandidateView, Histogram, JobRecord, Ledger, OrchestratorRow, Percentiles, ReputationRow,
+    Tally, TimeRow, Traffic, round3,
 };
 use crate::network::{Network, NetworkParams};
 use crate::population::{self, Population};
 use crate::rng::{Purpose, Stream};
 use crate::scenario::{Behaviour, Fault, Scenario};
-use modchain_protocol::action::{Action, Event, Execution, StopReason, Topic};
-use modchain_protocol::credit::Balances;
-use modchain_protocol::digest::{Digest, JobId, ReceiptId};
+use modchain_protocol::action::{Action, Execution, StopReason, Topic};
+use modchain_protocol::digest::{Digest, JobId};
 use modchain_protocol::envelope::{Envelope, Message, Signed};
 use modchain_protocol::identity::{Keypair, NodeId, Signature};
 use modchain_protocol::job::{ExitStatus, JobState, Usage};
 use modchain_protocol::orchestrator::ReputationTable;
 use modchain_protocol::peer::{Peer, PeerConfig};
 use modchain_protocol::pricing::Credits;
-use modchain_protocol::provider::ExecutionReport;
 use modchain_protocol::receipt::{Outcome, Receipt, SignedReceipt};
-use modchain_protocol::reputation::{TrustConfig, TrustGraph};
 use modchain_protocol::time::Timestamp;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::rc::Rc;
 
 /// Peers start over this window, not all in the same millisecond.
@@ -177,6 +173,37 @@ pub struct Report {
     pub simulated_ms: u64,
 }
 
+impl Report {
+    /// A finished run's report: the time series, reputation and
+    /// orchestrator files rendered from `tally`'s rows.
+    pub fn new(
+        tally: Tally,
+        summary: serde_json::Value,
+        jobs: String,
+        propagation: String,
+        peer_regions: Vec<String>,
+        events: u64,
+        simulated_ms: u64,
+    ) -> Self {
+        let (timeseries, reputation, orchestrators) = tally.csv_files();
+        Report {
+            summary,
+            timeseries,
+            reputation,
+            orchestrators,
+            jobs,
+            propagation,
+            time_rows: tally.time_rows,
+            reputation_rows: tally.reputation_rows,
+            orchestrator_rows: tally.orchestrator_rows,
+            job_records: tally.jobs.into_values().collect(),
+            peer_regions,
+            events,
+            simulated_ms,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Engine {
     scenario: Scenario,
@@ -203,32 +230,15 @@ pub struct Engine {
     fault_rng: Stream,
     job_weights: Vec<f64>,
     job_nonce: u64,
-    jobs: BTreeMap<JobId, JobRecord>,
-    // Ledger.
-    receipts_seen: HashSet<ReceiptId>,
-    trust_graph: TrustGraph,
-    balances: Balances,
-    receipts_executed: u64,
-    receipts_failed: u64,
+    ledger: Ledger,
     rep_full: ReputationTable,
     rep_candidates: ReputationTable,
     // Metrics.
-    counters: Counters,
+    tally: Tally,
     propagation: Histogram,
     advert_coverage: Vec<f64>,
-    orch_load: BTreeMap<u32, OrchestratorLoad>,
-    orch_interval: BTreeMap<u32, OrchestratorLoad>,
+    /// Messages and bytes sent since the last sample.
     interval_traffic: Traffic,
-    interval_submitted: u64,
-    interval_completed: u64,
-    interval_failed: u64,
-    interval_award_ms: Vec<u64>,
-    interval_complete_ms: Vec<u64>,
-    interval_adverts: u64,
-    interval_failures: u64,
-    time_rows: Vec<TimeRow>,
-    reputation_rows: Vec<ReputationRow>,
-    orchestrator_rows: Vec<OrchestratorRow>,
     in_wake: bool,
     coalesce_adverts: bool,
     /// Sequence number of the event being handled.
@@ -314,30 +324,13 @@ impl Engine {
             fault_rng: Stream::new(seed, Purpose::Faults),
             job_weights,
             job_nonce: 0,
-            jobs: BTreeMap::new(),
-            receipts_seen: HashSet::new(),
-            trust_graph: TrustGraph::new(),
-            balances: Balances::new(Credits::ZERO),
-            receipts_executed: 0,
-            receipts_failed: 0,
+            ledger: Ledger::default(),
             rep_full: ReputationTable::new(),
             rep_candidates: ReputationTable::new(),
-            counters: Counters::default(),
+            tally: Tally::default(),
             propagation: Histogram::new(PROPAGATION_MAX_MS),
             advert_coverage: Vec::new(),
-            orch_load: BTreeMap::new(),
-            orch_interval: BTreeMap::new(),
             interval_traffic: Traffic::default(),
-            interval_submitted: 0,
-            interval_completed: 0,
-            interval_failed: 0,
-            interval_award_ms: Vec::new(),
-            interval_complete_ms: Vec::new(),
-            interval_adverts: 0,
-            interval_failures: 0,
-            time_rows: Vec::new(),
-            reputation_rows: Vec::new(),
-            orchestrator_rows: Vec::new(),
             in_wake: false,
             coalesce_adverts: true,
             current_seq: 0,
@@ -401,12 +394,8 @@ impl Engine {
             simulated_ms: self.now,
             duration_ms: self.end,
             events: self.events,
-            jobs_submitted: self.jobs.len() as u64,
-            jobs_completed: self
-                .jobs
-                .values()
-                .filter(|j| j.state == "completed")
-                .count() as u64,
+            jobs_submitted: self.tally.jobs.len() as u64,
+            jobs_completed: self.tally.jobs_completed(),
         }
     }
 
@@ -498,22 +487,7 @@ impl Engine {
                     return;
                 }
                 if let Some(p) = slot.peer.as_mut() {
-                    let report = ExecutionReport {
-                        exit: Some(exit),
-                        stdout: if garbage {
-                            b"\x00\x13garbage\xff".to_vec()
-                        } else {
-                            b"ok\n".to_vec()
-                        },
-                        stderr: Vec::new(),
-                        outputs: Vec::new(),
-                        usage: Usage {
-                            wall_ms,
-                            cpu_ms: wall_ms,
-                            peak_memory_bytes: 0,
-                            tokens: 0,
-                        },
-                    };
+                    let report = population::execution_report(exit, wall_ms, garbage);
                     p.execution_finished(Timestamp(self.now), job, report);
                     self.drain(peer);
                 }
@@ -526,9 +500,9 @@ impl Engine {
                 if !self.online[p as usize] {
                     self.come_online(p);
                     if is_join {
-                        self.counters.churn_joins += 1;
+                        self.tally.counters.churn_joins += 1;
                     } else {
-                        self.counters.restarts += 1;
+                        self.tally.counters.restarts += 1;
                     }
                 }
                 if is_join && let Some(churn) = &self.scenario.churn {
@@ -539,7 +513,7 @@ impl Engine {
             }
             Ev::Leave(p) => {
                 if self.online[p as usize] {
-                    self.counters.churn_leaves += 1;
+                    self.tally.counters.churn_leaves += 1;
                     self.go_offline(p);
                 }
                 if let Some(downtime) = self.scenario.churn.as_ref().and_then(|c| c.downtime) {
@@ -638,15 +612,20 @@ impl Engine {
                     },
                 );
             }
-            Action::StoreReceipt(r) => self.store_receipt(&r),
+            Action::StoreReceipt(r) => self.ledger.store(&r),
             // The model engine simulates no output files; fetches cost nothing.
             Action::ServeOutput { .. } => {}
-            Action::Notify(event) => self.on_event(p, event),
+            Action::Notify(event) => self.tally.on_event(p, self.now, event, &self.index),
         }
     }
 
     fn count_kind(&mut self, kind: &'static str, bytes: usize) {
-        self.counters.by_kind.entry(kind).or_default().add(bytes);
+        self.tally
+            .counters
+            .by_kind
+            .entry(kind)
+            .or_default()
+            .add(bytes);
         self.interval_traffic.add(bytes);
     }
 
@@ -658,20 +637,20 @@ impl Engine {
                 _ => false,
             };
             if quiet {
-                self.counters.withheld += 1;
+                self.tally.counters.withheld += 1;
                 return;
             }
         }
         let Some(&q) = self.index.get(&to) else {
-            self.counters.dropped_network += 1;
+            self.tally.counters.dropped_network += 1;
             return;
         };
         let bytes = message.to_bytes().len();
         self.net.sent[p as usize].add(bytes);
-        self.counters.direct.add(bytes);
+        self.tally.counters.direct.add(bytes);
         self.count_kind(message.kind().name(), bytes);
         if !self.online[q as usize] {
-            self.counters.dropped_offline += 1;
+            self.tally.counters.dropped_offline += 1;
             return;
         }
         match self.net.direct(p, q, bytes) {
@@ -686,13 +665,13 @@ impl Engine {
                     },
                 );
             }
-            None => self.counters.dropped_network += 1,
+            None => self.tally.counters.dropped_network += 1,
         }
     }
 
     fn deliver(&mut self, to: u32, msg: Rc<Signed>, bytes: usize) {
         if !self.online[to as usize] {
-            self.counters.dropped_offline += 1;
+            self.tally.counters.dropped_offline += 1;
             return;
         }
         let msg = Rc::try_unwrap(msg).unwrap_or_else(|rc| (*rc).clone());
@@ -721,8 +700,7 @@ impl Engine {
         match (topic, message.message()) {
             (Topic::Adverts, Message::Advert(ad)) => {
                 is_advert = true;
-                self.counters.adverts_published += 1;
-                self.interval_adverts += 1;
+                self.tally.advert_published();
                 readers.extend(self.candidates.iter().copied());
                 if ad.orchestrator_candidate {
                     readers.extend(
@@ -738,7 +716,7 @@ impl Engine {
                 }
             }
             (Topic::Receipts, Message::Receipt(r)) => {
-                self.counters.receipts_published += 1;
+                self.tally.counters.receipts_published += 1;
                 let parties = [r.receipt.client, r.receipt.provider, r.receipt.orchestrator];
                 for node in parties {
                     if let Some(i) = self.index.get(&node)
@@ -762,9 +740,9 @@ impl Engine {
         let flood = self
             .net
             .flood_to(p, start_us, bytes, &self.online, &readers, cache_as);
-        self.counters.gossip.messages += flood.transmissions;
-        self.counters.gossip.bytes += flood.transmissions * bytes as u64;
-        let entry = self.counters.by_kind.entry(kind).or_default();
+        self.tally.counters.gossip.messages += flood.transmissions;
+        self.tally.counters.gossip.bytes += flood.transmissions * bytes as u64;
+        let entry = self.tally.counters.by_kind.entry(kind).or_default();
         entry.messages += flood.transmissions;
         entry.bytes += flood.transmissions * bytes as u64;
         self.interval_traffic.messages += flood.transmissions;
@@ -872,8 +850,8 @@ impl Engine {
     }
 
     fn execute(&mut self, p: u32, exec: Execution) {
-        self.counters.executions += 1;
-        let Some(class) = self.jobs.get(&exec.job_id).map(|j| j.class) else {
+        self.tally.counters.executions += 1;
+        let Some(class) = self.tally.jobs.get(&exec.job_id).map(|j| j.class) else {
             return;
         };
         let dist = self.scenario.workload.jobs[class].duration.clone();
@@ -899,102 +877,6 @@ impl Engine {
         );
     }
 
-    fn store_receipt(&mut self, r: &SignedReceipt) {
-        if !self.receipts_seen.insert(r.receipt.id()) {
-            return;
-        }
-        self.trust_graph.add(&r.receipt);
-        self.balances.add(&r.receipt);
-        match r.receipt.outcome {
-            Outcome::Executed(_) => self.receipts_executed += 1,
-            Outcome::ProviderFailed(_) => self.receipts_failed += 1,
-        }
-    }
-
-    fn on_event(&mut self, p: u32, event: Event) {
-        match event {
-            Event::StateChanged {
-                job_id,
-                state,
-                detail,
-            } => {
-                let now = self.now;
-                let Some(job) = self.jobs.get_mut(&job_id) else {
-                    return;
-                };
-                if job.client != p || job.is_ended() {
-                    return;
-                }
-                job.state = state.as_str().to_string();
-                job.detail = detail;
-                if state == JobState::Awarded && job.awarded_ms.is_none() {
-                    job.awarded_ms = Some(now);
-                    self.interval_award_ms.push(now - job.submitted_ms);
-                }
-                if state.is_terminal() {
-                    job.ended_ms = Some(now);
-                    match state {
-                        JobState::Completed => {
-                            self.interval_completed += 1;
-                            self.interval_complete_ms.push(now - job.submitted_ms);
-                        }
-                        _ => self.interval_failed += 1,
-                    }
-                }
-            }
-            Event::JobAccepted { job_id, .. } => {
-                self.orch_load.entry(p).or_default().accepted += 1;
-                self.orch_interval.entry(p).or_default().accepted += 1;
-                if let Some(job) = self.jobs.get_mut(&job_id) {
-                    job.orchestrator = Some(p);
-                }
-            }
-            Event::AuctionOpened { .. } => {
-                self.counters.auctions_opened += 1;
-                self.orch_load.entry(p).or_default().auctions += 1;
-                self.orch_interval.entry(p).or_default().auctions += 1;
-            }
-            Event::Awarded {
-                job_id,
-                attempt,
-                provider,
-                bids,
-                auction_ms,
-                ..
-            } => {
-                self.counters.auction_ms.push(auction_ms);
-                self.counters.bids_per_award.push(bids as u64);
-                self.orch_load.entry(p).or_default().awards += 1;
-                self.orch_interval.entry(p).or_default().awards += 1;
-                let provider = self.index.get(&provider).copied();
-                if let Some(job) = self.jobs.get_mut(&job_id) {
-                    job.provider = provider;
-                    job.rounds = job.rounds.max(attempt + 1);
-                }
-            }
-            Event::JobEnded { .. } => {
-                self.orch_load.entry(p).or_default().ended += 1;
-                self.orch_interval.entry(p).or_default().ended += 1;
-            }
-            Event::ProviderFailed { reason, .. } => {
-                *self
-                    .counters
-                    .provider_failures
-                    .entry(reason.as_str().to_string())
-                    .or_default() += 1;
-                self.interval_failures += 1;
-            }
-            Event::Resubmitted { job_id, .. } => {
-                self.counters.resubmissions += 1;
-                if let Some(job) = self.jobs.get_mut(&job_id) {
-                    job.resubmissions += 1;
-                }
-            }
-            Event::ResultRejected { .. } => self.counters.results_rejected += 1,
-            _ => {}
-        }
-    }
-
     fn arrival(&mut self) {
         let stop = self.scenario.workload.stop.map_or(self.end, |d| d.ms());
         if self.now > stop {
@@ -1009,11 +891,7 @@ impl Engine {
             .filter(|c| self.online[*c as usize])
             .collect();
         if online.is_empty() {
-            *self
-                .counters
-                .submit_errors
-                .entry("no client peer online".into())
-                .or_default() += 1;
+            self.tally.submit_failed("no client peer online".into());
             return;
         }
         let client = online[self.workload_rng.below(online.len())];
@@ -1027,32 +905,8 @@ impl Engine {
             return;
         };
         match peer.submit(now, spec) {
-            Ok(id) => {
-                self.interval_submitted += 1;
-                self.jobs.insert(
-                    id,
-                    JobRecord {
-                        class,
-                        client,
-                        submitted_ms: self.now,
-                        awarded_ms: None,
-                        ended_ms: None,
-                        state: "queued".into(),
-                        detail: "submitted".into(),
-                        orchestrator: None,
-                        provider: None,
-                        rounds: 0,
-                        resubmissions: 0,
-                    },
-                );
-            }
-            Err(e) => {
-                *self
-                    .counters
-                    .submit_errors
-                    .entry(e.to_string())
-                    .or_default() += 1;
-            }
+            Ok(id) => self.tally.submitted(id, class, client, self.now),
+            Err(e) => self.tally.submit_failed(e.to_string()),
         }
         self.drain(client);
     }
@@ -1074,15 +928,7 @@ impl Engine {
         self.drop_arrived_adverts(p);
         self.last_expire[i] = 0;
         let now = self.now;
-        for job in self.jobs.values_mut() {
-            if job.client == p && !job.is_ended() {
-                let before = std::mem::replace(&mut job.state, "lost".into());
-                job.ended_ms = Some(now);
-                job.detail =
-                    format!("the client's peer left the network while the job was {before}");
-                self.interval_failed += 1;
-            }
-        }
+        self.tally.client_left(p, now);
         let detect = self
             .scenario
             .churn
@@ -1220,7 +1066,7 @@ impl Engine {
                         orchestrator_signature: None,
                     };
                     let msg = Envelope::seal(&key, self.now_ts(), Message::Receipt(forged));
-                    self.counters.forged_receipts_published += 1;
+                    self.tally.counters.forged_receipts_published += 1;
                     self.publish(forger, Topic::Receipts, msg);
                 }
             }
@@ -1231,7 +1077,7 @@ impl Engine {
         if !self.online[p as usize] {
             return;
         }
-        self.counters.crashes += 1;
+        self.tally.counters.crashes += 1;
         self.go_offline(p);
         if let Some(r) = restart {
             self.push(self.now + r, Ev::Restart(p));
@@ -1239,9 +1085,7 @@ impl Engine {
     }
 
     fn update_reputation(&mut self) {
-        let trust = self
-            .trust_graph
-            .compute(&self.pretrusted, &TrustConfig::default());
+        let trust = self.ledger.trust(&self.pretrusted);
         let mut full = ReputationTable::new();
         for (node, _) in trust.iter() {
             full.insert(node, trust.reputation(&node));
@@ -1264,26 +1108,25 @@ impl Engine {
         self.rep_full = full;
         self.rep_candidates = cands;
         // Reputation of providers by class, on the 0..1 scale.
-        let t_s = self.now as f64 / 1000.0;
-        let mut by_class: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-        for slot in &self.slots {
-            if slot.provider {
-                let r = f64::from(trust.reputation(&slot.node)) / 1e6;
-                by_class.entry(slot.class()).or_default().push(r);
-            }
-        }
-        for (class, values) in by_class {
-            self.reputation_rows
-                .push(ReputationRow::new(t_s, class, values));
-        }
+        let providers: Vec<(&'static str, f64)> = self
+            .providers()
+            .map(|(class, node)| (class, f64::from(trust.reputation(&node)) / 1e6))
+            .collect();
+        self.tally
+            .record_reputation(self.now as f64 / 1000.0, providers);
+    }
+
+    /// Every provider's class and node.
+    fn providers(&self) -> impl Iterator<Item = (&'static str, NodeId)> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.provider)
+            .map(|s| (s.class(), s.node))
     }
 
     fn sample(&mut self) {
         let now = self.now_ts();
         let online = self.online.iter().filter(|o| **o).count();
-        let ended = self.jobs.values().filter(|j| j.is_ended()).count() as u64;
-        let award = Percentiles::of(&mut self.interval_award_ms);
-        let complete = Percentiles::of(&mut self.interval_complete_ms);
         let mut elected: Vec<u32> = Vec::new();
         if let Some(v) = self
             .candidates
@@ -1298,76 +1141,39 @@ impl Engine {
                 }
             }
         }
-        let peers = online.max(1) as f64;
-        self.time_rows.push(TimeRow {
-            t_s: self.now as f64 / 1000.0,
-            online_peers: online,
-            submitted: self.interval_submitted,
-            completed: self.interval_completed,
-            failed: self.interval_failed,
-            in_flight: self.jobs.len() as u64 - ended,
-            award_p50_ms: award.p50,
-            award_p90_ms: award.p90,
-            complete_p50_ms: complete.p50,
-            complete_p90_ms: complete.p90,
-            messages: self.interval_traffic.messages,
-            bytes: self.interval_traffic.bytes,
-            messages_per_peer: round3(self.interval_traffic.messages as f64 / peers),
-            bytes_per_peer: round3(self.interval_traffic.bytes as f64 / peers),
-            adverts_published: self.interval_adverts,
-            provider_failures: self.interval_failures,
-            elected: elected
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(" "),
-        });
-        for c in self.candidates.clone() {
-            let online = self.online[c as usize];
-            let node = self.slots[c as usize].node;
-            let load = self.orch_interval.get(&c).copied().unwrap_or_default();
-            let active = self.slots[c as usize]
-                .peer
-                .as_ref()
-                .and_then(|p| p.orchestrator())
-                .map_or(0, |o| o.active_jobs());
-            self.orchestrator_rows.push(OrchestratorRow {
-                t_s: self.now as f64 / 1000.0,
+        let traffic = std::mem::take(&mut self.interval_traffic);
+        let candidates = self.candidates.iter().map(|&c| {
+            let slot = &self.slots[c as usize];
+            CandidateView {
                 peer: c,
-                node: node.short(),
-                online,
-                elected: elected.contains(&c),
-                load,
-                active_jobs: active,
-            });
-        }
-        self.orch_interval.clear();
-        self.interval_traffic = Traffic::default();
-        self.interval_submitted = 0;
-        self.interval_completed = 0;
-        self.interval_failed = 0;
-        self.interval_adverts = 0;
-        self.interval_failures = 0;
+                node: slot.node.short(),
+                online: self.online[c as usize],
+                active_jobs: slot
+                    .peer
+                    .as_ref()
+                    .and_then(|p| p.orchestrator())
+                    .map_or(0, |o| o.active_jobs()),
+            }
+        });
+        self.tally.sample(
+            self.now as f64 / 1000.0,
+            online,
+            traffic,
+            &elected,
+            candidates,
+        );
     }
 
     fn finish(mut self) -> Report {
         self.net.settle(&self.online);
-        let class_names: Vec<String> = self
-            .scenario
-            .workload
-            .jobs
-            .iter()
-            .map(|j| j.name.clone())
-            .collect();
-        let JobTable {
-            csv: jobs_csv,
-            accepted: submitted,
-            by_state,
-            reasons,
-            mut award_ms,
-            mut complete_ms,
-        } = JobTable::of(&self.jobs, &class_names);
-        let submit_errors: u64 = self.counters.submit_errors.values().sum();
+        let propagation = self.propagation.stats();
+        let propagation_csv = self.propagation.csv();
+        let executions = self.tally.counters.executions;
+        let common = self.tally.summary(
+            &self.scenario.workload.class_names(),
+            executions,
+            propagation,
+        );
         let n = self.slots.len().max(1) as f64;
         let mut per_peer_msgs: Vec<u64> = self
             .net
@@ -1383,44 +1189,13 @@ impl Engine {
             .zip(&self.net.received)
             .map(|(s, r)| s.bytes + r.bytes)
             .collect();
-        let total_msgs = self.counters.direct.messages + self.counters.gossip.messages;
-        let total_bytes = self.counters.direct.bytes + self.counters.gossip.bytes;
+        let total_msgs = self.tally.counters.direct.messages + self.tally.counters.gossip.messages;
+        let total_bytes = self.tally.counters.direct.bytes + self.tally.counters.gossip.bytes;
 
-        // Final reputation, by class.
-        let rep_final: BTreeMap<String, serde_json::Value> = {
-            let last_t = self.reputation_rows.last().map(|r| r.t_s);
-            self.reputation_rows
-                .iter()
-                .filter(|r| Some(r.t_s) == last_t)
-                .map(|r| (r.class.clone(), serde_json::to_value(r).unwrap_or_default()))
-                .collect()
-        };
-        let mut earnings: BTreeMap<&'static str, (f64, usize)> = BTreeMap::new();
-        for s in &self.slots {
-            if s.provider {
-                let e = earnings.entry(s.class()).or_default();
-                e.0 += self.balances.balance(&s.node) as f64 / 1e6;
-                e.1 += 1;
-            }
-        }
-        let earnings: BTreeMap<&str, f64> = earnings
-            .into_iter()
-            .map(|(k, (sum, c))| (k, round3(sum / c.max(1) as f64)))
-            .collect();
-        let orchestrators: Vec<serde_json::Value> = self
-            .orch_load
-            .iter()
-            .map(|(p, l)| {
-                serde_json::json!({
-                    "peer": p,
-                    "node": self.slots[*p as usize].node.short(),
-                    "accepted": l.accepted,
-                    "auctions": l.auctions,
-                    "awards": l.awards,
-                    "ended": l.ended,
-                })
-            })
-            .collect();
+        let earnings = self.ledger.mean_balance_by_class(self.providers());
+        let orchestrators = self
+            .tally
+            .orchestrators_json(|p| self.slots[p as usize].node.short());
         let mut rejected: BTreeMap<&'static str, u64> = BTreeMap::new();
         for s in &self.slots {
             if let Some(p) = &s.peer {
@@ -1429,9 +1204,7 @@ impl Engine {
                 }
             }
         }
-        let by_kind: BTreeMap<&str, Traffic> = self.counters.by_kind.clone();
-        let propagation = self.propagation.stats();
-        let propagation_csv = self.propagation.csv();
+        let by_kind: BTreeMap<&str, Traffic> = self.tally.counters.by_kind.clone();
         let coverage = if self.advert_coverage.is_empty() {
             0.0
         } else {
@@ -1444,31 +1217,9 @@ impl Engine {
             "seed": self.seed,
             "simulated_seconds": self.end as f64 / 1000.0,
             "events": self.events,
-            "jobs": {
-                "submitted": submitted + submit_errors,
-                "accepted_by_client": submitted,
-                "completed": by_state.get("completed").copied().unwrap_or(0),
-                "failed": by_state.get("failed").copied().unwrap_or(0) + submit_errors,
-                "cancelled": by_state.get("cancelled").copied().unwrap_or(0),
-                "lost_with_client": by_state.get("lost").copied().unwrap_or(0),
-                "unfinished": by_state.get("unfinished").copied().unwrap_or(0),
-                "submit_errors": self.counters.submit_errors,
-                "reasons": reasons,
-            },
-            "latency_ms": {
-                "submit_to_award": Percentiles::of(&mut award_ms),
-                "submit_to_complete": Percentiles::of(&mut complete_ms),
-                "auction": Percentiles::of(&mut self.counters.auction_ms),
-                "advert_propagation": propagation,
-            },
-            "auctions": {
-                "opened": self.counters.auctions_opened,
-                "bids_per_award": Percentiles::of(&mut self.counters.bids_per_award),
-                "provider_failures": self.counters.provider_failures,
-                "resubmissions": self.counters.resubmissions,
-                "results_rejected": self.counters.results_rejected,
-                "executions": self.counters.executions,
-            },
+            "jobs": common.jobs,
+            "latency_ms": common.latency,
+            "auctions": common.auctions,
             "messages": {
                 "total": total_msgs,
                 "bytes": total_bytes,
@@ -1476,72 +1227,45 @@ impl Engine {
                 "bytes_per_peer_mean": round3(total_bytes as f64 * 2.0 / n),
                 "per_peer": Percentiles::of(&mut per_peer_msgs),
                 "bytes_per_peer": Percentiles::of(&mut per_peer_bytes),
-                "direct": self.counters.direct,
-                "gossip": self.counters.gossip,
+                "direct": self.tally.counters.direct,
+                "gossip": self.tally.counters.gossip,
                 "by_kind": by_kind,
-                "dropped_offline": self.counters.dropped_offline,
-                "dropped_network": self.counters.dropped_network,
-                "withheld_by_byzantine": self.counters.withheld,
-                "adverts_published": self.counters.adverts_published,
+                "dropped_offline": self.tally.counters.dropped_offline,
+                "dropped_network": self.tally.counters.dropped_network,
+                "withheld_by_byzantine": self.tally.counters.withheld,
+                "adverts_published": self.tally.counters.adverts_published,
                 "advert_coverage_mean": coverage,
-                "receipts_published": self.counters.receipts_published,
+                "receipts_published": self.tally.counters.receipts_published,
                 "rejected_by_peers": rejected,
                 "mesh_degree_mean": round3(self.net.mean_degree(&self.online)),
             },
             "ledger": {
-                "receipts_executed": self.receipts_executed,
-                "receipts_failed": self.receipts_failed,
-                "forged_receipts_published": self.counters.forged_receipts_published,
+                "receipts_executed": self.ledger.receipts_executed,
+                "receipts_failed": self.ledger.receipts_failed,
+                "forged_receipts_published": self.tally.counters.forged_receipts_published,
                 "mean_balance_credits_by_class": earnings,
             },
-            "reputation_final": rep_final,
+            "reputation_final": common.reputation_final,
             "orchestrators": orchestrators,
             "churn": {
-                "leaves": self.counters.churn_leaves,
-                "joins": self.counters.churn_joins,
-                "crashes": self.counters.crashes,
-                "restarts": self.counters.restarts,
+                "leaves": self.tally.counters.churn_leaves,
+                "joins": self.tally.counters.churn_joins,
+                "crashes": self.tally.counters.crashes,
+                "restarts": self.tally.counters.restarts,
                 "online_at_end": self.online.iter().filter(|o| **o).count(),
             },
         });
-        let mut timeseries = String::from(TIME_HEADER);
-        timeseries.push('\n');
-        for r in &self.time_rows {
-            timeseries.push_str(&r.csv());
-            timeseries.push('\n');
-        }
-        let mut reputation = String::from(REPUTATION_HEADER);
-        reputation.push('\n');
-        for r in &self.reputation_rows {
-            reputation.push_str(&r.csv());
-            reputation.push('\n');
-        }
-        let mut orchestrators_csv = String::from(ORCHESTRATOR_HEADER);
-        orchestrators_csv.push('\n');
-        for r in &self.orchestrator_rows {
-            orchestrators_csv.push_str(&r.csv());
-            orchestrators_csv.push('\n');
-        }
-        Report {
+        let peer_regions = self
+            .scenario
+            .region_names((0..self.slots.len() as u32).map(|p| self.net.region_of(p)));
+        Report::new(
+            self.tally,
             summary,
-            timeseries,
-            reputation,
-            orchestrators: orchestrators_csv,
-            jobs: jobs_csv,
-            propagation: propagation_csv,
-            time_rows: self.time_rows,
-            reputation_rows: self.reputation_rows,
-            orchestrator_rows: self.orchestrator_rows,
-            job_records: self.jobs.into_values().collect(),
-            peer_regions: (0..self.slots.len() as u32)
-                .map(|p| {
-                    self.scenario.network.regions[usize::from(self.net.region_of(p))]
-                        .name
-                        .clone()
-                })
-                .collect(),
-            events: self.events,
-            simulated_ms: self.end,
-        }
+            common.jobs_csv,
+            propagation_csv,
+            peer_regions,
+            self.events,
+            self.end,
+        )
     }
 }

@@ -2,7 +2,7 @@
 //! libp2p swarms) and writes its figures.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use modchain_sim::engine::{Engine, Progress, Report};
 use modchain_sim::output::{self, RunFigures};
@@ -43,37 +43,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a scenario and write summary.json, run.json, CSV series and SVG plots.
-    Run {
-        /// The scenario file (TOML).
-        scenario: PathBuf,
-        /// Seed for every random draw (default: the scenario's `seed`).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Output directory (default: sim-out/<scenario name>-seed<N>).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// No progress bar.
-        #[arg(long)]
-        quiet: bool,
-        /// Hand every advert to orchestrator candidates on arrival instead of
-        /// coalescing them (slow at scale; for checking the model).
-        #[arg(long)]
-        eager_adverts: bool,
-        /// Which engine runs it.
-        #[arg(long, value_enum, default_value = "model")]
-        engine: EngineKind,
-        /// Run only this long (e.g. "60s", "5m") instead of the scenario's
-        /// `duration`; the libp2p engine runs in wall-clock time.
-        #[arg(long, value_parser = parse_duration)]
-        duration: Option<Duration>,
-        /// libp2p engine: start the run as soon as every peer's gossip mesh
-        /// is up, without waiting for the Kademlia bootstrap lookups to end.
-        #[arg(long)]
-        start_on_mesh: bool,
-        /// libp2p engine: how long the peers get to join (default 120s).
-        #[arg(long, value_parser = parse_duration)]
-        join_timeout: Option<Duration>,
-    },
+    Run(RunArgs),
     /// Check a scenario file and print what it describes, without running it.
     Check { scenario: PathBuf },
 }
@@ -81,27 +51,7 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run {
-            scenario,
-            seed,
-            out,
-            quiet,
-            eager_adverts,
-            engine,
-            duration,
-            start_on_mesh,
-            join_timeout,
-        } => run(RunArgs {
-            path: scenario,
-            seed,
-            out,
-            quiet,
-            eager_adverts,
-            engine,
-            duration,
-            start_on_mesh,
-            join_timeout,
-        }),
+        Command::Run(args) => run(args),
         Command::Check { scenario } => {
             let s = Scenario::load(&scenario)?;
             println!(
@@ -118,21 +68,43 @@ fn main() -> Result<()> {
     }
 }
 
-#[derive(Debug)]
+/// The `run` command's arguments, declared once: clap reads them and
+/// `run` takes them as they are.
+#[derive(Debug, Args)]
 struct RunArgs {
-    path: PathBuf,
+    /// The scenario file (TOML).
+    scenario: PathBuf,
+    /// Seed for every random draw (default: the scenario's `seed`).
+    #[arg(long)]
     seed: Option<u64>,
+    /// Output directory (default: sim-out/<scenario name>-seed<N>).
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
     quiet: bool,
+    /// Hand every advert to orchestrator candidates on arrival instead of
+    /// coalescing them (slow at scale; for checking the model).
+    #[arg(long)]
     eager_adverts: bool,
+    /// Which engine runs it.
+    #[arg(long, value_enum, default_value = "model")]
     engine: EngineKind,
+    /// Run only this long (e.g. "60s", "5m") instead of the scenario's
+    /// `duration`; the libp2p engine runs in wall-clock time.
+    #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
+    /// libp2p engine: start the run as soon as every peer's gossip mesh
+    /// is up, without waiting for the Kademlia bootstrap lookups to end.
+    #[arg(long)]
     start_on_mesh: bool,
+    /// libp2p engine: how long the peers get to join (default 120s).
+    #[arg(long, value_parser = parse_duration)]
     join_timeout: Option<Duration>,
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let mut scenario = Scenario::load(&args.path)?;
+    let mut scenario = Scenario::load(&args.scenario)?;
     let plots = scenario.metrics.plots;
     let name = scenario.name.clone();
     let started = Instant::now();

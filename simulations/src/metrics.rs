@@ -1,6 +1,13 @@
 //! What a run measures: per-job records, message and byte counters, the
 //! time series rows, orchestrator load and reputation by class. Everything
 //! is kept in ordered maps so the output files are byte-identical per seed.
+//! Both engines record into a [`Tally`] and a [`Ledger`].
+
+mod ledger;
+mod tally;
+
+pub use ledger::Ledger;
+pub use tally::{CandidateView, CommonSummary, Tally};
 
 use modchain_protocol::digest::JobId;
 use modchain_protocol::job::JobState;

@@ -2,7 +2,8 @@
 //! bandwidth and roles, drawn from the seed. Both engines build their peers
 //! here, so one scenario and seed give the same peers (same keys, same
 //! prices, same regions) on the model engine and on real swarms; and the
-//! job specifications and execution times both engines use.
+//! job specifications, execution times and execution reports both engines
+//! use.
 
 use crate::rng::{Purpose, Stream};
 use crate::scenario::{Behaviour, DurationDist, JobClass, PeerGroup, ProtocolSpec, Scenario};
@@ -13,11 +14,11 @@ use modchain_protocol::advert::{
 use modchain_protocol::client::ClientConfig;
 use modchain_protocol::election::ElectionConfig;
 use modchain_protocol::identity::{Keypair, NodeId};
-use modchain_protocol::job::{JobSpec, Requirements};
+use modchain_protocol::job::{ExitStatus, JobSpec, Requirements, Usage};
 use modchain_protocol::orchestrator::OrchestratorConfig;
 use modchain_protocol::peer::PeerConfig;
 use modchain_protocol::pricing::{Credits, PriceTable};
-use modchain_protocol::provider::ProviderConfig;
+use modchain_protocol::provider::{ExecutionReport, ProviderConfig};
 use modchain_protocol::time::Timestamp;
 
 /// One peer of the scenario, before anything runs.
@@ -37,6 +38,13 @@ pub struct PeerPlan {
     pub behaviour: Option<Behaviour>,
 }
 
+impl PeerPlan {
+    /// The class its figures are reported under: how it misbehaves, or `honest`.
+    pub fn class(&self) -> &'static str {
+        self.behaviour.map_or("honest", Behaviour::label)
+    }
+}
+
 /// Every peer of a scenario, in group order.
 #[derive(Clone, Debug)]
 pub struct Population {
@@ -45,6 +53,16 @@ pub struct Population {
     pub group_members: Vec<Vec<u32>>,
     /// Nodes of the `pretrusted` groups (the bootstrap peers).
     pub pretrusted: Vec<NodeId>,
+}
+
+impl Population {
+    /// Every provider's class and node, for the figures by class.
+    pub fn providers(&self) -> impl Iterator<Item = (&'static str, NodeId)> + '_ {
+        self.peers
+            .iter()
+            .filter(|p| p.provider)
+            .map(|p| (p.class(), p.node))
+    }
 }
 
 /// Draws the peers of `scenario` from `seed`.
@@ -197,6 +215,27 @@ pub fn reputation_interval_ms(scenario: &Scenario) -> u64 {
         },
         |d| d.ms(),
     )
+}
+
+/// What a modelled adapter reports when a job ends after `wall_ms`: a
+/// wrong-result provider's output is `garbage`, bytes no honest run gives.
+pub fn execution_report(exit: ExitStatus, wall_ms: u64, garbage: bool) -> ExecutionReport {
+    ExecutionReport {
+        exit: Some(exit),
+        stdout: if garbage {
+            b"\x00\x13garbage\xff".to_vec()
+        } else {
+            b"ok\n".to_vec()
+        },
+        stderr: Vec::new(),
+        outputs: Vec::new(),
+        usage: Usage {
+            wall_ms,
+            cpu_ms: wall_ms,
+            peak_memory_bytes: 0,
+            tokens: 0,
+        },
+    }
 }
 
 /// Draws an execution time in milliseconds.

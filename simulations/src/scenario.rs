@@ -398,6 +398,13 @@ fn default_workload_start() -> Duration {
     Duration::from_mins(1)
 }
 
+impl Workload {
+    /// The job classes' names, by class index.
+    pub fn class_names(&self) -> Vec<String> {
+        self.jobs.iter().map(|j| j.name.clone()).collect()
+    }
+}
+
 impl Default for Workload {
     fn default() -> Self {
         Workload {
@@ -530,6 +537,15 @@ impl Scenario {
 
     pub fn region_index(&self, name: &str) -> Option<usize> {
         self.network.regions.iter().position(|r| r.name == name)
+    }
+
+    /// The names of `regions`, indices into `network.regions` that the
+    /// engines drew from this scenario.
+    pub fn region_names(&self, regions: impl IntoIterator<Item = u16>) -> Vec<String> {
+        regions
+            .into_iter()
+            .map(|r| self.network.regions[usize::from(r)].name.clone())
+            .collect()
     }
 
     /// One-way latency between two regions in milliseconds.

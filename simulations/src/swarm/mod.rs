@@ -20,10 +20,7 @@ mod link;
 mod node;
 
 use crate::engine::{Progress, Report};
-use crate::metrics::{
-    Counters, Histogram, JobRecord, JobTable, ORCHESTRATOR_HEADER, OrchestratorLoad,
-    OrchestratorRow, Percentiles, REPUTATION_HEADER, ReputationRow, TIME_HEADER, TimeRow, round3,
-};
+use crate::metrics::{CandidateView, Histogram, Ledger, Tally, Traffic, round3};
 use crate::network::delay_quantiles;
 use crate::population::{self, Population};
 use crate::rng::{Purpose, Stream};
@@ -31,13 +28,10 @@ use crate::scenario::Scenario;
 use crate::units::Duration as SimDuration;
 use link::LinkTable;
 use modchain_protocol::action::Event;
-use modchain_protocol::credit::Balances;
-use modchain_protocol::digest::{JobId, ReceiptId};
+use modchain_protocol::digest::JobId;
 use modchain_protocol::identity::NodeId;
-use modchain_protocol::job::{JobSpec, JobState};
-use modchain_protocol::pricing::Credits;
-use modchain_protocol::receipt::{Outcome, SignedReceipt};
-use modchain_protocol::reputation::{TrustConfig, TrustGraph};
+use modchain_protocol::job::JobSpec;
+use modchain_protocol::receipt::SignedReceipt;
 use modchain_protocol::time::Timestamp;
 use node::{LiveCounters, LiveNode, NodeSetup, NodeSummary};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -532,30 +526,13 @@ struct Run<'a> {
     job_weights: Vec<f64>,
     job_nonce: u64,
     next_arrival: Option<u64>,
-    jobs: BTreeMap<JobId, JobRecord>,
     floods: HashMap<[u8; 32], Flood>,
-    receipts_seen: HashSet<ReceiptId>,
-    trust_graph: TrustGraph,
-    balances: Balances,
-    receipts_executed: u64,
-    receipts_failed: u64,
-    counters: Counters,
+    ledger: Ledger,
+    tally: Tally,
     observations: u64,
-    orch_load: BTreeMap<u32, OrchestratorLoad>,
-    orch_interval: BTreeMap<u32, OrchestratorLoad>,
     status: BTreeMap<u32, (Vec<NodeId>, usize)>,
-    interval_submitted: u64,
-    interval_completed: u64,
-    interval_failed: u64,
-    interval_award_ms: Vec<u64>,
-    interval_complete_ms: Vec<u64>,
-    interval_adverts: u64,
-    interval_failures: u64,
     last_messages: u64,
     last_bytes: u64,
-    time_rows: Vec<TimeRow>,
-    reputation_rows: Vec<ReputationRow>,
-    orchestrator_rows: Vec<OrchestratorRow>,
     join_ms: u64,
     mesh_ready_peers: usize,
     dht_settled_peers: usize,
@@ -599,30 +576,13 @@ impl<'a> Run<'a> {
             job_weights: scenario.workload.jobs.iter().map(|j| j.weight).collect(),
             job_nonce: 0,
             next_arrival: None,
-            jobs: BTreeMap::new(),
             floods: HashMap::new(),
-            receipts_seen: HashSet::new(),
-            trust_graph: TrustGraph::new(),
-            balances: Balances::new(Credits::ZERO),
-            receipts_executed: 0,
-            receipts_failed: 0,
-            counters: Counters::default(),
+            ledger: Ledger::default(),
+            tally: Tally::default(),
             observations: 0,
-            orch_load: BTreeMap::new(),
-            orch_interval: BTreeMap::new(),
             status: BTreeMap::new(),
-            interval_submitted: 0,
-            interval_completed: 0,
-            interval_failed: 0,
-            interval_award_ms: Vec::new(),
-            interval_complete_ms: Vec::new(),
-            interval_adverts: 0,
-            interval_failures: 0,
             last_messages: 0,
             last_bytes: 0,
-            time_rows: Vec::new(),
-            reputation_rows: Vec::new(),
-            orchestrator_rows: Vec::new(),
             join_ms: 0,
             mesh_ready_peers: 0,
             dht_settled_peers: 0,
@@ -650,12 +610,8 @@ impl<'a> Run<'a> {
             simulated_ms: self.ms(Instant::now()).min(self.end_ms),
             duration_ms: self.end_ms,
             events: self.observations,
-            jobs_submitted: self.jobs.len() as u64,
-            jobs_completed: self
-                .jobs
-                .values()
-                .filter(|j| j.state == "completed")
-                .count() as u64,
+            jobs_submitted: self.tally.jobs.len() as u64,
+            jobs_completed: self.tally.jobs_completed(),
         }
     }
 
@@ -684,8 +640,7 @@ impl<'a> Run<'a> {
         self.observations += 1;
         match o {
             Observation::AdvertPublished { peer, id, at } => {
-                self.counters.adverts_published += 1;
-                self.interval_adverts += 1;
+                self.tally.advert_published();
                 self.floods.entry(id).or_default().published = Some((peer, at));
             }
             Observation::AdvertArrived { peer, id, at } => {
@@ -698,31 +653,16 @@ impl<'a> Run<'a> {
                 result,
             } => match result {
                 Ok(id) => {
-                    self.interval_submitted += 1;
-                    self.jobs.insert(
-                        id,
-                        JobRecord {
-                            class,
-                            client: peer,
-                            submitted_ms: self.ms(at),
-                            awarded_ms: None,
-                            ended_ms: None,
-                            state: "queued".into(),
-                            detail: "submitted".into(),
-                            orchestrator: None,
-                            provider: None,
-                            rounds: 0,
-                            resubmissions: 0,
-                        },
-                    );
+                    let now = self.ms(at);
+                    self.tally.submitted(id, class, peer, now);
                 }
-                Err(e) => *self.counters.submit_errors.entry(e).or_default() += 1,
+                Err(e) => self.tally.submit_failed(e),
             },
             Observation::Event { peer, at, event } => {
                 let now = self.ms(at);
-                self.on_event(peer, now, event);
+                self.tally.on_event(peer, now, event, &self.index);
             }
-            Observation::Receipt { receipt } => self.store_receipt(&receipt),
+            Observation::Receipt { receipt } => self.ledger.store(&receipt),
             Observation::Status {
                 peer,
                 elected,
@@ -733,104 +673,6 @@ impl<'a> Run<'a> {
             Observation::Listening { .. }
             | Observation::MeshReady { .. }
             | Observation::DhtSettled { .. } => {}
-        }
-    }
-
-    fn store_receipt(&mut self, r: &SignedReceipt) {
-        if !self.receipts_seen.insert(r.receipt.id()) {
-            return;
-        }
-        self.trust_graph.add(&r.receipt);
-        self.balances.add(&r.receipt);
-        match r.receipt.outcome {
-            Outcome::Executed(_) => self.receipts_executed += 1,
-            Outcome::ProviderFailed(_) => self.receipts_failed += 1,
-        }
-    }
-
-    /// A peer's event, recorded as the model engine records it.
-    fn on_event(&mut self, p: u32, now: u64, event: Event) {
-        match event {
-            Event::StateChanged {
-                job_id,
-                state,
-                detail,
-            } => {
-                let Some(job) = self.jobs.get_mut(&job_id) else {
-                    return;
-                };
-                if job.client != p || job.is_ended() {
-                    return;
-                }
-                job.state = state.as_str().to_string();
-                job.detail = detail;
-                if state == JobState::Awarded && job.awarded_ms.is_none() {
-                    job.awarded_ms = Some(now);
-                    self.interval_award_ms
-                        .push(now.saturating_sub(job.submitted_ms));
-                }
-                if state.is_terminal() {
-                    job.ended_ms = Some(now.max(job.submitted_ms));
-                    match state {
-                        JobState::Completed => {
-                            self.interval_completed += 1;
-                            self.interval_complete_ms
-                                .push(now.saturating_sub(job.submitted_ms));
-                        }
-                        _ => self.interval_failed += 1,
-                    }
-                }
-            }
-            Event::JobAccepted { job_id, .. } => {
-                self.orch_load.entry(p).or_default().accepted += 1;
-                self.orch_interval.entry(p).or_default().accepted += 1;
-                if let Some(job) = self.jobs.get_mut(&job_id) {
-                    job.orchestrator = Some(p);
-                }
-            }
-            Event::AuctionOpened { .. } => {
-                self.counters.auctions_opened += 1;
-                self.orch_load.entry(p).or_default().auctions += 1;
-                self.orch_interval.entry(p).or_default().auctions += 1;
-            }
-            Event::Awarded {
-                job_id,
-                attempt,
-                provider,
-                bids,
-                auction_ms,
-                ..
-            } => {
-                self.counters.auction_ms.push(auction_ms);
-                self.counters.bids_per_award.push(bids as u64);
-                self.orch_load.entry(p).or_default().awards += 1;
-                self.orch_interval.entry(p).or_default().awards += 1;
-                let provider = self.index.get(&provider).copied();
-                if let Some(job) = self.jobs.get_mut(&job_id) {
-                    job.provider = provider;
-                    job.rounds = job.rounds.max(attempt + 1);
-                }
-            }
-            Event::JobEnded { .. } => {
-                self.orch_load.entry(p).or_default().ended += 1;
-                self.orch_interval.entry(p).or_default().ended += 1;
-            }
-            Event::ProviderFailed { reason, .. } => {
-                *self
-                    .counters
-                    .provider_failures
-                    .entry(reason.as_str().to_string())
-                    .or_default() += 1;
-                self.interval_failures += 1;
-            }
-            Event::Resubmitted { job_id, .. } => {
-                self.counters.resubmissions += 1;
-                if let Some(job) = self.jobs.get_mut(&job_id) {
-                    job.resubmissions += 1;
-                }
-            }
-            Event::ResultRejected { .. } => self.counters.results_rejected += 1,
-            _ => {}
         }
     }
 
@@ -850,86 +692,47 @@ impl<'a> Run<'a> {
 
     fn sample(&mut self, t_ms: u64) {
         if self
+            .tally
             .time_rows
             .last()
             .is_some_and(|r| r.t_s * 1000.0 >= t_ms as f64)
         {
             return;
         }
-        let online = self.population.peers.len();
-        let ended = self.jobs.values().filter(|j| j.is_ended()).count() as u64;
-        let award = Percentiles::of(&mut self.interval_award_ms);
-        let complete = Percentiles::of(&mut self.interval_complete_ms);
         let elected = self.elected();
         let messages = self.live.gossip_delivered.load(Ordering::Relaxed)
             + self.live.direct_sent.load(Ordering::Relaxed);
         let bytes = self.table.wire_bytes();
-        let (d_messages, d_bytes) = (messages - self.last_messages, bytes - self.last_bytes);
+        let traffic = Traffic {
+            messages: messages - self.last_messages,
+            bytes: bytes - self.last_bytes,
+        };
         (self.last_messages, self.last_bytes) = (messages, bytes);
-        let peers = online.max(1) as f64;
-        let t_s = t_ms as f64 / 1000.0;
-        self.time_rows.push(TimeRow {
-            t_s,
-            online_peers: online,
-            submitted: self.interval_submitted,
-            completed: self.interval_completed,
-            failed: self.interval_failed,
-            in_flight: self.jobs.len() as u64 - ended,
-            award_p50_ms: award.p50,
-            award_p90_ms: award.p90,
-            complete_p50_ms: complete.p50,
-            complete_p90_ms: complete.p90,
-            messages: d_messages,
-            bytes: d_bytes,
-            messages_per_peer: round3(d_messages as f64 / peers),
-            bytes_per_peer: round3(d_bytes as f64 / peers),
-            adverts_published: self.interval_adverts,
-            provider_failures: self.interval_failures,
-            elected: elected
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(" "),
+        let candidates = self.candidates.iter().map(|&c| CandidateView {
+            peer: c,
+            node: self.population.peers[c as usize].node.short(),
+            online: true,
+            active_jobs: self.status.get(&c).map_or(0, |(_, a)| *a),
         });
-        for c in self.candidates.clone() {
-            let load = self.orch_interval.get(&c).copied().unwrap_or_default();
-            let active = self.status.get(&c).map_or(0, |(_, a)| *a);
-            self.orchestrator_rows.push(OrchestratorRow {
-                t_s,
-                peer: c,
-                node: self.population.peers[c as usize].node.short(),
-                online: true,
-                elected: elected.contains(&c),
-                load,
-                active_jobs: active,
-            });
-        }
-        self.orch_interval.clear();
-        self.interval_submitted = 0;
-        self.interval_completed = 0;
-        self.interval_failed = 0;
-        self.interval_adverts = 0;
-        self.interval_failures = 0;
+        self.tally.sample(
+            t_ms as f64 / 1000.0,
+            self.population.peers.len(),
+            traffic,
+            &elected,
+            candidates,
+        );
     }
 
     /// Reputation by class from every receipt any peer stored: the figure
     /// the model engine reports. Peers themselves use their own ledgers.
     fn update_reputation(&mut self, t_ms: u64) {
-        let trust = self
-            .trust_graph
-            .compute(&self.population.pretrusted, &TrustConfig::default());
-        let mut by_class: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
-        for p in &self.population.peers {
-            if p.provider {
-                let r = f64::from(trust.reputation(&p.node)) / 1e6;
-                let class = p.behaviour.map_or("honest", |b| b.label());
-                by_class.entry(class).or_default().push(r);
-            }
-        }
-        for (class, values) in by_class {
-            self.reputation_rows
-                .push(ReputationRow::new(t_ms as f64 / 1000.0, class, values));
-        }
+        let trust = self.ledger.trust(&self.population.pretrusted);
+        let providers = self
+            .population
+            .providers()
+            .map(|(class, node)| (class, f64::from(trust.reputation(&node)) / 1e6));
+        self.tally
+            .record_reputation(t_ms as f64 / 1000.0, providers);
     }
 
     /// Advert propagation over the floods whose publication we saw, left
@@ -965,60 +768,25 @@ impl<'a> Run<'a> {
     }
 
     fn finish(mut self, summaries: &[NodeSummary]) -> Report {
-        let class_names: Vec<String> = self
-            .scenario
-            .workload
-            .jobs
-            .iter()
-            .map(|j| j.name.clone())
-            .collect();
-        let table = JobTable::of(&self.jobs, &class_names);
-        let mut award_ms = table.award_ms.clone();
-        let mut complete_ms = table.complete_ms.clone();
-        let submit_errors: u64 = self.counters.submit_errors.values().sum();
         let n = self.population.peers.len();
         let (mut propagation, coverage) = self.propagation();
-        let propagation_stats = propagation.stats();
+        let common = self.tally.summary(
+            &self.scenario.workload.class_names(),
+            self.live.executions.load(Ordering::Relaxed),
+            propagation.stats(),
+        );
         let coverage_mean = if coverage.is_empty() {
             0.0
         } else {
             round3(coverage.iter().sum::<f64>() / coverage.len() as f64)
         };
         let coverage_min = coverage.iter().copied().fold(f64::NAN, f64::min);
-        let last_t = self.reputation_rows.last().map(|r| r.t_s);
-        let rep_final: BTreeMap<String, serde_json::Value> = self
-            .reputation_rows
-            .iter()
-            .filter(|r| Some(r.t_s) == last_t)
-            .map(|r| (r.class.clone(), serde_json::to_value(r).unwrap_or_default()))
-            .collect();
-        let mut earnings: BTreeMap<&'static str, (f64, usize)> = BTreeMap::new();
-        for p in &self.population.peers {
-            if p.provider {
-                let class = p.behaviour.map_or("honest", |b| b.label());
-                let e = earnings.entry(class).or_default();
-                e.0 += self.balances.balance(&p.node) as f64 / 1e6;
-                e.1 += 1;
-            }
-        }
-        let earnings: BTreeMap<&str, f64> = earnings
-            .into_iter()
-            .map(|(k, (sum, c))| (k, round3(sum / c.max(1) as f64)))
-            .collect();
-        let orchestrators: Vec<serde_json::Value> = self
-            .orch_load
-            .iter()
-            .map(|(p, l)| {
-                serde_json::json!({
-                    "peer": p,
-                    "node": self.population.peers[*p as usize].node.short(),
-                    "accepted": l.accepted,
-                    "auctions": l.auctions,
-                    "awards": l.awards,
-                    "ended": l.ended,
-                })
-            })
-            .collect();
+        let earnings = self
+            .ledger
+            .mean_balance_by_class(self.population.providers());
+        let orchestrators = self
+            .tally
+            .orchestrators_json(|p| self.population.peers[p as usize].node.short());
         let mut rejected: BTreeMap<&'static str, u64> = BTreeMap::new();
         for s in summaries {
             for (k, v) in &s.rejected {
@@ -1036,31 +804,9 @@ impl<'a> Run<'a> {
             "seed": self.seed,
             "simulated_seconds": self.end_ms as f64 / 1000.0,
             "events": self.observations,
-            "jobs": {
-                "submitted": table.accepted + submit_errors,
-                "accepted_by_client": table.accepted,
-                "completed": table.count("completed"),
-                "failed": table.count("failed") + submit_errors,
-                "cancelled": table.count("cancelled"),
-                "lost_with_client": table.count("lost"),
-                "unfinished": table.count("unfinished"),
-                "submit_errors": self.counters.submit_errors,
-                "reasons": table.reasons,
-            },
-            "latency_ms": {
-                "submit_to_award": Percentiles::of(&mut award_ms),
-                "submit_to_complete": Percentiles::of(&mut complete_ms),
-                "auction": Percentiles::of(&mut self.counters.auction_ms),
-                "advert_propagation": propagation_stats,
-            },
-            "auctions": {
-                "opened": self.counters.auctions_opened,
-                "bids_per_award": Percentiles::of(&mut self.counters.bids_per_award),
-                "provider_failures": self.counters.provider_failures,
-                "resubmissions": self.counters.resubmissions,
-                "results_rejected": self.counters.results_rejected,
-                "executions": self.live.executions.load(Ordering::Relaxed),
-            },
+            "jobs": common.jobs,
+            "latency_ms": common.latency,
+            "auctions": common.auctions,
             "messages": {
                 "gossip_delivered": self.live.gossip_delivered.load(Ordering::Relaxed),
                 "direct": self.live.direct_sent.load(Ordering::Relaxed),
@@ -1069,7 +815,7 @@ impl<'a> Run<'a> {
                 "wire_bytes": wire_bytes,
                 "wire_bytes_per_peer_mean": round3(wire_bytes as f64 * 2.0 / n.max(1) as f64),
                 "withheld_by_byzantine": self.live.withheld.load(Ordering::Relaxed),
-                "adverts_published": self.counters.adverts_published,
+                "adverts_published": self.tally.counters.adverts_published,
                 "advert_floods_measured": coverage.len(),
                 "advert_coverage_mean": coverage_mean,
                 "advert_coverage_min": if coverage_min.is_nan() { 0.0 } else { round3(coverage_min) },
@@ -1089,56 +835,26 @@ impl<'a> Run<'a> {
                 "adverts_held_mean": mean(&|s| s.adverts_held as f64),
             },
             "ledger": {
-                "receipts_executed": self.receipts_executed,
-                "receipts_failed": self.receipts_failed,
+                "receipts_executed": self.ledger.receipts_executed,
+                "receipts_failed": self.ledger.receipts_failed,
                 "peers_with_receipts": summaries.iter().filter(|s| s.receipts_stored > 0).count(),
                 "receipts_stored_per_peer_min": summaries.iter().map(|s| s.receipts_stored).min().unwrap_or(0),
                 "mean_balance_credits_by_class": earnings,
             },
-            "reputation_final": rep_final,
+            "reputation_final": common.reputation_final,
             "orchestrators": orchestrators,
         });
-        let mut timeseries = String::from(TIME_HEADER);
-        timeseries.push('\n');
-        for r in &self.time_rows {
-            timeseries.push_str(&r.csv());
-            timeseries.push('\n');
-        }
-        let mut reputation = String::from(REPUTATION_HEADER);
-        reputation.push('\n');
-        for r in &self.reputation_rows {
-            reputation.push_str(&r.csv());
-            reputation.push('\n');
-        }
-        let mut orchestrators_csv = String::from(ORCHESTRATOR_HEADER);
-        orchestrators_csv.push('\n');
-        for r in &self.orchestrator_rows {
-            orchestrators_csv.push_str(&r.csv());
-            orchestrators_csv.push('\n');
-        }
-        Report {
+        let peer_regions = self
+            .scenario
+            .region_names(self.population.peers.iter().map(|p| p.region));
+        Report::new(
+            self.tally,
             summary,
-            timeseries,
-            reputation,
-            orchestrators: orchestrators_csv,
-            jobs: table.csv,
-            propagation: propagation.csv(),
-            time_rows: self.time_rows,
-            reputation_rows: self.reputation_rows,
-            orchestrator_rows: self.orchestrator_rows,
-            job_records: self.jobs.into_values().collect(),
-            peer_regions: self
-                .population
-                .peers
-                .iter()
-                .map(|p| {
-                    self.scenario.network.regions[usize::from(p.region)]
-                        .name
-                        .clone()
-                })
-                .collect(),
-            events: self.observations,
-            simulated_ms: self.end_ms,
-        }
+            common.jobs_csv,
+            propagation.csv(),
+            peer_regions,
+            self.observations,
+            self.end_ms,
+        )
     }
 }

@@ -26,10 +26,9 @@ use modchain_protocol::advert::CapabilityAdvert;
 use modchain_protocol::digest::{Digest, JobId, ReceiptId};
 use modchain_protocol::envelope::{Envelope, Kind, Message, Signed};
 use modchain_protocol::identity::{Keypair, NodeId};
-use modchain_protocol::job::{ExitStatus, JobState, Usage};
+use modchain_protocol::job::{ExitStatus, JobState};
 use modchain_protocol::orchestrator::ReputationTable;
 use modchain_protocol::peer::{Peer, PeerConfig};
-use modchain_protocol::provider::ExecutionReport;
 use modchain_protocol::reputation::{TrustConfig, TrustGraph};
 use modchain_protocol::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -509,22 +508,7 @@ impl LiveNode {
                 break;
             }
             let run = entry.remove();
-            let report = ExecutionReport {
-                exit: Some(run.exit),
-                stdout: if run.garbage {
-                    b"\x00\x13garbage\xff".to_vec()
-                } else {
-                    b"ok\n".to_vec()
-                },
-                stderr: Vec::new(),
-                outputs: Vec::new(),
-                usage: Usage {
-                    wall_ms: run.wall_ms,
-                    cpu_ms: run.wall_ms,
-                    peak_memory_bytes: 0,
-                    tokens: 0,
-                },
-            };
+            let report = population::execution_report(run.exit, run.wall_ms, run.garbage);
             self.peer.execution_finished(now(), run.job, report);
         }
     }
