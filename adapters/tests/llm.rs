@@ -276,6 +276,33 @@ async fn token_counts_are_right() {
     assert_eq!(report.stdout, c.text.as_bytes());
 }
 
+/// A provider counts a prompt's tokens when it decides whether to bid, on
+/// the node's event loop: that must not load the model's weights (seconds
+/// for a large model), and must count what the generation then sees.
+#[tokio::test]
+async fn counting_a_prompt_loads_no_weights() {
+    let backend = EmbeddedBackend::new(EmbeddedConfig::new(None, vec![model_path()]));
+    let request = ask("What is the capital of France?", greedy(1));
+    let counted = backend
+        .count_prompt_tokens(&request)
+        .expect("counts")
+        .expect("the embedded backend can count");
+    assert!(
+        backend.loaded_models().is_empty(),
+        "counting loaded the weights: {:?}",
+        backend.loaded_models()
+    );
+    let c = backend
+        .generate(request, 1, TokenSink::new(|_| {}), Halt::never())
+        .await
+        .expect("generates");
+    assert_eq!(backend.loaded_models(), vec![MODEL.to_string()]);
+    assert_eq!(
+        c.prompt_tokens, counted,
+        "the chat template rendered the same"
+    );
+}
+
 #[tokio::test]
 async fn tokens_stream_before_the_end() {
     let (sink, mut lines) = LogSink::new();

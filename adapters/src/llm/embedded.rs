@@ -31,6 +31,7 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use modchain_protocol::advert::ModelInfo;
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::num::NonZeroU32;
@@ -96,6 +97,11 @@ struct State {
     entries: RwLock<Vec<Entry>>,
     /// Most recently used last.
     loaded: Mutex<Vec<Arc<Loaded>>>,
+    /// Vocabulary-only copies (no weights: the tokenizer and the chat
+    /// template), by model name, for counting a prompt's tokens when a
+    /// provider decides whether to bid. Loading the weights there would
+    /// stall the node's event loop for seconds on a large model.
+    vocabs: Mutex<HashMap<String, Arc<LlamaModel>>>,
     /// Files that could not be read, with why: shown by [`EmbeddedBackend::problems`].
     problems: RwLock<Vec<String>>,
 }
@@ -129,6 +135,7 @@ impl EmbeddedBackend {
                 config,
                 entries: RwLock::new(Vec::new()),
                 loaded: Mutex::new(Vec::new()),
+                vocabs: Mutex::new(HashMap::new()),
                 problems: RwLock::new(Vec::new()),
             }),
         };
@@ -284,10 +291,56 @@ impl EmbeddedBackend {
         Ok(l)
     }
 
+    /// The model if it is in memory already, without loading it.
+    fn cached(&self, name: &str) -> Option<Arc<Loaded>> {
+        let loaded = self.state.loaded.lock().ok()?;
+        loaded.iter().find(|l| l.name == name).cloned()
+    }
+
+    /// The model's vocabulary and metadata without its weights (fast to
+    /// load, small), kept for later counts.
+    fn vocab(&self, entry: &Entry) -> Result<Arc<LlamaModel>, LlmError> {
+        let poisoned = || LlmError::Unavailable("vocabulary cache poisoned".into());
+        if let Some(v) = self
+            .state
+            .vocabs
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&entry.info.name)
+        {
+            return Ok(v.clone());
+        }
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        let model = LlamaModel::load_from_file(llama()?, &entry.path, &params).map_err(|e| {
+            LlmError::ModelLoad {
+                model: entry.info.name.clone(),
+                path: entry.path.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        let model = Arc::new(model);
+        self.state
+            .vocabs
+            .lock()
+            .map_err(|_| poisoned())?
+            .entry(entry.info.name.clone())
+            .or_insert(model.clone());
+        Ok(model)
+    }
+
+    /// Names of the models whose weights are in memory, least recently used first.
+    pub fn loaded_models(&self) -> Vec<String> {
+        self.state
+            .loaded
+            .lock()
+            .map(|l| l.iter().map(|m| m.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// The prompt's tokens, after the chat template (unless raw).
     fn tokenize(
         &self,
-        loaded: &Loaded,
+        model: &LlamaModel,
         entry: &Entry,
         prompt: &Prompt,
     ) -> Result<Vec<LlamaToken>, LlmError> {
@@ -311,13 +364,13 @@ impl EmbeddedBackend {
                     role: "user".into(),
                     content: prompt.clone(),
                 });
-                render_chat(&loaded.model, entry, &messages)?
+                render_chat(model, entry, &messages)?
             }
-            Prompt::Chat(messages) => render_chat(&loaded.model, entry, messages)?,
+            Prompt::Chat(messages) => render_chat(model, entry, messages)?,
         };
         // Special tokens in the text are parsed: the template's markers must
         // become the model's control tokens, not plain text.
-        Ok(loaded.model.vocab().tokenize(text.as_bytes(), true, true))
+        Ok(model.vocab().tokenize(text.as_bytes(), true, true))
     }
 
     /// Generates on the current thread (blocking).
@@ -330,7 +383,7 @@ impl EmbeddedBackend {
     ) -> Result<Completion, LlmError> {
         let entry = self.entry(&request.model)?;
         let loaded = self.load(&entry)?;
-        let prompt = self.tokenize(&loaded, &entry, &request.prompt)?;
+        let prompt = self.tokenize(&loaded.model, &entry, &request.prompt)?;
         let context_length = context_length(&loaded, &entry);
         let prompt_tokens = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
         // One token of room is needed to generate anything at all.
@@ -685,8 +738,13 @@ impl LlmBackend for EmbeddedBackend {
 
     fn count_prompt_tokens(&self, request: &GenerateRequest) -> Result<Option<u32>, LlmError> {
         let entry = self.entry(&request.model)?;
-        let loaded = self.load(&entry)?;
-        let n = self.tokenize(&loaded, &entry, &request.prompt)?.len();
+        // Never the weights here: this runs when a provider decides whether
+        // to bid, on the node's event loop.
+        let n = match self.cached(&entry.info.name) {
+            Some(loaded) => self.tokenize(&loaded.model, &entry, &request.prompt)?,
+            None => self.tokenize(self.vocab(&entry)?.as_ref(), &entry, &request.prompt)?,
+        }
+        .len();
         Ok(Some(u32::try_from(n).unwrap_or(u32::MAX)))
     }
 
