@@ -684,6 +684,9 @@ impl Node {
                 if endpoint.is_dialer() {
                     entry.addrs.insert(endpoint.get_remote_address().clone());
                 }
+                // One DHT walk per (re)join, not one per bootstrap peer that
+                // answers: each walk costs the network a round of lookups.
+                let was_joined = self.bootstrap.iter().any(|b| b.connected);
                 let mut joined_bootstrap = false;
                 for b in self
                     .bootstrap
@@ -699,9 +702,10 @@ impl Node {
                     b.failures = 0;
                     b.next_dial = None;
                 }
-                if joined_bootstrap {
-                    if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
-                        tracing::debug!(error = %e, "kademlia bootstrap not started");
+                if joined_bootstrap && !was_joined {
+                    match self.swarm.behaviour_mut().kad.bootstrap() {
+                        Ok(_) => tracing::info!("joined: walking the DHT for other peers"),
+                        Err(e) => tracing::debug!(error = %e, "kademlia bootstrap not started"),
                     }
                     self.reprovide();
                 }

@@ -1,5 +1,7 @@
 //! What an operator sees when something is wrong: each error says what to do.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -132,4 +134,35 @@ fn unreachable_bootstrap_peer_is_retried_with_backoff() {
     assert!(attempts >= 2, "expected two logged retries:\n{text}");
     assert!(text.contains("attempt=2"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A node given two bootstrap peers joins through both and walks the DHT
+/// once: a walk per join, not one per bootstrap peer that answers (each
+/// walk costs the network a round of lookups).
+#[test]
+fn two_bootstrap_peers_make_one_dht_walk() {
+    let mut net = common::TestNet::start("two-bootstraps", 1);
+    let (_second, second_addr) = common::spawn_bootstrap(&net.root.join("bootstrap-2"));
+    let i = net.add_node(false, |dir| {
+        let path = dir.join("config.toml");
+        let config = std::fs::read_to_string(&path).expect("config.toml");
+        let changed = config.replacen(
+            "bootstrap = []",
+            &format!("bootstrap = [\"{second_addr}\"]"),
+            1,
+        );
+        assert_ne!(changed, config, "config.toml has no `bootstrap = []` line");
+        std::fs::write(&path, changed).expect("write config.toml");
+    });
+    let node = &net.nodes[i];
+    common::wait_until(
+        Duration::from_secs(20),
+        "connected to both bootstrap peers",
+        || (node.log().matches("connected to bootstrap peer").count() >= 2).then_some(()),
+    );
+    // The second connection lands within milliseconds of the first; a walk
+    // it started would be logged by now.
+    std::thread::sleep(Duration::from_millis(500));
+    let log = node.log();
+    assert_eq!(log.matches("walking the DHT").count(), 1, "{log}");
 }

@@ -249,37 +249,7 @@ impl TestNet {
     /// write its `config.toml`.
     pub fn start_with(what: &str, n: usize, configure: impl Fn(usize, &Path)) -> TestNet {
         let root = temp_root(what);
-        let bs_dir = root.join("bootstrap");
-        std::fs::create_dir_all(&bs_dir).expect("bootstrap dir");
-        let mut child = Command::new(modchain())
-            .arg("--data-dir")
-            .arg(&bs_dir)
-            .args([
-                "bootstrap-peer",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--metrics",
-                "127.0.0.1:0",
-            ])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(bs_dir.join("node.log")).expect("log"))
-            .spawn()
-            .expect("spawn modchain bootstrap-peer");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("bootstrap address line");
-        let bootstrap = Proc {
-            name: "bootstrap".into(),
-            child,
-        };
-        let bootstrap_addr = first.trim().to_string();
-        assert!(
-            bootstrap_addr.contains("/p2p/12D3KooW"),
-            "bootstrap peer's first line: {bootstrap_addr:?}"
-        );
+        let (bootstrap, bootstrap_addr) = spawn_bootstrap(&root.join("bootstrap"));
         let mut nodes = Vec::new();
         for i in 1..=n {
             let label = format!("node-{i}");
@@ -420,6 +390,44 @@ impl Drop for TestNet {
             let _ = std::fs::remove_dir_all(&self.root);
         }
     }
+}
+
+/// Starts a bootstrap peer (`modchain bootstrap-peer`) with its data and
+/// log in `dir`; returns it and the address it prints.
+pub fn spawn_bootstrap(dir: &Path) -> (Proc, String) {
+    std::fs::create_dir_all(dir).expect("bootstrap dir");
+    let mut child = Command::new(modchain())
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "bootstrap-peer",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("node.log")).expect("log"))
+        .spawn()
+        .expect("spawn modchain bootstrap-peer");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("bootstrap address line");
+    let addr = first.trim().to_string();
+    assert!(
+        addr.contains("/p2p/12D3KooW"),
+        "bootstrap peer's first line: {addr:?}"
+    );
+    (
+        Proc {
+            name: "bootstrap".into(),
+            child,
+        },
+        addr,
+    )
 }
 
 pub fn spawn_node(dir: &Path, bootstrap: &str) -> Proc {

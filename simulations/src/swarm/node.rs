@@ -614,6 +614,8 @@ impl LiveNode {
                     .connections_opened
                     .fetch_add(1, Ordering::Relaxed);
                 self.peers.entry(peer_id).or_default();
+                // As the node: one DHT walk per (re)join, not per bootstrap peer.
+                let was_joined = self.bootstrap.iter().any(|b| b.connected);
                 let mut joined_bootstrap = false;
                 for b in self.bootstrap.iter_mut().filter(|b| b.peer_id == peer_id) {
                     joined_bootstrap |= !b.connected;
@@ -621,7 +623,7 @@ impl LiveNode {
                     b.backoff = BACKOFF_MIN;
                     b.next_dial = None;
                 }
-                if joined_bootstrap {
+                if joined_bootstrap && !was_joined {
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     self.reprovide();
                 }
