@@ -546,6 +546,28 @@ impl Client {
         );
     }
 
+    /// The connection to `node` dropped. A job awarded by `node` to itself
+    /// (an orchestrator that also provides) has nobody left to report on
+    /// it: no heartbeats, no failure receipt. It fails over to the next
+    /// orchestrator now rather than after the long after-award silence.
+    /// Jobs with another party still alive wait for it as before: a
+    /// provider carries on and reports, an orchestrator re-auctions.
+    pub fn handle_peer_gone(&mut self, now: Timestamp, node: &NodeId) {
+        let orphaned: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                !j.state.is_terminal()
+                    && j.orchestrator_id().as_ref() == Some(node)
+                    && j.provider().as_ref() == Some(node)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in orphaned {
+            self.fail_over(now, id);
+        }
+    }
+
     pub fn handle_timeout(&mut self, now: Timestamp) {
         for TimerKey::Silence(id) in self.timers.expired(now) {
             let Some(job) = self.jobs.get_mut(&id) else {

@@ -406,6 +406,7 @@ impl Peer {
 
     /// The connection to `node` dropped.
     pub fn peer_gone(&mut self, now: Timestamp, node: &NodeId) {
+        self.client.handle_peer_gone(now, node);
         if let Some(o) = self.orchestrator.as_mut() {
             let ctx = Context {
                 now,

@@ -5,8 +5,10 @@
 use modchain_protocol::action::Event;
 use modchain_protocol::auction::AwardCheck;
 use modchain_protocol::job::{ExitStatus, JobState};
+use modchain_protocol::orchestrator::OrchestratorConfig;
+use modchain_protocol::peer::PeerConfig;
 use modchain_protocol::receipt::Outcome;
-use modchain_protocol::testnet::{Executor, TestNet, test_job};
+use modchain_protocol::testnet::{Executor, TestNet, test_advert, test_job, test_provider};
 use modchain_protocol::time::SECOND;
 use modchain_protocol::{JobId, NodeId};
 
@@ -467,4 +469,69 @@ fn a_provider_declines_what_its_admission_check_refuses_and_nothing_is_stored() 
     for p in w.net.peer_ids() {
         assert!(w.net.ledger(&p).is_empty());
     }
+}
+
+/// An orchestrator that awarded the job to itself and then crashed leaves
+/// nobody to report on the job: no heartbeats, no failure receipt. The
+/// client fails over to the next orchestrator as soon as the connection
+/// drops, not after the after-award silence (60 s), and the job completes.
+#[test]
+fn an_orchestrator_that_ran_its_own_award_and_crashed_is_replaced_at_once() {
+    let mut net = TestNet::new();
+    let client = net.add_client(1);
+    let provides_and_orchestrates = |price| PeerConfig {
+        advert: test_advert(),
+        orchestrator: Some(OrchestratorConfig::default()),
+        provider: Some(test_provider(price)),
+        ..PeerConfig::default()
+    };
+    // The cheaper one wins the auction wherever it runs.
+    let cheap = net.add(2, provides_and_orchestrates(100));
+    let dear = net.add(3, provides_and_orchestrates(300));
+    net.set_executor(cheap, Executor::Hangs);
+    net.set_executor(dear, Executor::default());
+    net.run_for(SECOND);
+    // A job whose first orchestrator is the cheap provider itself.
+    let now = net.now;
+    let spec = (0..64)
+        .map(|nonce| test_job(now, nonce))
+        .find(|spec| {
+            let signed = net
+                .peer(&client)
+                .client()
+                .prepare(now, spec.clone())
+                .expect("valid");
+            net.peer_mut(&client)
+                .election()
+                .clone()
+                .ranking(now, &signed.id())
+                .first()
+                == Some(&cheap)
+        })
+        .expect("some nonce ranks the cheap provider first");
+    let job = net.submit(client, spec);
+    assert!(net.run_until_cond(10 * SECOND, |n| {
+        n.peer(&client)
+            .job(&job)
+            .is_some_and(|j| j.state == JobState::Running && j.provider() == Some(cheap))
+    }));
+    let crashed_at = net.now;
+    net.crash(cheap);
+    assert!(
+        net.events.iter().any(|(t, who, e)| *who == client
+            && *t <= crashed_at.plus(SECOND)
+            && matches!(e, Event::Resubmitted { orchestrator, .. } if *orchestrator == dear)),
+        "the client resubmitted to the next orchestrator on the crash"
+    );
+    assert!(net.run_until_cond(30 * SECOND, |n| {
+        n.peer(&client)
+            .job(&job)
+            .is_some_and(|j| j.receipt.is_some())
+    }));
+    let cj = net.peer(&client).job(&job).expect("job");
+    assert_eq!(cj.state, JobState::Completed);
+    assert_eq!(
+        (cj.orchestrator_id(), cj.provider()),
+        (Some(dear), Some(dear))
+    );
 }
