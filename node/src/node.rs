@@ -13,7 +13,7 @@ use crate::views::{
     ReputationEntry, UsageView, exit_text,
 };
 use libp2p::futures::StreamExt;
-use libp2p::gossipsub::{self, MessageAcceptance, PublishError};
+use libp2p::gossipsub;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, request_response};
 use modchain_adapters::docker::{DockerAdapter, DockerConfig};
@@ -23,8 +23,10 @@ use modchain_adapters::llm::{LlmAdapter, LlmBackend};
 use modchain_adapters::wasm::WasmAdapter;
 use modchain_adapters::{Adapter, AdapterError};
 use modchain_bootstrap::BootstrapAddr;
-use modchain_bootstrap::behaviour::timings::{
-    BACKOFF_MAX, BACKOFF_MIN, MAX_PENDING_PUBLISH, REPUTATION_DEBOUNCE, REPUTATION_INTERVAL,
+use modchain_bootstrap::behaviour::timings::{REPUTATION_DEBOUNCE, REPUTATION_INTERVAL};
+use modchain_bootstrap::driver::{
+    self, AdvertEnvelopes, AdvertHandoff, BootstrapPeers, PendingPublish, ProvideUpdate,
+    ProvidedKeys, Publication, PublishOutcome, Retry, Sent, Verdict,
 };
 use modchain_bootstrap::network::{self, NetworkError};
 use modchain_protocol::action::{Action, Event, Topic};
@@ -42,7 +44,7 @@ use modchain_protocol::receipt::{Outcome, SignedReceipt};
 use modchain_protocol::reputation::{Trust, TrustConfig};
 use modchain_protocol::{JobId, Keypair, NodeId, Timestamp};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -177,41 +179,32 @@ struct PeerEntry {
     addrs: BTreeSet<Multiaddr>,
     connections: u32,
     agent: Option<String>,
-    /// Whether identify said it speaks direct messages (`None` until it told us).
-    speaks_messages: Option<bool>,
-    /// It subscribed to adverts before identify told us what it speaks.
-    owes_adverts: bool,
+    /// Whether it gets our adverts: once subscribed and known to speak direct messages.
+    adverts: AdvertHandoff,
 }
 
-#[derive(Clone, Debug)]
-struct BootstrapState {
-    peer: BootstrapAddr,
-    connected: bool,
-    backoff: Duration,
-    next_dial: Option<Instant>,
-    failures: u32,
-}
-
-/// What became of bytes from the network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Verdict {
-    /// Verified and taken by the peer.
-    Taken,
-    /// Verified, but an advert older than the one held (replay or reordering).
-    Stale,
-    /// Failed the protocol's checks: malformed, forged, from the future...
-    Rejected,
-}
-
-/// Up to a quarter more than `wait`, so peers that lost the same bootstrap
-/// peer do not all come back at the same instant.
-fn with_jitter(wait: Duration) -> Duration {
+/// A draw from [0, 1] for the bootstrap backoff's jitter, so peers that
+/// lost the same bootstrap peer do not all come back at the same instant
+/// (none when the OS has no randomness to give).
+fn jitter() -> f64 {
     let mut b = [0u8; 2];
     if getrandom::fill(&mut b).is_err() {
-        return wait;
+        return 0.0;
     }
-    let frac = f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) / 4.0;
-    wait.mul_f64(1.0 + frac)
+    f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
+}
+
+/// The warning for each bootstrap peer a failed dial leaves waiting.
+fn log_retries(retries: &[Retry], error: &str) {
+    for r in retries {
+        tracing::warn!(
+            bootstrap = %r.peer,
+            attempt = r.attempt,
+            retry_in_ms = r.wait.as_millis() as u64,
+            error,
+            "bootstrap peer unreachable; retrying with backoff"
+        );
+    }
 }
 
 /// Live output kept per client job for the API, from the end.
@@ -246,10 +239,10 @@ pub struct Node {
     peers: HashMap<PeerId, PeerEntry>,
     /// The newest signed advert of each node (ours too), as it travelled:
     /// handed to peers that join so they need not wait for the next round.
-    advert_envelopes: HashMap<NodeId, (u64, Vec<u8>)>,
-    pending_publish: VecDeque<(Topic, Vec<u8>)>,
-    bootstrap: Vec<BootstrapState>,
-    provided: BTreeSet<String>,
+    advert_envelopes: AdvertEnvelopes,
+    pending_publish: PendingPublish,
+    bootstrap: BootstrapPeers,
+    provided: ProvidedKeys,
     listen_addrs: Vec<Multiaddr>,
     gossip: GossipCounters,
     options: NodeOptions,
@@ -384,17 +377,7 @@ impl Node {
             advert_interval_ms: options.advert_interval.as_millis() as u64,
             ..PeerConfig::default()
         };
-        let bootstrap = options
-            .bootstrap
-            .iter()
-            .map(|p| BootstrapState {
-                peer: p.clone(),
-                connected: false,
-                backoff: BACKOFF_MIN,
-                next_dial: Some(Instant::now()),
-                failures: 0,
-            })
-            .collect();
+        let bootstrap = BootstrapPeers::from_list(&options.bootstrap, tokio::time::Instant::now());
         Ok(Node {
             swarm,
             peer: {
@@ -409,10 +392,10 @@ impl Node {
             metrics: NodeMetrics::new(registry, &key.to_libp2p().public().to_peer_id().to_string()),
             started: Instant::now(),
             peers: HashMap::new(),
-            advert_envelopes: HashMap::new(),
-            pending_publish: VecDeque::new(),
+            advert_envelopes: AdvertEnvelopes::new(),
+            pending_publish: PendingPublish::new(),
             bootstrap,
-            provided: BTreeSet::new(),
+            provided: ProvidedKeys::new(),
             listen_addrs: Vec::new(),
             gossip: GossipCounters::default(),
             options,
@@ -512,13 +495,11 @@ impl Node {
                 Action::Publish { topic, message } => {
                     let bytes = message.to_bytes();
                     if message.kind() == Kind::Advert {
-                        if let Message::Advert(ad) = message.message() {
-                            self.advert_envelopes
-                                .insert(message.signer(), (ad.sequence, bytes.clone()));
-                            self.update_provided(ad.clone());
+                        if let Some(ad) = self.advert_envelopes.keep_own(&message, &bytes) {
+                            self.update_provided(ad);
                         }
                         // Only the newest advert is worth delivering late.
-                        self.pending_publish.retain(|(t, _)| *t != Topic::Adverts);
+                        self.pending_publish.discard(Topic::Adverts);
                     }
                     self.publish(topic, bytes);
                 }
@@ -546,118 +527,53 @@ impl Node {
     }
 
     fn publish(&mut self, topic: Topic, bytes: Vec<u8>) {
-        let len = bytes.len() as u64;
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(network::topic(topic), bytes.clone())
-        {
-            Ok(_) => {
-                self.gossip.published += 1;
-                self.gossip.published_bytes += len;
-            }
-            Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(_)) => {
-                tracing::debug!(
-                    topic = topic.name(),
-                    "no subscriber yet; holding the message"
-                );
-                if self.pending_publish.len() >= MAX_PENDING_PUBLISH {
-                    self.pending_publish.pop_front();
-                }
-                self.pending_publish.push_back((topic, bytes));
-            }
-            Err(PublishError::Duplicate) => {}
-            Err(e) => tracing::warn!(topic = topic.name(), error = %e, "publish failed"),
-        }
+        let p =
+            self.pending_publish
+                .publish(&mut self.swarm.behaviour_mut().gossipsub, topic, bytes);
+        self.note_publication(p);
     }
 
     fn retry_pending(&mut self, topic: Topic) {
-        let (ready, keep): (Vec<_>, Vec<_>) = self
-            .pending_publish
-            .drain(..)
-            .partition(|(t, _)| *t == topic);
-        self.pending_publish = keep.into();
-        for (t, bytes) in ready {
-            self.publish(t, bytes);
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        for p in self.pending_publish.retry(gossipsub, topic) {
+            self.note_publication(p);
+        }
+    }
+
+    fn note_publication(&mut self, p: Publication) {
+        match p.outcome {
+            PublishOutcome::Sent => {
+                self.gossip.published += 1;
+                self.gossip.published_bytes += p.len as u64;
+            }
+            PublishOutcome::Held => tracing::debug!(
+                topic = p.topic.name(),
+                "no subscriber yet; holding the message"
+            ),
+            PublishOutcome::Duplicate => {}
+            PublishOutcome::Failed(e) => {
+                tracing::warn!(topic = p.topic.name(), error = %e, "publish failed")
+            }
         }
     }
 
     /// Starts providing DHT keys for new capabilities, stops for lost ones.
-    fn update_provided(&mut self, advert: CapabilityAdvert) {
-        let keys = capability_keys(&advert);
-        if keys == self.provided {
-            return;
-        }
+    fn update_provided(&mut self, advert: &CapabilityAdvert) {
         let kad = &mut self.swarm.behaviour_mut().kad;
-        for gone in self.provided.difference(&keys) {
-            kad.stop_providing(&kad::RecordKey::new(gone));
-        }
-        for key in &keys {
-            if let Err(e) = kad.start_providing(kad::RecordKey::new(key)) {
+        if let ProvideUpdate::Changed { failed } =
+            self.provided.update(kad, capability_keys(advert))
+        {
+            for (key, e) in failed {
                 tracing::warn!(key, error = %e, "cannot provide capability key");
             }
-        }
-        tracing::debug!(keys = ?keys, "providing capability keys");
-        self.provided = keys;
-    }
-
-    /// Re-announces our keys once the DHT has peers to hold them.
-    fn reprovide(&mut self) {
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        for key in &self.provided {
-            let _ = kad.start_providing(kad::RecordKey::new(key));
+            tracing::debug!(keys = ?self.provided.keys(), "providing capability keys");
         }
     }
 
     fn dial_bootstrap_peers(&mut self) {
-        let instant = Instant::now();
-        for i in 0..self.bootstrap.len() {
-            let due = {
-                let b = &self.bootstrap[i];
-                !b.connected && b.next_dial.is_some_and(|t| t <= instant)
-            };
-            if !due {
-                continue;
-            }
-            let (peer_id, addr) = {
-                let b = &mut self.bootstrap[i];
-                b.next_dial = None;
-                (b.peer.peer_id, b.peer.transport_addr())
-            };
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer_id, addr.clone());
-            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer_id)
-                .addresses(vec![addr])
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                self.bootstrap_failed(peer_id, &e.to_string());
-            }
-        }
-    }
-
-    fn bootstrap_failed(&mut self, peer_id: PeerId, error: &str) {
-        for b in self
-            .bootstrap
-            .iter_mut()
-            .filter(|b| b.peer.peer_id == peer_id)
-        {
-            if b.connected || b.next_dial.is_some() {
-                continue;
-            }
-            b.failures += 1;
-            let wait = with_jitter(b.backoff);
-            b.next_dial = Some(Instant::now() + wait);
-            b.backoff = (b.backoff * 2).min(BACKOFF_MAX);
-            tracing::warn!(
-                bootstrap = %b.peer,
-                attempt = b.failures,
-                retry_in_ms = wait.as_millis() as u64,
-                error,
-                "bootstrap peer unreachable; retrying with backoff"
-            );
+        let now = tokio::time::Instant::now();
+        for failed in self.bootstrap.dial_due(&mut self.swarm, now, jitter) {
+            log_retries(&failed.retries, &failed.error.to_string());
         }
     }
 
@@ -684,30 +600,17 @@ impl Node {
                 if endpoint.is_dialer() {
                     entry.addrs.insert(endpoint.get_remote_address().clone());
                 }
-                // One DHT walk per (re)join, not one per bootstrap peer that
-                // answers: each walk costs the network a round of lookups.
-                let was_joined = self.bootstrap.iter().any(|b| b.connected);
-                let mut joined_bootstrap = false;
-                for b in self
-                    .bootstrap
-                    .iter_mut()
-                    .filter(|b| b.peer.peer_id == peer_id)
-                {
-                    if !b.connected {
-                        tracing::info!(bootstrap = %b.peer, "connected to bootstrap peer");
-                        joined_bootstrap = true;
-                    }
-                    b.connected = true;
-                    b.backoff = BACKOFF_MIN;
-                    b.failures = 0;
-                    b.next_dial = None;
+                let joined = self.bootstrap.connected(&peer_id);
+                for b in &joined.newly {
+                    tracing::info!(bootstrap = %b, "connected to bootstrap peer");
                 }
-                if joined_bootstrap && !was_joined {
-                    match self.swarm.behaviour_mut().kad.bootstrap() {
+                // One DHT walk per (re)join, not one per bootstrap peer that answers.
+                if joined.first {
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    match driver::walk_dht(kad, &self.provided) {
                         Ok(_) => tracing::info!("joined: walking the DHT for other peers"),
                         Err(e) => tracing::debug!(error = %e, "kademlia bootstrap not started"),
                     }
-                    self.reprovide();
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -724,17 +627,10 @@ impl Node {
                     if let Ok(node) = NodeId::from_peer_id(&peer_id) {
                         self.peer.peer_gone(now(), &node);
                     }
-                    let mut lost = false;
-                    for b in self
+                    if self
                         .bootstrap
-                        .iter_mut()
-                        .filter(|b| b.peer.peer_id == peer_id)
+                        .disconnected(&peer_id, tokio::time::Instant::now())
                     {
-                        b.connected = false;
-                        b.next_dial = Some(Instant::now() + b.backoff);
-                        lost = true;
-                    }
-                    if lost {
                         tracing::warn!(%peer_id, "lost the bootstrap peer; will redial");
                     }
                 }
@@ -744,8 +640,12 @@ impl Node {
                 error,
                 ..
             } => {
-                if self.bootstrap.iter().any(|b| b.peer.peer_id == peer_id) {
-                    self.bootstrap_failed(peer_id, &error.to_string());
+                if self.bootstrap.contains(&peer_id) {
+                    let now = tokio::time::Instant::now();
+                    log_retries(
+                        &self.bootstrap.failed(&peer_id, now, jitter),
+                        &error.to_string(),
+                    );
                 } else {
                     tracing::debug!(%peer_id, %error, "dial failed");
                 }
@@ -765,19 +665,11 @@ impl Node {
         }
         match ev {
             NodeBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let serves_kad = info.protocols.contains(&network::KAD_PROTOCOL);
-                let speaks = info.protocols.contains(&network::MESSAGE_PROTOCOL);
                 let entry = self.peers.entry(peer_id).or_default();
                 entry.agent = Some(info.agent_version.clone());
-                entry.speaks_messages = Some(speaks);
-                let owed = std::mem::take(&mut entry.owes_adverts);
-                for addr in info.listen_addrs {
-                    entry.addrs.insert(addr.clone());
-                    if serves_kad {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
-                }
-                if owed && speaks {
+                entry.addrs.extend(info.listen_addrs.iter().cloned());
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                if driver::identified(kad, &mut entry.adverts, peer_id, &info) {
                     self.share_adverts(peer_id);
                 }
             }
@@ -788,31 +680,20 @@ impl Node {
             }) => {
                 self.gossip.received += 1;
                 self.gossip.received_bytes += message.data.len() as u64;
-                let verdict = match self.take_bytes(&message.data) {
-                    Verdict::Taken => MessageAcceptance::Accept,
-                    // Authentic but old news (a replayed or reordered
-                    // advert): not forwarded, and nobody is penalised.
-                    Verdict::Stale => MessageAcceptance::Ignore,
-                    Verdict::Rejected => {
-                        self.gossip.rejected += 1;
-                        MessageAcceptance::Reject
-                    }
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, verdict);
+                let verdict = self.take_bytes(&message.data);
+                if matches!(verdict, Verdict::Rejected(_)) {
+                    self.gossip.rejected += 1;
+                }
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                verdict.report(gossipsub, &message_id, &propagation_source);
             }
             NodeBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
                 if let Some(t) = network::topic_of(&topic) {
                     self.retry_pending(t);
-                    if t == Topic::Adverts {
-                        let entry = self.peers.entry(peer_id).or_default();
-                        match entry.speaks_messages {
-                            Some(true) => self.share_adverts(peer_id),
-                            Some(false) => {}
-                            None => entry.owes_adverts = true,
-                        }
+                    if t == Topic::Adverts
+                        && self.peers.entry(peer_id).or_default().adverts.subscribed()
+                    {
+                        self.share_adverts(peer_id);
                     }
                 }
             }
@@ -825,7 +706,7 @@ impl Node {
                     request, channel, ..
                 } => {
                     self.gossip.direct_received += 1;
-                    if self.take_bytes(&request) == Verdict::Rejected {
+                    if matches!(self.take_bytes(&request), Verdict::Rejected(_)) {
                         tracing::debug!(%peer, "rejected a direct message");
                     }
                     let _ = self
@@ -882,81 +763,36 @@ impl Node {
 
     /// Bytes from the network into the peer.
     fn take_bytes(&mut self, bytes: &[u8]) -> Verdict {
-        let t = now();
-        let stale_before: u64 = self.peer.stats().adverts_rejected.values().sum();
-        match self.peer.handle_bytes(t, bytes) {
-            Ok(()) => {
-                let stale_after: u64 = self.peer.stats().adverts_rejected.values().sum();
-                if stale_after > stale_before {
-                    return Verdict::Stale;
+        let verdict = driver::take_bytes(&mut self.peer, &mut self.advert_envelopes, now(), bytes);
+        match &verdict {
+            Verdict::Taken(Some(signed)) => {
+                if let Message::Advert(ad) = signed.message() {
+                    self.emit(
+                        "advert_received",
+                        json!({
+                            "from": signed.signer().to_hex(),
+                            "adapters": ad.adapters.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+                            "free_cores": ad.free.cores,
+                            "orchestrator_candidate": ad.orchestrator_candidate,
+                        }),
+                    );
                 }
-                self.remember_advert(bytes);
-                Verdict::Taken
             }
-            Err(rejection) => {
+            Verdict::Rejected(rejection) => {
                 tracing::warn!(reason = rejection.label(), %rejection, "rejected a message");
-                Verdict::Rejected
             }
+            Verdict::Taken(None) | Verdict::Stale => {}
         }
-    }
-
-    /// Keeps the envelope of an advert that the table took as newest.
-    fn remember_advert(&mut self, bytes: &[u8]) {
-        let Ok(env) = Envelope::decode(bytes) else {
-            return;
-        };
-        if env.kind != Kind::Advert {
-            return;
-        }
-        let signer = env.signer;
-        let Some(held) = self.peer.adverts().get(&signer) else {
-            return;
-        };
-        let seq = held.sequence;
-        if self
-            .advert_envelopes
-            .get(&signer)
-            .is_some_and(|(s, _)| *s >= seq)
-        {
-            return;
-        }
-        // Only keep the bytes if they are the advert the table holds.
-        if let Ok(signed) = env.verify()
-            && let Message::Advert(ad) = signed.message()
-            && ad.sequence == seq
-        {
-            self.advert_envelopes.insert(signer, (seq, bytes.to_vec()));
-            self.emit(
-                "advert_received",
-                json!({
-                    "from": signer.to_hex(),
-                    "adapters": ad.adapters.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
-                    "free_cores": ad.free.cores,
-                    "orchestrator_candidate": ad.orchestrator_candidate,
-                }),
-            );
-        }
+        verdict
     }
 
     /// Hands a newly subscribed peer the adverts we hold, so it sees the
     /// network at once instead of after the next advert round.
     fn share_adverts(&mut self, to: PeerId) {
-        let t = now();
-        let live: Vec<Vec<u8>> = self
-            .advert_envelopes
-            .iter()
-            .filter(|(node, _)| {
-                self.peer
-                    .adverts()
-                    .get(node)
-                    .is_some_and(|a| a.expires_at > t)
-            })
-            .map(|(_, (_, b))| b.clone())
-            .collect();
-        for bytes in live {
-            self.gossip.direct_sent += 1;
-            self.swarm.behaviour_mut().messages.send_request(&to, bytes);
-        }
+        let messages = &mut self.swarm.behaviour_mut().messages;
+        self.gossip.direct_sent +=
+            self.advert_envelopes
+                .share(messages, to, self.peer.adverts(), now());
     }
 
     fn log_summary(&self) {
@@ -1051,11 +887,11 @@ impl Node {
                 "failed": g.direct_failed,
             },
             "bootstrap": self.bootstrap.iter().map(|b| json!({
-                "addr": b.peer.to_string(),
-                "connected": b.connected,
-                "failures": b.failures,
+                "addr": b.peer().to_string(),
+                "connected": b.connected(),
+                "failures": b.failures(),
             })).collect::<Vec<_>>(),
-            "capability_keys": self.provided,
+            "capability_keys": self.provided.keys(),
         })
     }
 
@@ -1488,18 +1324,10 @@ impl Node {
     /// A signed message to one peer: in memory when it is ourselves, else
     /// by request-response.
     fn send_direct(&mut self, to: NodeId, message: Signed) {
-        if to == self.me {
-            self.peer.handle_signed(now(), message);
-            return;
-        }
-        match to.to_peer_id() {
-            Ok(peer) => {
-                self.gossip.direct_sent += 1;
-                self.swarm
-                    .behaviour_mut()
-                    .messages
-                    .send_request(&peer, message.to_bytes());
-            }
+        let messages = &mut self.swarm.behaviour_mut().messages;
+        match driver::send_direct(&mut self.peer, messages, self.me, now(), to, message) {
+            Ok(Sent::ToSelf) => {}
+            Ok(Sent::Request) => self.gossip.direct_sent += 1,
             Err(e) => {
                 tracing::warn!(to = %to.short(), error = %e, "cannot address a direct message")
             }

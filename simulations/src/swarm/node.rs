@@ -13,25 +13,25 @@ use crate::population;
 use crate::rng::{Purpose, Stream};
 use crate::scenario::{Behaviour, DurationDist};
 use libp2p::futures::StreamExt;
-use libp2p::gossipsub::{self, MessageAcceptance, PublishError};
+use libp2p::gossipsub;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, request_response};
-use modchain_bootstrap::behaviour::timings::{
-    BACKOFF_MAX, BACKOFF_MIN, MAX_PENDING_PUBLISH, REPUTATION_DEBOUNCE, REPUTATION_INTERVAL,
-};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, request_response};
+use modchain_bootstrap::behaviour::timings::{REPUTATION_DEBOUNCE, REPUTATION_INTERVAL};
 use modchain_bootstrap::behaviour::{NodeBehaviour, NodeBehaviourEvent, capability_keys};
+use modchain_bootstrap::driver::{
+    self, AdvertEnvelopes, AdvertHandoff, BootstrapPeers, PendingPublish, ProvidedKeys, Sent,
+};
 use modchain_bootstrap::network::{self, NetworkError};
 use modchain_protocol::action::{Action, StopReason, Topic};
-use modchain_protocol::advert::CapabilityAdvert;
 use modchain_protocol::digest::{Digest, JobId, ReceiptId};
-use modchain_protocol::envelope::{Envelope, Kind, Message, Signed};
+use modchain_protocol::envelope::{Kind, Message, Signed};
 use modchain_protocol::identity::{Keypair, NodeId};
 use modchain_protocol::job::{ExitStatus, JobState};
 use modchain_protocol::orchestrator::ReputationTable;
 use modchain_protocol::peer::{Peer, PeerConfig};
 use modchain_protocol::reputation::{TrustConfig, TrustGraph};
 use modchain_protocol::time::Timestamp;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -91,27 +91,10 @@ pub struct NodeSummary {
     pub adverts_held: usize,
 }
 
-#[derive(Clone, Debug)]
-struct BootstrapState {
-    peer_id: PeerId,
-    addr: Multiaddr,
-    connected: bool,
-    backoff: Duration,
-    next_dial: Option<Instant>,
-}
-
 /// What we know of another peer at the transport level.
 #[derive(Clone, Debug, Default)]
 struct PeerEntry {
-    speaks_messages: Option<bool>,
-    owes_adverts: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Verdict {
-    Taken,
-    Stale,
-    Rejected,
+    adverts: AdvertHandoff,
 }
 
 /// A modelled execution that ends at its due time.
@@ -131,11 +114,11 @@ pub struct LiveNode {
     byzantine: Option<Behaviour>,
     started: bool,
     start_at: Option<Instant>,
-    bootstrap: Vec<BootstrapState>,
+    bootstrap: BootstrapPeers,
     peers: HashMap<PeerId, PeerEntry>,
-    advert_envelopes: HashMap<NodeId, (u64, Vec<u8>)>,
-    pending_publish: VecDeque<(Topic, Vec<u8>)>,
-    provided: BTreeSet<String>,
+    advert_envelopes: AdvertEnvelopes,
+    pending_publish: PendingPublish,
+    provided: ProvidedKeys,
     running: BTreeMap<(Instant, u64), Running>,
     running_seq: u64,
     exec_rng: Stream,
@@ -212,11 +195,11 @@ impl LiveNode {
             byzantine,
             started: false,
             start_at: None,
-            bootstrap: Vec::new(),
+            bootstrap: BootstrapPeers::default(),
             peers: HashMap::new(),
-            advert_envelopes: HashMap::new(),
-            pending_publish: VecDeque::new(),
-            provided: BTreeSet::new(),
+            advert_envelopes: AdvertEnvelopes::new(),
+            pending_publish: PendingPublish::new(),
+            provided: ProvidedKeys::new(),
             running: BTreeMap::new(),
             running_seq: 0,
             exec_rng: Stream::new(stream_seed, Purpose::Execution),
@@ -290,17 +273,11 @@ impl LiveNode {
     fn command(&mut self, c: Command) {
         match c {
             Command::Join { bootstrap } => {
-                self.bootstrap = bootstrap
-                    .into_iter()
-                    .filter(|(p, _)| p != self.swarm.local_peer_id())
-                    .map(|(peer_id, addr)| BootstrapState {
-                        peer_id,
-                        addr,
-                        connected: false,
-                        backoff: BACKOFF_MIN,
-                        next_dial: Some(Instant::now()),
-                    })
-                    .collect();
+                let me = *self.swarm.local_peer_id();
+                self.bootstrap = BootstrapPeers::new(
+                    bootstrap.into_iter().filter(|(p, _)| *p != me),
+                    Instant::now(),
+                );
                 self.dial_bootstrap_peers();
             }
             Command::Start { at } => self.start_at = Some(at),
@@ -332,12 +309,12 @@ impl LiveNode {
                 Action::Publish { topic, message } => {
                     let bytes = message.to_bytes();
                     if message.kind() == Kind::Advert {
-                        if let Message::Advert(ad) = message.message() {
-                            self.advert_envelopes
-                                .insert(message.signer(), (ad.sequence, bytes.clone()));
-                            self.update_provided(ad.clone());
+                        if let Some(ad) = self.advert_envelopes.keep_own(&message, &bytes) {
+                            let kad = &mut self.swarm.behaviour_mut().kad;
+                            // A key the store refuses is not worth reporting here.
+                            self.provided.update(kad, capability_keys(ad));
                         }
-                        self.pending_publish.retain(|(t, _)| *t != Topic::Adverts);
+                        self.pending_publish.discard(Topic::Adverts);
                         self.observe(Observation::AdvertPublished {
                             peer: self.index,
                             id: Digest::of(&bytes).0,
@@ -390,55 +367,8 @@ impl LiveNode {
     }
 
     fn publish(&mut self, topic: Topic, bytes: Vec<u8>) {
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(network::topic(topic), bytes.clone())
-        {
-            Ok(_) | Err(PublishError::Duplicate) => {}
-            Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(_)) => {
-                if self.pending_publish.len() >= MAX_PENDING_PUBLISH {
-                    self.pending_publish.pop_front();
-                }
-                self.pending_publish.push_back((topic, bytes));
-            }
-            // Anything else (a message too large) has no cure by retrying.
-            Err(_) => {}
-        }
-    }
-
-    fn retry_pending(&mut self, topic: Topic) {
-        let (ready, keep): (Vec<_>, Vec<_>) = self
-            .pending_publish
-            .drain(..)
-            .partition(|(t, _)| *t == topic);
-        self.pending_publish = keep.into();
-        for (t, bytes) in ready {
-            self.publish(t, bytes);
-        }
-    }
-
-    fn update_provided(&mut self, advert: CapabilityAdvert) {
-        let keys = capability_keys(&advert);
-        if keys == self.provided {
-            return;
-        }
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        for gone in self.provided.difference(&keys) {
-            kad.stop_providing(&kad::RecordKey::new(gone));
-        }
-        for key in &keys {
-            let _ = kad.start_providing(kad::RecordKey::new(key));
-        }
-        self.provided = keys;
-    }
-
-    fn reprovide(&mut self) {
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        for key in &self.provided {
-            let _ = kad.start_providing(kad::RecordKey::new(key));
-        }
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        self.pending_publish.publish(gossipsub, topic, bytes);
     }
 
     fn send_direct(&mut self, to: NodeId, message: Signed) {
@@ -458,16 +388,11 @@ impl LiveNode {
                 return;
             }
         }
-        if to == self.me {
-            self.peer.handle_signed(now(), message);
-            return;
-        }
-        if let Ok(peer) = to.to_peer_id() {
+        let messages = &mut self.swarm.behaviour_mut().messages;
+        if let Ok(Sent::Request) =
+            driver::send_direct(&mut self.peer, messages, self.me, now(), to, message)
+        {
             self.counters.direct_sent.fetch_add(1, Ordering::Relaxed);
-            self.swarm
-                .behaviour_mut()
-                .messages
-                .send_request(&peer, message.to_bytes());
         }
     }
 
@@ -564,40 +489,11 @@ impl LiveNode {
     }
 
     fn dial_bootstrap_peers(&mut self) {
-        let instant = Instant::now();
-        for i in 0..self.bootstrap.len() {
-            let b = &mut self.bootstrap[i];
-            if b.connected || b.next_dial.is_none_or(|t| t > instant) {
-                continue;
-            }
-            b.next_dial = None;
-            let (peer_id, addr) = (b.peer_id, b.addr.clone());
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer_id, addr.clone());
-            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer_id)
-                .addresses(vec![addr])
-                .build();
-            if self.swarm.dial(opts).is_err() {
-                self.bootstrap_failed(peer_id);
-            }
-        }
-    }
-
-    fn bootstrap_failed(&mut self, peer_id: PeerId) {
-        for i in 0..self.bootstrap.len() {
-            let b = &self.bootstrap[i];
-            if b.peer_id != peer_id || b.connected || b.next_dial.is_some() {
-                continue;
-            }
-            // Up to a quarter more, as the node does, so peers that failed
-            // together do not all come back at once.
-            let wait = b.backoff.mul_f64(1.0 + self.backoff_rng.unit() / 4.0);
-            let b = &mut self.bootstrap[i];
-            b.next_dial = Some(Instant::now() + wait);
-            b.backoff = (b.backoff * 2).min(BACKOFF_MAX);
-        }
+        // Up to a quarter more, as the node does, so peers that failed
+        // together do not all come back at once.
+        let rng = &mut self.backoff_rng;
+        self.bootstrap
+            .dial_due(&mut self.swarm, Instant::now(), || rng.unit());
     }
 
     fn handle_swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
@@ -615,17 +511,9 @@ impl LiveNode {
                     .fetch_add(1, Ordering::Relaxed);
                 self.peers.entry(peer_id).or_default();
                 // As the node: one DHT walk per (re)join, not per bootstrap peer.
-                let was_joined = self.bootstrap.iter().any(|b| b.connected);
-                let mut joined_bootstrap = false;
-                for b in self.bootstrap.iter_mut().filter(|b| b.peer_id == peer_id) {
-                    joined_bootstrap |= !b.connected;
-                    b.connected = true;
-                    b.backoff = BACKOFF_MIN;
-                    b.next_dial = None;
-                }
-                if joined_bootstrap && !was_joined {
-                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
-                    self.reprovide();
+                if self.bootstrap.connected(&peer_id).first {
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    let _ = driver::walk_dht(kad, &self.provided);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -644,15 +532,16 @@ impl LiveNode {
                 {
                     self.peer.peer_gone(now(), &node);
                 }
-                for b in self.bootstrap.iter_mut().filter(|b| b.peer_id == peer_id) {
-                    b.connected = false;
-                    b.next_dial = Some(Instant::now() + b.backoff);
-                }
+                self.bootstrap.disconnected(&peer_id, Instant::now());
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer_id),
                 ..
-            } => self.bootstrap_failed(peer_id),
+            } => {
+                let rng = &mut self.backoff_rng;
+                self.bootstrap
+                    .failed(&peer_id, Instant::now(), || rng.unit());
+            }
             SwarmEvent::Behaviour(ev) => self.handle_behaviour_event(ev),
             _ => {}
         }
@@ -661,17 +550,9 @@ impl LiveNode {
     fn handle_behaviour_event(&mut self, ev: NodeBehaviourEvent) {
         match ev {
             NodeBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let serves_kad = info.protocols.contains(&network::KAD_PROTOCOL);
-                let speaks = info.protocols.contains(&network::MESSAGE_PROTOCOL);
-                let entry = self.peers.entry(peer_id).or_default();
-                entry.speaks_messages = Some(speaks);
-                let owed = std::mem::take(&mut entry.owes_adverts);
-                if serves_kad {
-                    for addr in info.listen_addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
-                }
-                if owed && speaks {
+                let handoff = &mut self.peers.entry(peer_id).or_default().adverts;
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                if driver::identified(kad, handoff, peer_id, &info) {
                     self.share_adverts(peer_id);
                 }
             }
@@ -691,26 +572,18 @@ impl LiveNode {
                         at,
                     });
                 }
-                let verdict = match self.take_bytes(&message.data) {
-                    Verdict::Taken => MessageAcceptance::Accept,
-                    Verdict::Stale => MessageAcceptance::Ignore,
-                    Verdict::Rejected => MessageAcceptance::Reject,
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, verdict);
+                let verdict = self.take_bytes(&message.data);
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                verdict.report(gossipsub, &message_id, &propagation_source);
             }
             NodeBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
                 if let Some(t) = network::topic_of(&topic) {
-                    self.retry_pending(t);
-                    if t == Topic::Adverts {
-                        let entry = self.peers.entry(peer_id).or_default();
-                        match entry.speaks_messages {
-                            Some(true) => self.share_adverts(peer_id),
-                            Some(false) => {}
-                            None => entry.owes_adverts = true,
-                        }
+                    let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                    self.pending_publish.retry(gossipsub, t);
+                    if t == Topic::Adverts
+                        && self.peers.entry(peer_id).or_default().adverts.subscribed()
+                    {
+                        self.share_adverts(peer_id);
                     }
                 }
             }
@@ -736,68 +609,20 @@ impl LiveNode {
     }
 
     /// Bytes from the network into the peer, with the node's verdict.
-    fn take_bytes(&mut self, bytes: &[u8]) -> Verdict {
-        let stale_before: u64 = self.peer.stats().adverts_rejected.values().sum();
-        match self.peer.handle_bytes(now(), bytes) {
-            Ok(()) => {
-                let stale_after: u64 = self.peer.stats().adverts_rejected.values().sum();
-                if stale_after > stale_before {
-                    return Verdict::Stale;
-                }
-                self.remember_advert(bytes);
-                Verdict::Taken
-            }
-            Err(_) => Verdict::Rejected,
-        }
-    }
-
-    /// Keeps the envelope of an advert the table took as newest, to hand
-    /// to peers that join.
-    fn remember_advert(&mut self, bytes: &[u8]) {
-        let Ok(env) = Envelope::decode(bytes) else {
-            return;
-        };
-        if env.kind != Kind::Advert {
-            return;
-        }
-        let signer = env.signer;
-        let Some(seq) = self.peer.adverts().get(&signer).map(|a| a.sequence) else {
-            return;
-        };
-        if self
-            .advert_envelopes
-            .get(&signer)
-            .is_some_and(|(s, _)| *s >= seq)
-        {
-            return;
-        }
-        if let Ok(signed) = env.verify()
-            && let Message::Advert(ad) = signed.message()
-            && ad.sequence == seq
-        {
-            self.advert_envelopes.insert(signer, (seq, bytes.to_vec()));
-        }
+    fn take_bytes(&mut self, bytes: &[u8]) -> driver::Verdict {
+        driver::take_bytes(&mut self.peer, &mut self.advert_envelopes, now(), bytes)
     }
 
     /// Hands a newly subscribed peer the adverts we hold, as the node does.
     fn share_adverts(&mut self, to: PeerId) {
-        let t = now();
-        let live: Vec<Vec<u8>> = self
+        let messages = &mut self.swarm.behaviour_mut().messages;
+        let sent = self
             .advert_envelopes
-            .iter()
-            .filter(|(node, _)| {
-                self.peer
-                    .adverts()
-                    .get(node)
-                    .is_some_and(|a| a.expires_at > t)
-            })
-            .map(|(_, (_, b))| b.clone())
-            .collect();
-        for bytes in live {
-            self.counters.direct_sent.fetch_add(1, Ordering::Relaxed);
-            self.counters.adverts_shared.fetch_add(1, Ordering::Relaxed);
-            self.swarm.behaviour_mut().messages.send_request(&to, bytes);
-        }
+            .share(messages, to, self.peer.adverts(), now());
+        self.counters.direct_sent.fetch_add(sent, Ordering::Relaxed);
+        self.counters
+            .adverts_shared
+            .fetch_add(sent, Ordering::Relaxed);
     }
 }
 

@@ -1,0 +1,113 @@
+//! The DHT keys we provide for our own capabilities (those
+//! [`capability_keys`](crate::behaviour::capability_keys) derives from our
+//! advert), so a peer looking for one finds us through Kademlia without
+//! waiting for our advert.
+
+use libp2p::kad;
+use std::collections::BTreeSet;
+
+type Kad = kad::Behaviour<kad::store::MemoryStore>;
+
+/// What [`ProvidedKeys::update`] did.
+#[derive(Debug)]
+pub enum ProvideUpdate {
+    /// The advert offers the same keys as before: nothing to announce.
+    Unchanged,
+    /// Stopped providing the keys lost, started (again) on every key held;
+    /// `failed` lists the keys the local record store refused.
+    Changed {
+        failed: Vec<(String, kad::store::Error)>,
+    },
+}
+
+/// The capability keys we provide now.
+#[derive(Debug, Default)]
+pub struct ProvidedKeys {
+    keys: BTreeSet<String>,
+}
+
+impl ProvidedKeys {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn keys(&self) -> &BTreeSet<String> {
+        &self.keys
+    }
+
+    /// Follows the keys of our newest advert: stops providing the keys of
+    /// capabilities lost, starts providing those of the capabilities it has.
+    pub fn update(&mut self, kad: &mut Kad, keys: BTreeSet<String>) -> ProvideUpdate {
+        if keys == self.keys {
+            return ProvideUpdate::Unchanged;
+        }
+        for gone in self.keys.difference(&keys) {
+            kad.stop_providing(&kad::RecordKey::new(gone));
+        }
+        let failed = keys
+            .iter()
+            .filter_map(|key| {
+                kad.start_providing(kad::RecordKey::new(key))
+                    .err()
+                    .map(|e| (key.clone(), e))
+            })
+            .collect();
+        self.keys = keys;
+        ProvideUpdate::Changed { failed }
+    }
+
+    /// Announces our keys again, once the DHT has peers to hold them. A
+    /// refusal here was already reported by [`update`](Self::update).
+    pub fn reprovide(&self, kad: &mut Kad) {
+        for key in &self.keys {
+            let _ = kad.start_providing(kad::RecordKey::new(key));
+        }
+    }
+}
+
+/// On joining the network (the first bootstrap peer answered): one DHT walk
+/// for other peers, not one per bootstrap peer, since each walk costs the
+/// network a round of lookups; and our keys announced now that the DHT has
+/// peers to hold them. The walk's error says that it could not start.
+pub fn walk_dht(kad: &mut Kad, provided: &ProvidedKeys) -> Result<kad::QueryId, kad::NoKnownPeers> {
+    let walk = kad.bootstrap();
+    provided.reprovide(kad);
+    walk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::behaviour::capability_keys;
+    use modchain_protocol::advert::{CapabilityAdvert, ContainerRuntime};
+
+    fn kad() -> Kad {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        crate::network::kademlia(&key)
+    }
+
+    #[test]
+    fn follows_the_advert_and_reports_no_change() {
+        let mut kad = kad();
+        let mut provided = ProvidedKeys::new();
+        let docker = CapabilityAdvert {
+            container_runtime: Some(ContainerRuntime::default()),
+            ..CapabilityAdvert::default()
+        };
+        assert!(matches!(
+            provided.update(&mut kad, capability_keys(&docker)),
+            ProvideUpdate::Changed { failed } if failed.is_empty()
+        ));
+        assert_eq!(provided.keys().iter().collect::<Vec<_>>(), ["cap/docker"]);
+        assert!(matches!(
+            provided.update(&mut kad, capability_keys(&docker)),
+            ProvideUpdate::Unchanged
+        ));
+        assert!(matches!(
+            provided.update(&mut kad, BTreeSet::new()),
+            ProvideUpdate::Changed { .. }
+        ));
+        assert!(provided.keys().is_empty());
+        assert!(walk_dht(&mut kad, &provided).is_err(), "no known peers yet");
+    }
+}
