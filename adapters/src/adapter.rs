@@ -133,6 +133,13 @@ pub trait Adapter: Send + Sync {
         Vec::new()
     }
 
+    /// Looks again at what the adapter can serve (models on disk, images),
+    /// for adapters whose offer changes while the node runs; the node then
+    /// advertises [`Self::info`] anew if it changed.
+    fn refresh(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
     /// Checks a method and its parameters before anything runs.
     fn validate(&self, method: &str, params: &serde_json::Value) -> Result<(), AdapterError>;
 

@@ -7,6 +7,7 @@ use modchain_protocol::pricing::{Credits, PriceTable};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -31,7 +32,7 @@ pub struct Config {
 }
 
 /// The `[llm]` table: which models the llm adapter serves.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmSettings {
     /// GGUF files to serve besides every `*.gguf` in `<data-dir>/models/`.
@@ -43,6 +44,27 @@ pub struct LlmSettings {
     /// behind an authenticating proxy, or another Modchain node's
     /// Ollama-compatible API (the `api.token` file in its data directory).
     pub ollama_token: Option<String>,
+    /// Look for models added or removed (files, the Ollama server's list)
+    /// this often, in seconds, and advertise the change; 0 never does.
+    pub rescan_seconds: u64,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        LlmSettings {
+            models: Vec::new(),
+            ollama_url: None,
+            ollama_token: None,
+            rescan_seconds: 30,
+        }
+    }
+}
+
+impl LlmSettings {
+    /// How often to look for model changes; `None` when never.
+    pub fn rescan_interval(&self) -> Option<Duration> {
+        (self.rescan_seconds > 0).then(|| Duration::from_secs(self.rescan_seconds))
+    }
 }
 
 /// The `[docker]` table: whether and how the docker adapter runs jobs.
@@ -185,6 +207,9 @@ fn expected_form(key: &str) -> &'static str {
             "a list of image name patterns, e.g. allowed_images = [\"busybox:*\"] (empty allows every image present)"
         }
         "max_connections" => "a whole number, e.g. max_connections = 256",
+        "llm.rescan_seconds" => {
+            "a whole number of seconds, e.g. rescan_seconds = 30 (0 never rescans)"
+        }
         k if k.starts_with("prices.") => "a whole number of micro-credits (1 credit = 1000000)",
         k if k.starts_with("advert.") => "a whole number of seconds",
         _ => "one of the keys documented in the file `modchain init` writes",
@@ -385,6 +410,10 @@ models = []
 # A bearer token for that server, when it asks for one (another Modchain
 # node's Ollama-compatible API does: the api.token file in its data directory).
 # ollama_token = "…"
+# Models added to or removed from <data-dir>/models (or the Ollama server)
+# are found and advertised within this many seconds; 0 turns it off. (A
+# node that started with no model at all needs a restart for its first.)
+rescan_seconds = 30
 "#,
         api = d.api,
         orch = d.orchestrator,

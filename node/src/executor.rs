@@ -106,6 +106,11 @@ impl Executor {
         self.adapters.values().map(|a| a.info()).collect()
     }
 
+    /// Every adapter, for refreshing what they offer.
+    pub fn adapters(&self) -> Vec<Arc<dyn Adapter>> {
+        self.adapters.values().cloned().collect()
+    }
+
     pub fn adapter(&self, name: &str) -> Option<&Arc<dyn Adapter>> {
         self.adapters.get(name)
     }

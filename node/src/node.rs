@@ -460,6 +460,18 @@ impl Node {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut summary = tokio::time::interval(self.options.summary_interval);
         summary.tick().await;
+        // The adapters' offer (models on disk, an Ollama server's list) is
+        // looked at again in a task of its own: reading it can take a while.
+        let (offer_tx, mut offer_rx) = mpsc::channel::<()>(1);
+        let rescan = self
+            .options
+            .llm
+            .rescan_interval()
+            .filter(|_| self.jobs.provider);
+        let mut offer_tick = tokio::time::interval(rescan.unwrap_or(Duration::from_secs(3600)));
+        offer_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        offer_tick.tick().await;
+        let mut refreshing = false;
         loop {
             let wait = self
                 .peer
@@ -480,6 +492,21 @@ impl Node {
                 }
                 _ = reputation_tick.tick() => self.recompute_reputation(),
                 _ = summary.tick() => self.log_summary(),
+                _ = offer_tick.tick(), if rescan.is_some() && !refreshing => {
+                    refreshing = true;
+                    let adapters = self.jobs.executor.adapters();
+                    let done = offer_tx.clone();
+                    tokio::spawn(async move {
+                        for a in adapters {
+                            a.refresh().await;
+                        }
+                        let _ = done.send(()).await;
+                    });
+                }
+                Some(()) = offer_rx.recv() => {
+                    refreshing = false;
+                    self.offer_refreshed();
+                }
                 _ = &mut shutdown => break,
             }
             self.drain_actions();
@@ -793,6 +820,21 @@ impl Node {
         self.gossip.direct_sent +=
             self.advert_envelopes
                 .share(messages, to, self.peer.adverts(), now());
+    }
+
+    /// After the adapters looked again at what they serve: advertise the
+    /// change, if any (a model added or removed).
+    fn offer_refreshed(&mut self) {
+        let infos = self.jobs.executor.infos();
+        if !self.peer.set_adapters(now(), infos.clone()) {
+            return;
+        }
+        let models: Vec<&str> = infos
+            .iter()
+            .flat_map(|a| a.models.iter().map(|m| m.name.as_str()))
+            .collect();
+        tracing::info!(?models, "the offer changed; advertising it");
+        self.emit("offer_changed", json!({ "models": models }));
     }
 
     fn log_summary(&self) {

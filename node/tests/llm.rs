@@ -60,6 +60,17 @@ fn the_official_ollama_client_gets_answers_from_the_network() {
         if i >= 2 {
             serve_model(&model, dir);
         }
+        if i == 3 {
+            // Looks for new models every second (30 s by default).
+            let path = dir.join("config.toml");
+            let config = std::fs::read_to_string(&path).expect("config.toml");
+            let changed = config.replace("rescan_seconds = 30", "rescan_seconds = 1");
+            assert_ne!(
+                changed, config,
+                "config.toml has no `rescan_seconds = 30` line"
+            );
+            std::fs::write(&path, changed).expect("write config.toml");
+        }
     });
     eprintln!("[{:?}] network up", t0.elapsed());
     let url = net.nodes[0].url().expect("api.url");
@@ -137,6 +148,9 @@ fn the_official_ollama_client_gets_answers_from_the_network() {
 
     a_provider_serves_another_networks_models_through_its_ollama_api(&net, &url, &token);
     eprintln!("[{:?}] served to another network", t0.elapsed());
+
+    a_model_added_to_a_providers_directory_is_offered_until_removed(&net, &model);
+    eprintln!("[{:?}] a model added and removed", t0.elapsed());
 
     a_provider_dying_mid_stream_is_an_error_and_the_job_is_re_auctioned(&mut net, &url, &token);
 }
@@ -245,6 +259,68 @@ fn a_provider_serves_another_networks_models_through_its_ollama_api(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The models the network offers, from the client node's `/api/tags`.
+fn offered(net: &TestNet) -> Vec<String> {
+    net.nodes[0]
+        .get("/api/tags")
+        .and_then(|v| {
+            v["models"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|m| m["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// A GGUF file dropped into a running provider's models directory is
+/// found, advertised and served without a restart; removed, it is no
+/// longer offered. node-3 looks every second.
+fn a_model_added_to_a_providers_directory_is_offered_until_removed(net: &TestNet, model: &Path) {
+    let added = net.nodes[2].dir.join("models/Second.gguf");
+    std::fs::hard_link(model, &added)
+        .or_else(|_| std::fs::copy(model, &added).map(|_| ()))
+        .expect("add a model file");
+    wait_until(
+        Duration::from_secs(15),
+        "the added model offered on the network",
+        || offered(net).contains(&"Second".to_string()).then_some(()),
+    );
+    let out = net.nodes[0].cli(&[
+        "submit",
+        "llm",
+        "Second",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "24",
+        "--json",
+        "--",
+        "What is the capital of France?",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "submit llm Second: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(v["state"], "completed", "{v}");
+    let job = net.nodes[0].job(v["job_id"].as_str().unwrap_or_default());
+    assert_eq!(
+        net.by_peer(job["provider"].as_str().unwrap_or_default()),
+        Some(2),
+        "only node-3 holds it: {job}"
+    );
+    std::fs::remove_file(&added).expect("remove the model file");
+    wait_until(
+        Duration::from_secs(15),
+        "the removed model no longer offered",
+        || (!offered(net).contains(&"Second".to_string())).then_some(()),
+    );
+    assert!(offered(net).contains(&MODEL.to_string()));
 }
 
 /// Streams a long generation, kills the provider after the first tokens:

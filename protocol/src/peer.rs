@@ -4,7 +4,7 @@
 //! from an event queue. Routing a message to the roles lives here, once.
 
 use crate::action::{Action, Event, Topic};
-use crate::advert::{AdvertBook, AdvertRejection, CapabilityAdvert};
+use crate::advert::{AdapterInfo, AdvertBook, AdvertRejection, CapabilityAdvert};
 use crate::client::{Client, ClientConfig, ClientJob, SubmitError};
 use crate::digest::JobId;
 use crate::election::{Election, ElectionConfig};
@@ -190,6 +190,30 @@ impl Peer {
         });
         self.last_advert_at = Some(now);
         self.next_advert_at = now.plus(self.config.advert_interval_ms);
+    }
+
+    /// The adapters this provider offers, with their models, changed:
+    /// the next advert (within a second, as after a capacity change) says
+    /// so. Returns whether anything changed; a peer that does not provide
+    /// has nothing to change.
+    pub fn set_adapters(&mut self, now: Timestamp, adapters: Vec<AdapterInfo>) -> bool {
+        let Some(p) = self.provider.as_mut() else {
+            return false;
+        };
+        if p.config().adapters == adapters {
+            return false;
+        }
+        p.set_adapters(adapters);
+        self.advertise_soon(now);
+        true
+    }
+
+    /// Brings the next advert forward, at most one a second.
+    fn advertise_soon(&mut self, now: Timestamp) {
+        let earliest = self
+            .last_advert_at
+            .map_or(now, |t| t.plus(ADVERT_MIN_INTERVAL_MS));
+        self.next_advert_at = self.next_advert_at.min(earliest.max(now));
     }
 
     /// Starts the peer: publishes its first advert.
@@ -472,10 +496,7 @@ impl Peer {
                     self.handle_signed(now, message);
                 }
                 Action::Notify(Event::CapacityChanged) => {
-                    let earliest = self
-                        .last_advert_at
-                        .map_or(now, |t| t.plus(ADVERT_MIN_INTERVAL_MS));
-                    self.next_advert_at = self.next_advert_at.min(earliest.max(now));
+                    self.advertise_soon(now);
                     return Some(Action::Notify(Event::CapacityChanged));
                 }
                 other => return Some(other),

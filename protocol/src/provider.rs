@@ -633,6 +633,12 @@ impl Provider {
     pub fn set_capacity(&mut self, capacity: Capacity) {
         self.config.capacity = capacity;
     }
+
+    /// Replaces the adapters offered and the models they serve (a model
+    /// file added or removed, an Ollama server that pulled one).
+    pub fn set_adapters(&mut self, adapters: Vec<AdapterInfo>) {
+        self.config.adapters = adapters;
+    }
 }
 
 /// The longest output file name listed in a result.

@@ -3,6 +3,7 @@
 //! must survive.
 
 use modchain_protocol::action::Event;
+use modchain_protocol::advert::{AdapterInfo, ModelInfo};
 use modchain_protocol::auction::AwardCheck;
 use modchain_protocol::job::{ExitStatus, JobState};
 use modchain_protocol::orchestrator::OrchestratorConfig;
@@ -534,4 +535,45 @@ fn an_orchestrator_that_ran_its_own_award_and_crashed_is_replaced_at_once() {
         (cj.orchestrator_id(), cj.provider()),
         (Some(dear), Some(dear))
     );
+}
+
+/// A provider whose models change (a file added, an Ollama server that
+/// pulled one) advertises the new set within a second, and the auction can
+/// then route jobs for the new model to it.
+#[test]
+fn a_provider_that_gains_a_model_advertises_it_within_a_second() {
+    let mut w = world();
+    let p = w.providers[0];
+    let mut adapters = w
+        .net
+        .peer(&p)
+        .provider()
+        .expect("provides")
+        .config()
+        .adapters
+        .clone();
+    adapters.push(AdapterInfo {
+        name: "llm".into(),
+        methods: vec!["generate".into(), "chat".into()],
+        models: vec![ModelInfo {
+            name: "new-model".into(),
+            parameters: 135_000_000,
+            quantization: "Q4_1".into(),
+            context_length: 8192,
+        }],
+    });
+    let now = w.net.now;
+    assert!(w.net.peer_mut(&p).set_adapters(now, adapters.clone()));
+    assert!(
+        !w.net.peer_mut(&p).set_adapters(now, adapters.clone()),
+        "the same set again changes nothing"
+    );
+    w.net.run_for(SECOND + 100);
+    for other in [w.client, w.orchestrator] {
+        let seen = w.net.peer(&other).adverts().get(&p).expect("advert");
+        assert_eq!(seen.adapters, adapters);
+    }
+    // A peer that provides nothing has no adapters to change.
+    let now = w.net.now;
+    assert!(!w.net.peer_mut(&w.client).set_adapters(now, adapters));
 }

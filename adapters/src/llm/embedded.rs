@@ -736,6 +736,16 @@ impl LlmBackend for EmbeddedBackend {
             .unwrap_or_default()
     }
 
+    fn refresh(&self) -> BoxFuture<'_, Result<(), LlmError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            // Reads every file's GGUF header: off the async threads.
+            tokio::task::spawn_blocking(move || this.rescan())
+                .await
+                .map_err(|e| LlmError::Unavailable(format!("the model scan failed: {e}")))
+        })
+    }
+
     fn count_prompt_tokens(&self, request: &GenerateRequest) -> Result<Option<u32>, LlmError> {
         let entry = self.entry(&request.model)?;
         // Never the weights here: this runs when a provider decides whether

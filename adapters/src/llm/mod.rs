@@ -336,6 +336,12 @@ pub trait LlmBackend: Send + Sync + std::fmt::Debug {
     /// The models this backend serves now.
     fn models(&self) -> Vec<ModelInfo>;
 
+    /// Looks for models again (files added or removed, models an Ollama
+    /// server pulled or deleted since), so that [`Self::models`] is current.
+    fn refresh(&self) -> BoxFuture<'_, Result<(), LlmError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Tokens `request`'s prompt takes once rendered, where the backend can
     /// tell without running the model (`None`: it cannot). May load the
     /// model's vocabulary, so call it off the async threads for large models.
@@ -680,6 +686,17 @@ impl Adapter for LlmAdapter {
                 context_length: m.context_length,
             })
             .collect()
+    }
+
+    fn refresh(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            for b in &self.backends {
+                // A backend that cannot be read now keeps the models it had.
+                if let Err(e) = b.refresh().await {
+                    tracing::warn!(backend = b.kind(), error = %e, "llm: cannot refresh the model list");
+                }
+            }
+        })
     }
 
     fn validate(&self, method: &str, params: &serde_json::Value) -> Result<(), AdapterError> {

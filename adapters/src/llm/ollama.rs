@@ -514,6 +514,10 @@ impl LlmBackend for OllamaBackend {
         "ollama"
     }
 
+    fn refresh(&self) -> BoxFuture<'_, Result<(), LlmError>> {
+        Box::pin(OllamaBackend::refresh(self))
+    }
+
     fn models(&self) -> Vec<ModelInfo> {
         self.models.read().map(|m| m.clone()).unwrap_or_default()
     }
