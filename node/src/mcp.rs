@@ -89,6 +89,21 @@ struct Terms {
     wait_seconds: Option<u64>,
 }
 
+/// The [`Terms`] of a submit tool's arguments. The fields are repeated in
+/// each argument struct rather than shared through `#[serde(flatten)]`,
+/// which serde cannot combine with `deny_unknown_fields` (an agent's
+/// mistyped argument would then pass silently).
+macro_rules! terms_of {
+    ($a:expr) => {
+        Terms {
+            timeout_seconds: $a.timeout_seconds,
+            max_price: $a.max_price,
+            wait: $a.wait,
+            wait_seconds: $a.wait_seconds,
+        }
+    };
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitWasmArgs {
@@ -530,12 +545,7 @@ impl NetworkTools {
         Parameters(a): Parameters<Checked<SubmitWasmArgs>>,
     ) -> CallToolResult {
         let a = args!(a);
-        let terms = Terms {
-            timeout_seconds: a.timeout_seconds,
-            max_price: a.max_price,
-            wait: a.wait,
-            wait_seconds: a.wait_seconds,
-        };
+        let terms = terms_of!(a);
         let r = async {
             let mut params = Map::new();
             match (a.wat, a.wasm_base64) {
@@ -579,12 +589,7 @@ impl NetworkTools {
         Parameters(a): Parameters<Checked<SubmitDockerArgs>>,
     ) -> CallToolResult {
         let a = args!(a);
-        let terms = Terms {
-            timeout_seconds: a.timeout_seconds,
-            max_price: a.max_price,
-            wait: a.wait,
-            wait_seconds: a.wait_seconds,
-        };
+        let terms = terms_of!(a);
         let r = async {
             if a.image.trim().is_empty() {
                 return Err("`image` is empty: name an image, like busybox:latest".to_string());
@@ -624,12 +629,7 @@ impl NetworkTools {
         Parameters(a): Parameters<Checked<SubmitLlmArgs>>,
     ) -> CallToolResult {
         let a = args!(a);
-        let terms = Terms {
-            timeout_seconds: a.timeout_seconds,
-            max_price: a.max_price,
-            wait: a.wait,
-            wait_seconds: a.wait_seconds,
-        };
+        let terms = terms_of!(a);
         let r = async {
             if a.model.trim().is_empty() {
                 return Err("`model` is empty: name a model list_models shows".to_string());
