@@ -16,28 +16,11 @@ use modchain_adapters::llm::embedded::{EmbeddedBackend, EmbeddedConfig};
 use modchain_adapters::llm::{
     FinishReason, GenerateRequest, Halt, LlmAdapter, LlmBackend, Prompt, Sampling, TokenSink,
 };
-use std::path::PathBuf;
+use modchain_adapters::testing::llm_test_model as model_path;
 use std::sync::Arc;
 use std::time::Instant;
 
 const RUNS: usize = 5;
-
-fn model_path() -> PathBuf {
-    let path = std::env::var_os("MODCHAIN_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/modchain-models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.is_file(),
-        "test model not found at {}: run scripts/fetch-test-model.sh (or set MODCHAIN_TEST_MODEL)",
-        path.display()
-    );
-    path
-}
 
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;

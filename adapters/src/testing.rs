@@ -58,3 +58,29 @@ pub fn busybox_image() -> &'static str {
     });
     IMAGE
 }
+
+/// The small LLM the tests and benchmarks run (SmolLM2-135M-Instruct,
+/// Q4_1), by the name the llm adapter serves it under.
+pub const LLM_TEST_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1";
+
+/// Where that model's GGUF file is: `MODCHAIN_TEST_MODEL`, else where
+/// `scripts/fetch-test-model.sh` caches it. Panics, saying how to get it,
+/// when the file is not there: the LLM tests fail rather than skip.
+pub fn llm_test_model() -> std::path::PathBuf {
+    let path = std::env::var_os("MODCHAIN_TEST_MODEL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/modchain-models")
+                .join(format!("{LLM_TEST_MODEL}.gguf"))
+        });
+    assert!(
+        path.is_file(),
+        "the LLM test model is missing at {}: run scripts/fetch-test-model.sh \
+         (or set MODCHAIN_TEST_MODEL to a GGUF file)",
+        path.display()
+    );
+    path
+}

@@ -13,36 +13,15 @@ use modchain_adapters::llm::{
     ChatMessage, Completion, FinishReason, GenerateRequest, Halt, LlmAdapter, LlmBackend, LlmError,
     Prompt, RESULT_FILE, Sampling, TokenSink,
 };
+use modchain_adapters::testing::{LLM_TEST_MODEL as MODEL, llm_test_model as model_path};
 use modchain_adapters::{Adapter, AdapterError, ExecutionContext, Limits, LogSink, LogStream};
 use modchain_protocol::digest::Digest;
 use modchain_protocol::job::ExitStatus;
 use modchain_protocol::provider::ExecutionReport;
 use serde_json::json;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1";
-
-fn model_path() -> PathBuf {
-    let path = std::env::var_os("MODCHAIN_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/modchain-models")
-                .join(format!("{MODEL}.gguf"))
-        });
-    assert!(
-        path.is_file(),
-        "the test model is missing at {}: run scripts/fetch-test-model.sh \
-         (or set MODCHAIN_TEST_MODEL to the .gguf file)",
-        path.display()
-    );
-    path
-}
 
 /// One adapter for the whole test binary: the model loads once.
 fn adapter() -> &'static LlmAdapter {

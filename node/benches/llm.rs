@@ -17,26 +17,13 @@ use modchain_adapters::llm::embedded::{EmbeddedBackend, EmbeddedConfig};
 use modchain_adapters::llm::{
     GenerateRequest, Halt, LlmAdapter, LlmBackend, Prompt, Sampling, TokenSink,
 };
+use modchain_adapters::testing::{LLM_TEST_MODEL as MODEL, llm_test_model as model_file};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1";
 const PROMPT: &str = "What is the capital of France?";
-
-fn model_file() -> PathBuf {
-    std::env::var_os("MODCHAIN_TEST_MODEL")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| {
-                PathBuf::from(h).join(".cache/modchain-models/SmolLM2-135M-Instruct.Q4_1.gguf")
-            })
-        })
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| panic!("no model: run scripts/fetch-test-model.sh"))
-}
 
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();

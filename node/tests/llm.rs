@@ -7,32 +7,13 @@
 mod common;
 
 use common::{TestNet, test_python, wait_until};
+use modchain_adapters::testing::{LLM_TEST_MODEL as MODEL, llm_test_model as model_file};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn model_file() -> PathBuf {
-    let path = std::env::var_os("MODCHAIN_TEST_MODEL")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| {
-                PathBuf::from(h).join(".cache/modchain-models/SmolLM2-135M-Instruct.Q4_1.gguf")
-            })
-        })
-        .unwrap_or_default();
-    assert!(
-        path.is_file(),
-        "the LLM tests need SmolLM2-135M-Instruct: run scripts/fetch-test-model.sh \
-         (or set MODCHAIN_TEST_MODEL to a GGUF file); looked at {}",
-        path.display()
-    );
-    path
-}
-
-const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1";
 
 fn serve_model(model: &Path, node_dir: &Path) {
     let dir = node_dir.join("models");
