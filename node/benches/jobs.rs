@@ -11,6 +11,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use common::{TestNet, TestNode, test_image};
 use modchain_adapters::wasm::WasmAdapter;
@@ -19,18 +20,10 @@ use modchain_protocol::digest::Digest;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{median, ms};
 use tokio_util::sync::CancellationToken;
 
 const TRIVIAL_WAT: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 fn summary(name: &str, xs: &[Duration]) -> Duration {
     let m = median(xs.to_vec());
@@ -72,17 +65,9 @@ fn run_job(node: &TestNode, body: &Value) -> Duration {
 }
 
 fn main() {
-    // `cargo test --benches` runs bench binaries with no arguments too; only
-    // `cargo bench` passes --bench.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("jobs bench: run with `cargo bench -p modchain-node --bench jobs`");
+    let Some(runs) = support::runs("jobs") else {
         return;
-    }
-    let runs: usize = std::env::var("MODCHAIN_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15)
-        .max(3);
+    };
     let skip_docker = std::env::var("MODCHAIN_BENCH_SKIP_DOCKER").is_ok_and(|v| v == "1");
     let image = if skip_docker { "" } else { test_image() };
 

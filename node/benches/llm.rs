@@ -11,6 +11,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use common::TestNet;
 use modchain_adapters::llm::embedded::{EmbeddedBackend, EmbeddedConfig};
@@ -22,17 +23,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{median, ms};
 
 const PROMPT: &str = "What is the capital of France?";
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// POSTs a streaming generate and returns the time until the first chunk
 /// with text, reading the rest to the end.
@@ -75,15 +68,9 @@ fn network_ttft(url: &str, token: &str) -> Duration {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("llm bench: run with `cargo bench -p modchain-node --bench llm`");
+    let Some(runs) = support::runs("llm") else {
         return;
-    }
-    let runs: usize = std::env::var("MODCHAIN_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15)
-        .max(3);
+    };
     let model = model_file();
 
     // ---- in-process
