@@ -60,7 +60,18 @@ pub struct ClientJob {
     pub history: Vec<(Timestamp, JobState)>,
     envelope: Envelope,
     last_heard: Timestamp,
+    /// The newest word from the orchestrator in charge, to tell a late
+    /// message from a new one.
+    newest: Option<Word>,
 }
+
+/// Where an orchestrator's message puts a job, in the order the
+/// orchestrator said it: its round (attempt), when it signed it, and how
+/// far along the job was. Each message travels on its own substream, so
+/// they can arrive in any order; the orchestrator's clock and its rounds
+/// only go forward, and within one instant so does the job (accepted,
+/// bidding, awarded and, when it runs the job itself, running).
+type Word = (u32, Timestamp, u8);
 
 impl ClientJob {
     pub fn provider(&self) -> Option<NodeId> {
@@ -161,6 +172,7 @@ impl Client {
                 history: vec![(now, JobState::Queued)],
                 envelope: signed.envelope().clone(),
                 last_heard: now,
+                newest: None,
             },
         );
         self.actions.push_back(Action::Send {
@@ -239,8 +251,8 @@ impl Client {
     pub fn handle_message(&mut self, now: Timestamp, msg: &Signed) {
         let from = msg.signer();
         match msg.message() {
-            Message::Status(s) => self.on_status(now, from, s),
-            Message::Award(a) => self.on_award(now, from, a),
+            Message::Status(s) => self.on_status(now, from, msg.timestamp(), s),
+            Message::Award(a) => self.on_award(now, from, msg.timestamp(), a),
             Message::Result(r) => self.on_result(now, from, r),
             Message::Receipt(r) => self.on_receipt(now, r),
             Message::Log(l) => self.on_log(now, from, l),
@@ -249,7 +261,7 @@ impl Client {
         }
     }
 
-    fn on_status(&mut self, now: Timestamp, from: NodeId, s: &JobStatus) {
+    fn on_status(&mut self, now: Timestamp, from: NodeId, signed_at: Timestamp, s: &JobStatus) {
         let Some(job) = self.jobs.get_mut(&s.job_id) else {
             return;
         };
@@ -270,6 +282,15 @@ impl Client {
         // An awarded job is not sent back to bidding by a late status of an older round.
         if from_orchestrator && job.award.as_ref().is_some_and(|a| a.attempt > s.attempt) {
             return;
+        }
+        if from_orchestrator {
+            // The orchestrator said something newer already: a status it
+            // sent earlier (its "accepted" after its "bidding") is stale.
+            let word = (s.attempt, signed_at, progress(s.state));
+            if job.newest.is_some_and(|newest| word < newest) {
+                return;
+            }
+            job.newest = Some(word);
         }
         let state = match s.state {
             // Completion is the result's to say, with its receipt.
@@ -378,7 +399,7 @@ impl Client {
         true
     }
 
-    fn on_award(&mut self, now: Timestamp, from: NodeId, a: &Award) {
+    fn on_award(&mut self, now: Timestamp, from: NodeId, signed_at: Timestamp, a: &Award) {
         let me = self.me;
         let Some(job) = self.jobs.get_mut(&a.job_id) else {
             return;
@@ -410,6 +431,13 @@ impl Client {
         }
         job.award = Some(a.clone());
         job.last_heard = now;
+        // An orchestrator that awarded the job to itself may have said
+        // "running" first: the award is recorded and the job stays there.
+        let word = (a.attempt, signed_at, progress(JobState::Awarded));
+        if job.newest.is_some_and(|newest| word < newest) {
+            return;
+        }
+        job.newest = Some(word);
         let detail = format!(
             "awarded to {} for at most {}",
             a.winner.short(),
@@ -529,6 +557,8 @@ impl Client {
         job.orchestrator += 1;
         job.last_heard = now;
         job.award = None;
+        // The next orchestrator counts its rounds and its time afresh.
+        job.newest = None;
         let next = job.ranking[job.orchestrator];
         let Ok(message) = job.envelope.clone().verify() else {
             return;

@@ -61,6 +61,11 @@ enum Delivery {
 pub struct TestNet {
     pub now: Timestamp,
     pub latency_ms: u64,
+    /// With a seed, delivers what is due at the same instant in an order
+    /// drawn from it rather than the order it was sent. Real peers send
+    /// each message on its own substream, so nothing keeps two messages in
+    /// order.
+    pub shuffle: Option<u64>,
     peers: BTreeMap<NodeId, Peer>,
     down: BTreeSet<NodeId>,
     executors: BTreeMap<NodeId, Executor>,
@@ -159,6 +164,7 @@ impl TestNet {
         TestNet {
             now: Timestamp(1_700_000_000_000),
             latency_ms: 20,
+            shuffle: None,
             peers: BTreeMap::new(),
             down: BTreeSet::new(),
             executors: BTreeMap::new(),
@@ -294,7 +300,11 @@ impl TestNet {
 
     fn enqueue(&mut self, at: Timestamp, d: Delivery) {
         self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, d)));
+        let order = match self.shuffle {
+            Some(seed) => splitmix64(seed ^ self.seq),
+            None => self.seq,
+        };
+        self.queue.push(Reverse((at, order, d)));
     }
 
     fn send(&mut self, to: NodeId, message: Signed) {
@@ -504,4 +514,13 @@ impl TestNet {
     pub fn peer_ids(&self) -> Vec<NodeId> {
         self.peers.keys().copied().collect()
     }
+}
+
+/// A 64-bit mix (SplitMix64's finaliser): a cheap, seedable permutation of
+/// delivery order with no dependency.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -436,6 +436,56 @@ fn a_provider_running_its_own_job_sees_it_move_only_forward() {
     assert_eq!(cj.detail, "exited with code 0");
 }
 
+#[test]
+fn a_client_sees_its_job_move_only_forward_whatever_order_messages_arrive_in() {
+    // The orchestrator awards the job to itself, so its "accepted",
+    // "bidding", award and "running" leave in one instant. In whatever
+    // order they arrive, the late ones must not send the job back (a
+    // "queued" after "running" reads as a lost provider to a streaming
+    // client).
+    for seed in 0..32 {
+        let mut net = TestNet::new();
+        net.shuffle = Some(seed);
+        let client = net.add_client(1);
+        let both = net.add(
+            2,
+            PeerConfig {
+                advert: test_advert(),
+                orchestrator: Some(OrchestratorConfig::default()),
+                provider: Some(test_provider(100)),
+                ..PeerConfig::default()
+            },
+        );
+        net.set_executor(both, Executor::default());
+        net.run_for(SECOND);
+        let now = net.now;
+        let job = net.submit(client, test_job(now, 3));
+        assert!(net.run_until_cond(30 * SECOND, |n| {
+            n.peer(&client)
+                .job(&job)
+                .is_some_and(|j| j.receipt.is_some())
+        }));
+        let cj = net.peer(&client).job(&job).expect("job");
+        assert_eq!(cj.provider(), Some(both));
+        let states: Vec<JobState> = cj.history.iter().map(|(_, s)| *s).collect();
+        assert!(
+            states.windows(2).all(|w| progress(w[0]) <= progress(w[1])),
+            "seed {seed}: the job went back: {states:?}"
+        );
+        assert_eq!(states.last(), Some(&JobState::Completed), "seed {seed}");
+    }
+}
+
+fn progress(state: JobState) -> u8 {
+    match state {
+        JobState::Queued => 0,
+        JobState::Bidding => 1,
+        JobState::Awarded => 2,
+        JobState::Running => 3,
+        _ => 4,
+    }
+}
+
 #[derive(Debug)]
 struct NoImage;
 
