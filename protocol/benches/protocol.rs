@@ -125,6 +125,7 @@ fn sample_messages(key: &Keypair) -> Vec<(&'static str, Message)> {
                 attempt: 0,
                 state: JobState::Running,
                 detail: "running on abcd1234".into(),
+                seq: 0,
             }),
         ),
         (

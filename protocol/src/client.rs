@@ -60,18 +60,12 @@ pub struct ClientJob {
     pub history: Vec<(Timestamp, JobState)>,
     envelope: Envelope,
     last_heard: Timestamp,
-    /// The newest word from the orchestrator in charge, to tell a late
-    /// message from a new one.
-    newest: Option<Word>,
+    /// The `seq` of the newest status from the orchestrator in charge:
+    /// anything it numbered lower is a late arrival.
+    newest: Option<u32>,
+    /// The auction round (attempt) the job's state belongs to.
+    round: Option<u32>,
 }
-
-/// Where an orchestrator's message puts a job, in the order the
-/// orchestrator said it: its round (attempt), when it signed it, and how
-/// far along the job was. Each message travels on its own substream, so
-/// they can arrive in any order; the orchestrator's clock and its rounds
-/// only go forward, and within one instant so does the job (accepted,
-/// bidding, awarded and, when it runs the job itself, running).
-type Word = (u32, Timestamp, u8);
 
 impl ClientJob {
     pub fn provider(&self) -> Option<NodeId> {
@@ -173,6 +167,7 @@ impl Client {
                 envelope: signed.envelope().clone(),
                 last_heard: now,
                 newest: None,
+                round: None,
             },
         );
         self.actions.push_back(Action::Send {
@@ -251,8 +246,8 @@ impl Client {
     pub fn handle_message(&mut self, now: Timestamp, msg: &Signed) {
         let from = msg.signer();
         match msg.message() {
-            Message::Status(s) => self.on_status(now, from, msg.timestamp(), s),
-            Message::Award(a) => self.on_award(now, from, msg.timestamp(), a),
+            Message::Status(s) => self.on_status(now, from, s),
+            Message::Award(a) => self.on_award(now, from, a),
             Message::Result(r) => self.on_result(now, from, r),
             Message::Receipt(r) => self.on_receipt(now, r),
             Message::Log(l) => self.on_log(now, from, l),
@@ -261,7 +256,7 @@ impl Client {
         }
     }
 
-    fn on_status(&mut self, now: Timestamp, from: NodeId, signed_at: Timestamp, s: &JobStatus) {
+    fn on_status(&mut self, now: Timestamp, from: NodeId, s: &JobStatus) {
         let Some(job) = self.jobs.get_mut(&s.job_id) else {
             return;
         };
@@ -280,17 +275,20 @@ impl Client {
             return;
         }
         // An awarded job is not sent back to bidding by a late status of an older round.
-        if from_orchestrator && job.award.as_ref().is_some_and(|a| a.attempt > s.attempt) {
+        if job.round.is_some_and(|r| r > s.attempt)
+            || (from_orchestrator && job.award.as_ref().is_some_and(|a| a.attempt > s.attempt))
+        {
             return;
         }
-        if from_orchestrator {
-            // The orchestrator said something newer already: a status it
-            // sent earlier (its "accepted" after its "bidding") is stale.
-            let word = (s.attempt, signed_at, progress(s.state));
-            if job.newest.is_some_and(|newest| word < newest) {
+        // The orchestrator numbers its reports; one numbered below the
+        // newest is late ("accepted" arriving after "bidding"). "Running"
+        // is the provider's word, even from an orchestrator that awarded
+        // the job to itself, and is not numbered.
+        if from_orchestrator && s.state != JobState::Running && s.seq != 0 {
+            if job.newest.is_some_and(|newest| s.seq <= newest) {
                 return;
             }
-            job.newest = Some(word);
+            job.newest = Some(s.seq);
         }
         let state = match s.state {
             // Completion is the result's to say, with its receipt.
@@ -307,13 +305,21 @@ impl Client {
             self.fail_over(now, s.job_id);
             return;
         }
-        // Within one round the job only moves forward: the orchestrator's
+        // Once awarded, a round only moves forward: the orchestrator's
         // "awarded" can arrive after the provider's "running" (they travel
-        // separately), and must not send the job back.
-        let same_round = job.award.as_ref().is_some_and(|a| a.attempt == s.attempt);
-        if same_round && progress(state) < progress(job.state) {
+        // separately), or its "bidding" after its own "running" when it
+        // awarded the job to itself, and must not send the job back.
+        // Before the award a round may go back from bidding to queued (no
+        // bids came), which the numbering above orders.
+        let same_round = job.round == Some(s.attempt)
+            || job.award.as_ref().is_some_and(|a| a.attempt == s.attempt);
+        if same_round
+            && progress(job.state) >= progress(JobState::Awarded)
+            && progress(state) < progress(job.state)
+        {
             return;
         }
+        job.round = Some(s.attempt);
         if matches!(state, JobState::Queued | JobState::Bidding)
             && job.award.as_ref().is_some_and(|a| a.attempt < s.attempt)
         {
@@ -399,7 +405,7 @@ impl Client {
         true
     }
 
-    fn on_award(&mut self, now: Timestamp, from: NodeId, signed_at: Timestamp, a: &Award) {
+    fn on_award(&mut self, now: Timestamp, from: NodeId, a: &Award) {
         let me = self.me;
         let Some(job) = self.jobs.get_mut(&a.job_id) else {
             return;
@@ -433,11 +439,12 @@ impl Client {
         job.last_heard = now;
         // An orchestrator that awarded the job to itself may have said
         // "running" first: the award is recorded and the job stays there.
-        let word = (a.attempt, signed_at, progress(JobState::Awarded));
-        if job.newest.is_some_and(|newest| word < newest) {
+        let started =
+            job.round == Some(a.attempt) && progress(job.state) > progress(JobState::Awarded);
+        job.round = Some(a.attempt);
+        if started {
             return;
         }
-        job.newest = Some(word);
         let detail = format!(
             "awarded to {} for at most {}",
             a.winner.short(),
@@ -535,6 +542,8 @@ impl Client {
                 reason.as_str()
             );
             job.award = None;
+            // That round is over: what comes late from it is ignored.
+            job.round = Some(rec.attempt.saturating_add(1));
             self.set_state(now, rec.job_id, JobState::Queued, detail);
         }
     }
@@ -557,8 +566,9 @@ impl Client {
         job.orchestrator += 1;
         job.last_heard = now;
         job.award = None;
-        // The next orchestrator counts its rounds and its time afresh.
+        // The next orchestrator counts its rounds and its reports afresh.
         job.newest = None;
+        job.round = None;
         let next = job.ranking[job.orchestrator];
         let Ok(message) = job.envelope.clone().verify() else {
             return;

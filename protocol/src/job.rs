@@ -162,6 +162,11 @@ pub struct JobStatus {
     pub state: JobState,
     /// Human-readable detail: why it is queued, why it failed.
     pub detail: String,
+    /// The orchestrator numbers its reports on a job 1, 2, 3, …: each
+    /// travels on its own substream, so they can arrive in any order, and
+    /// the client keeps only the newest. 0 from a provider and in a reply
+    /// that is not part of the job's story (not elected).
+    pub seq: u32,
 }
 
 /// How an execution ended.

@@ -107,6 +107,8 @@ struct Job {
     excluded: BTreeSet<NodeId>,
     phase: Phase,
     last_status: Option<(JobState, String)>,
+    /// How many statuses went to the client (`JobStatus::seq`).
+    statuses: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -279,7 +281,8 @@ impl Orchestrator {
         };
         let detail = bounded_text(&detail);
         job.last_status = Some((state, detail.clone()));
-        let (client, attempt) = (job.client, job.attempt);
+        job.statuses = job.statuses.saturating_add(1);
+        let (client, attempt, seq) = (job.client, job.attempt, job.statuses);
         let msg = self.seal(
             ctx.now,
             Message::Status(JobStatus {
@@ -287,6 +290,7 @@ impl Orchestrator {
                 attempt,
                 state,
                 detail,
+                seq,
             }),
         );
         self.send(client, msg);
@@ -357,6 +361,7 @@ impl Orchestrator {
                     ready: true,
                 },
                 last_status: None,
+                statuses: 0,
             },
         );
         if let Some(reason) = refusal {

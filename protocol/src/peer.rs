@@ -288,6 +288,7 @@ impl Peer {
                                 "{NOT_ELECTED}: {} is not elected this epoch; resubmit to the next in the job's ranking",
                                 self.me.short()
                             ),
+                            seq: 0,
                         }),
                     );
                     self.actions.push_back(Action::Send {

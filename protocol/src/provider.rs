@@ -445,6 +445,7 @@ impl Provider {
                 attempt: run.award.attempt,
                 state: JobState::Running,
                 detail: format!("running on {}", self.me.short()),
+                seq: 0,
             }),
         );
         let (o, c) = (run.orchestrator, run.award.client);

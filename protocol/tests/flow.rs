@@ -238,6 +238,27 @@ fn job_no_provider_can_take_waits_with_the_reason_until_its_start_by() {
 }
 
 #[test]
+fn a_waiting_job_shows_the_newest_reason_whatever_order_messages_arrive_in() {
+    // "accepted" and the reason it waits leave the orchestrator in one
+    // instant, as two statuses of the same state; the later one must win.
+    for seed in 0..32 {
+        let mut w = world();
+        w.net.shuffle = Some(seed);
+        let now = w.net.now;
+        let mut spec = test_job(now, 4);
+        spec.requirements.memory_bytes = 24 << 30;
+        let job = w.net.submit(w.client, spec);
+        w.net.run_for(SECOND);
+        let cj = w.net.peer(&w.client).job(&job).expect("job");
+        assert_eq!(
+            (cj.state, cj.detail.as_str()),
+            (JobState::Queued, "no provider with ≥ 24.0 GiB of memory"),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
 fn job_over_every_price_waits_and_says_so() {
     let mut w = world();
     let now = w.net.now;

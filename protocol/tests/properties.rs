@@ -182,8 +182,10 @@ proptest! {
         let t = g.compute(&pre, &TrustConfig::default());
         // A node's receipts with itself are no evidence: with only those,
         // nobody has any trust (pre-trusted peers included, as trust is over
-        // the parties of receipts); otherwise it sums to 1.
-        let no_evidence = edges.iter().all(|(c, p, _)| c == p);
+        // the parties of receipts); otherwise it sums to 1. A failure
+        // receipt is the orchestrator's word on the provider, so it is
+        // evidence even when the client ran its own job.
+        let no_evidence = edges.iter().all(|(c, p, ok)| *ok && c == p);
         if no_evidence {
             prop_assert!(t.is_empty(), "trust from self-dealing alone: {}", t.sum());
         } else {
