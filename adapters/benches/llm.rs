@@ -86,6 +86,7 @@ fn main() {
             max_tokens: 128,
             ..Sampling::default()
         },
+        via: Vec::new(),
     };
     let mut rates = Vec::new();
     for _ in 0..RUNS {

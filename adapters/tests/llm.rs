@@ -70,6 +70,7 @@ fn ask(prompt: &str, sampling: Sampling) -> GenerateRequest {
             raw: false,
         },
         sampling,
+        via: Vec::new(),
     }
 }
 
@@ -82,6 +83,7 @@ fn raw(prompt: &str, sampling: Sampling) -> GenerateRequest {
             raw: true,
         },
         sampling,
+        via: Vec::new(),
     }
 }
 
@@ -188,6 +190,7 @@ async fn chat_goes_through_the_chat_template() {
         model: MODEL.into(),
         prompt: Prompt::Chat(messages.clone()),
         sampling: greedy(96),
+        via: Vec::new(),
     };
     let c = generate(req.clone()).await;
     assert!(c.text.contains("Paris"), "{:?}", c.text);
@@ -681,6 +684,7 @@ mod ollama_replay {
                 content: "Capital of France?".into(),
             }]),
             sampling: Sampling::default(),
+            via: Vec::new(),
         };
         let c = a
             .generate(req, 1, TokenSink::discard(), Halt::never())
@@ -730,6 +734,7 @@ mod ollama_replay {
                 raw: false,
             },
             sampling: Sampling::default(),
+            via: Vec::new(),
         }
     }
 
@@ -756,5 +761,114 @@ mod ollama_replay {
             .await
             .expect_err("unreachable");
         assert!(matches!(err, LlmError::Unavailable(_)), "{err}");
+    }
+
+    /// A provider forwarding to an Ollama-compatible API names itself
+    /// after the providers that forwarded the request before it; a server
+    /// that answers 508 Loop Detected (a Modchain node of this provider's
+    /// own network) leaves it serving none of that server's models.
+    #[tokio::test]
+    async fn a_forwarding_provider_names_itself_and_drops_a_looping_server() {
+        use axum::http::{HeaderMap, StatusCode};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        type Via = Arc<Mutex<Vec<(String, String)>>>;
+        let via: Via = Arc::default();
+        let looping = Arc::new(AtomicBool::new(false));
+        let header = |h: &HeaderMap| {
+            h.get(modchain_adapters::llm::VIA_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let (v1, v2, l1) = (via.clone(), via.clone(), looping.clone());
+        let app = axum::Router::new()
+            .route(
+                "/api/tags",
+                get(move |h: HeaderMap| async move {
+                    if let Ok(mut v) = v1.lock() {
+                        v.push(("tags".into(), header(&h)));
+                    }
+                    if l1.load(Ordering::SeqCst) {
+                        return Err((
+                            StatusCode::LOOP_DETECTED,
+                            Json(json!({"error": "peerB is a peer of this network"})),
+                        ));
+                    }
+                    Ok(Json(
+                        json!({"models": [{"name": "smollm2:135m", "model": "smollm2:135m",
+                        "details": {"parameter_size": "134.52M", "quantization_level": "Q8_0"}}]}),
+                    ))
+                }),
+            )
+            .route(
+                "/api/generate",
+                post(move |h: HeaderMap| async move {
+                    if let Ok(mut v) = v2.lock() {
+                        v.push(("generate".into(), header(&h)));
+                    }
+                    ndjson(
+                        vec![
+                            json!({"response": "Paris", "done": false}),
+                            json!({"response": "", "done": true, "done_reason": "stop",
+                                    "prompt_eval_count": 3, "eval_count": 1}),
+                        ],
+                        Duration::ZERO,
+                    )
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+
+        let backend = Arc::new(OllamaBackend::new(&url).expect("url").with_via("peerB"));
+        backend.refresh().await.expect("tags");
+        let a = LlmAdapter::new(vec![backend.clone() as Arc<dyn LlmBackend>]);
+        assert_eq!(a.models().len(), 1);
+        let params =
+            json!({"model": "smollm2:135m", "prompt": "Capital of France?", "via": ["peerA"]});
+        let (sink, _lines) = LogSink::new();
+        let report = a
+            .execute(
+                ctx("ollama-via", Duration::from_secs(10), sink),
+                "generate",
+                &params,
+            )
+            .await
+            .expect("ran");
+        assert_eq!(completion_of(&report).text, "Paris");
+        let seen = via.lock().map(|v| v.clone()).unwrap_or_default();
+        assert_eq!(
+            seen,
+            vec![
+                ("tags".to_string(), "peerB".to_string()),
+                ("generate".to_string(), "peerA, peerB".to_string())
+            ]
+        );
+
+        looping.store(true, Ordering::SeqCst);
+        let err = backend.refresh().await.expect_err("a loop");
+        assert!(matches!(err, LlmError::Loop(_)), "{err}");
+        assert!(
+            err.to_string().contains("peerB is a peer of this network"),
+            "{err}"
+        );
+        assert!(
+            a.models().is_empty(),
+            "the looping server's models are dropped"
+        );
+
+        // A request that has passed through too many providers is refused.
+        let many: Vec<String> = (0..9).map(|i| format!("peer{i}")).collect();
+        let err = a
+            .validate(
+                "generate",
+                &json!({"model": "x", "prompt": "x", "via": many}),
+            )
+            .expect_err("too many hops");
+        assert!(err.to_string().contains("loop"), "{err}");
     }
 }

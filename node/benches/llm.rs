@@ -104,6 +104,7 @@ fn main() {
                 max_tokens: 8,
                 ..Sampling::default()
             },
+            via: Vec::new(),
         };
         rt.block_on(adapter.generate(request, 1, sink, Halt::never()))
             .expect("in-process generation");

@@ -127,6 +127,13 @@ pub enum ApiQuery {
     Metrics(oneshot::Sender<String>),
     /// The models providers advertise (for the Ollama-compatible API).
     Models(oneshot::Sender<Vec<crate::ollama_api::NetworkModel>>),
+    /// The first of these peers that is this node or a peer of its
+    /// network (connected, or with an advert held): a forwarded request
+    /// that names one went round in a loop.
+    Member {
+        peers: Vec<PeerId>,
+        reply: oneshot::Sender<Option<PeerId>>,
+    },
     /// Who provides a capability key (`cap/docker`, ...), asked of the DHT.
     Providers {
         key: String,
@@ -311,7 +318,8 @@ impl Node {
             source,
         })?;
         let mut adapters = adapters(&me, &options.docker).await?;
-        if let Some(llm) = llm_adapter(&options.data_dir, &options.llm).await {
+        let peer_id = *swarm.local_peer_id();
+        if let Some(llm) = llm_adapter(&options.data_dir, &options.llm, &peer_id).await {
             adapters.push(llm);
         }
         let admission = AdapterAdmission(
@@ -863,6 +871,16 @@ impl Node {
             ApiQuery::Models(tx) => {
                 let _ = tx.send(self.network_models());
             }
+            ApiQuery::Member { peers, reply } => {
+                let me = *self.swarm.local_peer_id();
+                let member = peers.into_iter().find(|p| {
+                    *p == me
+                        || self.peers.contains_key(p)
+                        || NodeId::from_peer_id(p)
+                            .is_ok_and(|n| self.peer.adverts().get(&n).is_some())
+                });
+                let _ = reply.send(member);
+            }
             q @ (ApiQuery::Submit { .. }
             | ApiQuery::Jobs(_)
             | ApiQuery::Job { .. }
@@ -1136,6 +1154,7 @@ async fn adapters(
 async fn llm_adapter(
     data_dir: &std::path::Path,
     settings: &LlmSettings,
+    me: &PeerId,
 ) -> Option<Arc<dyn Adapter>> {
     let embedded = EmbeddedBackend::new(EmbeddedConfig::new(
         Some(data_dir.join("models")),
@@ -1147,7 +1166,9 @@ async fn llm_adapter(
     let mut backends: Vec<Arc<dyn LlmBackend>> = vec![Arc::new(embedded)];
     if let Some(url) = &settings.ollama_url {
         let connect = async {
-            let mut b = OllamaBackend::new(url)?;
+            // Named in every call, so that a Modchain node at `url` of this
+            // provider's own network refuses rather than loops.
+            let mut b = OllamaBackend::new(url)?.with_via(me.to_string());
             if let Some(token) = &settings.ollama_token {
                 b = b.with_token(token);
             }

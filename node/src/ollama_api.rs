@@ -19,7 +19,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use libp2p::PeerId;
 use libp2p::futures::stream;
+use modchain_adapters::llm::{MAX_VIA, VIA_HEADER};
 use modchain_protocol::advert::ModelInfo;
 use modchain_protocol::{JobId, Timestamp};
 use serde::Deserialize;
@@ -57,6 +59,55 @@ async fn network_models(state: &ApiState) -> Result<Vec<NetworkModel>, ApiFail> 
     ask(state, ApiQuery::Models).await
 }
 
+/// The providers that forwarded this request from other networks, from
+/// [`VIA_HEADER`]; refused when one of them is this node or a peer of its
+/// network (a provider whose `ollama_url` points back into its own
+/// network would otherwise have the job auctioned back to itself, round
+/// and round), or when the chain is longer than [`MAX_VIA`].
+async fn forwarded_by(state: &ApiState, headers: &HeaderMap) -> Result<Vec<String>, ApiFail> {
+    let Some(value) = headers.get(VIA_HEADER) else {
+        return Ok(Vec::new());
+    };
+    let bad = |why: String| {
+        ApiFail(
+            StatusCode::BAD_REQUEST,
+            format!("`{VIA_HEADER}` header: {why}"),
+        )
+    };
+    let value = value.to_str().map_err(|_| bad("not ASCII".into()))?;
+    let via: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect();
+    if via.len() > MAX_VIA {
+        return Err(ApiFail(
+            StatusCode::LOOP_DETECTED,
+            format!(
+                "the request passed through {} forwarding providers, more than {MAX_VIA}: it is going round in a loop between networks",
+                via.len()
+            ),
+        ));
+    }
+    let peers = via
+        .iter()
+        .map(|v| {
+            v.parse::<PeerId>()
+                .map_err(|e| bad(format!("`{v}` is not a peer id: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(member) = ask(state, |reply| ApiQuery::Member { peers, reply }).await? {
+        return Err(ApiFail(
+            StatusCode::LOOP_DETECTED,
+            format!(
+                "this request was forwarded by {member}, a peer of this network: its `[llm] ollama_url` points back into the network it serves; point it at an Ollama server or at a node of another network"
+            ),
+        ));
+    }
+    Ok(via)
+}
+
 fn parameter_size(n: u64) -> String {
     if n >= 1_000_000_000 {
         format!("{:.1}B", n as f64 / 1e9)
@@ -78,7 +129,8 @@ fn details(m: &ModelInfo) -> Value {
 
 /// `GET /api/tags`: the models the network offers (from the providers'
 /// adverts), in Ollama's shape.
-async fn tags(State(state): State<ApiState>) -> Result<Json<Value>, ApiFail> {
+async fn tags(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiFail> {
+    forwarded_by(&state, &headers).await?;
     let models = network_models(&state).await?;
     let now = rfc3339(SystemTime::now());
     let list: Vec<Value> = models
@@ -108,7 +160,12 @@ struct ShowRequest {
 }
 
 /// `POST /api/show`: one model's details.
-async fn show(State(state): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiFail> {
+async fn show(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiFail> {
+    forwarded_by(&state, &headers).await?;
     let req: ShowRequest = parse(&body)?;
     let name = req
         .model
@@ -229,12 +286,16 @@ async fn generate(
     body: Bytes,
 ) -> Result<Response, ApiFail> {
     authorize(&state, &headers)?;
+    let via = forwarded_by(&state, &headers).await?;
     let b: GenerateBody = parse(&body)?;
     let mut params = json!({
         "model": b.model,
         "prompt": b.prompt,
         "options": sampling(b.options.as_ref()),
     });
+    if !via.is_empty() {
+        params["via"] = json!(via);
+    }
     if let Some(s) = b.system {
         params["system"] = json!(s);
     }
@@ -259,17 +320,21 @@ async fn chat(
     body: Bytes,
 ) -> Result<Response, ApiFail> {
     authorize(&state, &headers)?;
+    let via = forwarded_by(&state, &headers).await?;
     let b: ChatBody = parse(&body)?;
     let messages: Vec<Value> = b
         .messages
         .iter()
         .map(|m| json!({ "role": m.role, "content": m.content }))
         .collect();
-    let params = json!({
+    let mut params = json!({
         "model": b.model,
         "messages": messages,
         "options": sampling(b.options.as_ref()),
     });
+    if !via.is_empty() {
+        params["via"] = json!(via);
+    }
     run(
         state,
         Shape::Chat,

@@ -7,6 +7,7 @@
 mod common;
 
 use common::{TestNet, test_python, wait_until};
+use modchain_adapters::llm::VIA_HEADER;
 use modchain_adapters::testing::{LLM_TEST_MODEL as MODEL, llm_test_model as model_file};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -174,7 +175,7 @@ fn a_provider_serves_another_networks_models_through_its_ollama_api(
     token: &str,
 ) {
     let executed_before = executed_llm_receipts(net, 0);
-    let other = TestNet::start_with("llm-bridge", 2, |i, dir| {
+    let mut other = TestNet::start_with("llm-bridge", 2, |i, dir| {
         if i == 2 {
             let path = dir.join("config.toml");
             let config = std::fs::read_to_string(&path).expect("config.toml");
@@ -240,6 +241,63 @@ fn a_provider_serves_another_networks_models_through_its_ollama_api(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    a_provider_pointed_back_into_its_own_network_is_refused(&mut other, &other_url);
+}
+
+/// A provider whose `ollama_url` points at a node of its own network would
+/// have every job it forwards auctioned back to itself. The node refuses a
+/// request whose `modchain-via` names a peer of its network (508 Loop
+/// Detected), and the provider, refused its model list, stops offering
+/// what it would only have sent round in a loop.
+fn a_provider_pointed_back_into_its_own_network_is_refused(net: &mut TestNet, url: &str) {
+    let token = net.nodes[0].token();
+    let auth = format!("Bearer {token}");
+    let member = net.nodes[1].peer_id.clone();
+    let body = serde_json::json!({"model": MODEL, "prompt": "hi", "stream": false}).to_string();
+    let (status, _, answer) = common::http_with(
+        url,
+        "POST",
+        "/api/generate",
+        &[("Authorization", &auth), (VIA_HEADER, &member)],
+        Some(&body),
+    )
+    .expect("POST answered");
+    assert_eq!(status, 508, "{answer}");
+    assert!(
+        answer.contains(&member) && answer.contains("ollama_url"),
+        "{answer}"
+    );
+
+    // node-3 points its ollama_url at this network's own client node. It
+    // starts before it knows the network, so the first list is served; once
+    // it has joined, its next look (every second) is refused.
+    let looping = net.add_node(false, |dir| {
+        let path = dir.join("config.toml");
+        let config = std::fs::read_to_string(&path).expect("config.toml");
+        let changed = config
+            .replace(
+                "# ollama_url = \"http://127.0.0.1:11434\"",
+                &format!("ollama_url = \"{url}\"\nollama_token = \"{token}\""),
+            )
+            .replace("rescan_seconds = 30", "rescan_seconds = 1");
+        std::fs::write(&path, changed).expect("write config.toml");
+    });
+    let node = &net.nodes[looping];
+    wait_until(
+        Duration::from_secs(20),
+        "the provider pointed at its own network to drop the models",
+        || {
+            (node.log().contains("went round in a loop")
+                && !node.own_advert().to_string().contains(MODEL))
+            .then_some(())
+        },
+    );
+    assert!(
+        node.log()
+            .contains("points back into the network it serves"),
+        "{}",
+        node.log_tail(20)
+    );
 }
 
 /// The models the network offers, from the client node's `/api/tags`.

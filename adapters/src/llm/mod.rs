@@ -48,6 +48,17 @@ const MAX_STOP_STRINGS: usize = 8;
 const MAX_STOP_BYTES: usize = 256;
 const MAX_EMBED_INPUTS: usize = 256;
 
+/// The HTTP header in which a provider forwarding a request to an
+/// Ollama-compatible API names itself, after the providers that forwarded
+/// the request before it (comma-separated libp2p peer ids). A node refuses
+/// a request that names one of its own network's peers: it went round in a
+/// loop.
+pub const VIA_HEADER: &str = "modchain-via";
+/// How many forwarding providers a request may pass through.
+pub const MAX_VIA: usize = 8;
+/// The longest peer id accepted in `via` (a base58 ed25519 peer id is 52).
+const MAX_VIA_ID_BYTES: usize = 64;
+
 /// One message of a chat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +174,9 @@ pub struct GenerateRequest {
     pub model: String,
     pub prompt: Prompt,
     pub sampling: Sampling,
+    /// Providers that forwarded this request from other networks (peer
+    /// ids, first forwarder first): sent on in [`VIA_HEADER`].
+    pub via: Vec<String>,
 }
 
 /// Why generation ended.
@@ -311,6 +325,10 @@ pub enum LlmError {
     Unavailable(String),
     #[error("inference failed: {0}")]
     Inference(String),
+    /// The Ollama-compatible API forwarded to refused the request because
+    /// it came back to a network it had passed through.
+    #[error("the request went round in a loop: {0}")]
+    Loop(String),
 }
 
 impl From<LlmError> for AdapterError {
@@ -320,7 +338,7 @@ impl From<LlmError> for AdapterError {
             | LlmError::PromptTooLong { .. }
             | LlmError::EmbeddingsUnsupported { .. } => AdapterError::InvalidParams(e.to_string()),
             LlmError::InvalidParams(m) => AdapterError::InvalidParams(m),
-            LlmError::ModelLoad { .. } | LlmError::Unavailable(_) => {
+            LlmError::ModelLoad { .. } | LlmError::Unavailable(_) | LlmError::Loop(_) => {
                 AdapterError::RuntimeUnavailable(e.to_string())
             }
             LlmError::Inference(m) => AdapterError::Runtime(m),
@@ -379,6 +397,8 @@ struct GenerateParams {
     raw: bool,
     #[serde(default)]
     options: Option<Sampling>,
+    #[serde(default)]
+    via: Vec<String>,
 }
 
 /// Parameters of `chat`.
@@ -389,6 +409,8 @@ struct ChatParams {
     messages: Vec<ChatMessage>,
     #[serde(default)]
     options: Option<Sampling>,
+    #[serde(default)]
+    via: Vec<String>,
 }
 
 /// Parameters of `embed`: one input or several.
@@ -409,6 +431,26 @@ enum EmbedInput {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListParams {}
+
+/// `via` as the schema allows it: at most [`MAX_VIA`] peer ids, each
+/// non-empty and short.
+fn checked_via(via: Vec<String>) -> Result<Vec<String>, AdapterError> {
+    if via.len() > MAX_VIA {
+        return Err(AdapterError::InvalidParams(format!(
+            "`via` names {} forwarding providers, more than {MAX_VIA}: the request is going round in a loop",
+            via.len()
+        )));
+    }
+    if via
+        .iter()
+        .any(|v| v.is_empty() || v.len() > MAX_VIA_ID_BYTES || v.contains(','))
+    {
+        return Err(AdapterError::InvalidParams(format!(
+            "`via` entries must be peer ids of 1 to {MAX_VIA_ID_BYTES} bytes without commas"
+        )));
+    }
+    Ok(via)
+}
 
 /// A method call, parsed and checked.
 #[derive(Clone, Debug)]
@@ -484,6 +526,7 @@ impl LlmAdapter {
                         raw: p.raw,
                     },
                     sampling: p.options.unwrap_or_default(),
+                    via: checked_via(p.via)?,
                 })
             }
             "chat" => {
@@ -507,6 +550,7 @@ impl LlmAdapter {
                     model: p.model,
                     prompt: Prompt::Chat(p.messages),
                     sampling: p.options.unwrap_or_default(),
+                    via: checked_via(p.via)?,
                 })
             }
             "embed" => {
@@ -609,6 +653,7 @@ impl Adapter for LlmAdapter {
             }
         });
         let model = serde_json::json!({"type": "string", "description": "a model this provider serves (see list_models)"});
+        let via = serde_json::json!({"type": "array", "maxItems": MAX_VIA, "items": {"type": "string", "minLength": 1, "maxLength": MAX_VIA_ID_BYTES}, "description": "providers that forwarded this request from other networks (peer ids); set by the Ollama-compatible API, a loop guard"});
         vec![
             MethodSpec {
                 name: "generate".into(),
@@ -622,7 +667,8 @@ impl Adapter for LlmAdapter {
                         "prompt": {"type": "string"},
                         "system": {"type": "string"},
                         "raw": {"type": "boolean", "default": false, "description": "no chat template"},
-                        "options": options
+                        "options": options,
+                        "via": via
                     }
                 }),
             },
@@ -648,7 +694,8 @@ impl Adapter for LlmAdapter {
                                 }
                             }
                         },
-                        "options": options
+                        "options": options,
+                        "via": via
                     }
                 }),
             },

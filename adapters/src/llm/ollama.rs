@@ -43,6 +43,9 @@ pub struct OllamaBackend {
     /// none, but a server behind an authenticating proxy does, and so does
     /// another Modchain node's Ollama-compatible API.
     token: Option<String>,
+    /// This provider's peer id, added to [`super::VIA_HEADER`] on every call
+    /// so that a Modchain node at `base` can tell a loop.
+    me: Option<String>,
 }
 
 // By hand, so that the token never reaches a log line.
@@ -51,6 +54,7 @@ impl std::fmt::Debug for OllamaBackend {
         f.debug_struct("OllamaBackend")
             .field("base", &self.base)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("me", &self.me)
             .finish_non_exhaustive()
     }
 }
@@ -89,6 +93,7 @@ impl OllamaBackend {
             client,
             models: Arc::new(RwLock::new(Vec::new())),
             token: None,
+            me: None,
         })
     }
 
@@ -99,10 +104,30 @@ impl OllamaBackend {
         self
     }
 
+    /// Names this provider (its peer id) in [`super::VIA_HEADER`] on every
+    /// call: when `base` is a Modchain node's Ollama-compatible API, the
+    /// node refuses a request that came from one of its own network's
+    /// peers, rather than auctioning it back to the provider forwarding it.
+    pub fn with_via(mut self, peer_id: impl Into<String>) -> Self {
+        self.me = Some(peer_id.into());
+        self
+    }
+
     /// Reads the model list again: `/api/tags`, then `/api/show` for each
     /// model's context length and exact parameter count.
     pub async fn refresh(&self) -> Result<(), LlmError> {
-        let tags: Tags = self.call(Method::GET, "/api/tags", None).await?;
+        let tags: Tags = match self.call(Method::GET, "/api/tags", None).await {
+            Ok(tags) => tags,
+            // The server is this provider's own network: what it lists is
+            // served here already, or by peers that will be asked directly.
+            Err(e @ LlmError::Loop(_)) => {
+                if let Ok(mut w) = self.models.write() {
+                    w.clear();
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let mut models = Vec::with_capacity(tags.models.len());
         for t in tags.models {
             let body = serde_json::json!({ "model": t.name });
@@ -128,6 +153,7 @@ impl OllamaBackend {
         path: &str,
         body: Option<serde_json::Value>,
         timeout: Duration,
+        via: &[String],
     ) -> Result<Response<Incoming>, LlmError> {
         let bytes = match body {
             Some(v) => {
@@ -142,6 +168,14 @@ impl OllamaBackend {
         if let Some(token) = &self.token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
+        let chain: Vec<&str> = via
+            .iter()
+            .map(String::as_str)
+            .chain(self.me.as_deref())
+            .collect();
+        if !chain.is_empty() {
+            req = req.header(super::VIA_HEADER, chain.join(", "));
+        }
         let req = req
             .body(Full::new(bytes))
             .map_err(|e| LlmError::Inference(e.to_string()))?;
@@ -155,6 +189,9 @@ impl OllamaBackend {
             let why = serde_json::from_slice::<ErrorBody>(&body)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+            if status == StatusCode::LOOP_DETECTED {
+                return Err(LlmError::Loop(why));
+            }
             // A model removed from Ollama since the last refresh answers 404: say what is left.
             if status == StatusCode::NOT_FOUND && path != "/api/tags" {
                 return Err(LlmError::Inference(format!(
@@ -185,7 +222,7 @@ impl OllamaBackend {
         body: Option<serde_json::Value>,
         timeout: Duration,
     ) -> Result<T, LlmError> {
-        let resp = self.send(method, path, body, timeout).await?;
+        let resp = self.send(method, path, body, timeout, &[]).await?;
         let bytes = tokio::time::timeout(timeout, read_limited(resp.into_body()))
             .await
             .map_err(|_| LlmError::Unavailable(format!("Ollama at {} stalled", self.base)))??;
@@ -237,7 +274,7 @@ impl OllamaBackend {
             .saturating_duration_since(std::time::Instant::now());
         // Cancelling while Ollama loads the model must not wait for it.
         let resp = tokio::select! {
-            r = self.send(Method::POST, path, Some(body), until_deadline) => r?,
+            r = self.send(Method::POST, path, Some(body), until_deadline, &request.via) => r?,
             _ = halt.cancel.cancelled() => {
                 return Ok(finish(&request, Output::new(&[], TokenSink::discard()), FinishReason::Cancelled, 0, 0));
             }
