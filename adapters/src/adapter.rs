@@ -143,6 +143,14 @@ pub trait Adapter: Send + Sync {
     /// Checks a method and its parameters before anything runs.
     fn validate(&self, method: &str, params: &serde_json::Value) -> Result<(), AdapterError>;
 
+    /// Checks that a method and its parameters are well formed, whatever
+    /// this provider holds: what a client checks before it submits a job
+    /// that another provider may run. [`Self::validate`] unless the
+    /// adapter's validation also asks for something held here (a model).
+    fn check_params(&self, method: &str, params: &serde_json::Value) -> Result<(), AdapterError> {
+        self.validate(method, params)
+    }
+
     /// Runs `method`. Errors mean nothing ran (bad parameters, a missing
     /// image); a workload that ran and failed is an `Ok` report with its exit status.
     fn execute<'a>(

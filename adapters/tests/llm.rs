@@ -871,4 +871,22 @@ mod ollama_replay {
             .expect_err("too many hops");
         assert!(err.to_string().contains("loop"), "{err}");
     }
+
+    /// A client checks a job's shape before submitting it, not whether it
+    /// holds the model itself: another provider may.
+    #[test]
+    fn a_client_checks_the_shape_not_the_model() {
+        let a = LlmAdapter::new(Vec::new());
+        let elsewhere = json!({"model": "held-elsewhere", "prompt": "hi"});
+        a.check_params("generate", &elsewhere).expect("well formed");
+        let err = a
+            .validate("generate", &elsewhere)
+            .expect_err("not held here");
+        assert!(err.to_string().contains("held-elsewhere"), "{err}");
+        let hot =
+            json!({"model": "held-elsewhere", "prompt": "hi", "options": {"temperature": 5.0}});
+        assert!(a.check_params("generate", &hot).is_err());
+        let chat = json!({"model": "m", "messages": []});
+        assert!(a.check_params("chat", &chat).is_err());
+    }
 }

@@ -319,7 +319,10 @@ impl Node {
         })?;
         let mut adapters = adapters(&me, &options.docker).await?;
         let peer_id = *swarm.local_peer_id();
-        if let Some(llm) = llm_adapter(&options.data_dir, &options.llm, &peer_id).await {
+        // A provider that looks for model changes keeps the llm adapter on
+        // with no model yet: the first file dropped in is then served too.
+        let rescans = options.provider && options.llm.rescan_interval().is_some();
+        if let Some(llm) = llm_adapter(&options.data_dir, &options.llm, &peer_id, rescans).await {
             adapters.push(llm);
         }
         let admission = AdapterAdmission(
@@ -1148,13 +1151,17 @@ async fn adapters(
     Ok(list)
 }
 
-/// The llm adapter, when it has a model to serve: GGUF files in
-/// `<data-dir>/models/` and `[llm] models`, in this process; an Ollama
-/// server's models when `[llm] ollama_url` is set and it answers.
+/// The llm adapter: GGUF files in `<data-dir>/models/` and `[llm] models`,
+/// in this process; an Ollama server's models when `[llm] ollama_url` is
+/// set. With `rescans` (a provider that looks for model changes) it is on
+/// even with nothing to serve yet, and an Ollama server that does not
+/// answer now is asked again at each rescan; without, it is on only when
+/// it has a model to serve.
 async fn llm_adapter(
     data_dir: &std::path::Path,
     settings: &LlmSettings,
     me: &PeerId,
+    rescans: bool,
 ) -> Option<Arc<dyn Adapter>> {
     let embedded = EmbeddedBackend::new(EmbeddedConfig::new(
         Some(data_dir.join("models")),
@@ -1165,29 +1172,50 @@ async fn llm_adapter(
     }
     let mut backends: Vec<Arc<dyn LlmBackend>> = vec![Arc::new(embedded)];
     if let Some(url) = &settings.ollama_url {
-        let connect = async {
-            // Named in every call, so that a Modchain node at `url` of this
-            // provider's own network refuses rather than loops.
-            let mut b = OllamaBackend::new(url)?.with_via(me.to_string());
-            if let Some(token) = &settings.ollama_token {
-                b = b.with_token(token);
+        match OllamaBackend::new(url) {
+            Err(e) => tracing::warn!(%url, error = %e, "llm: the Ollama server is not served"),
+            Ok(b) => {
+                // Named in every call, so that a Modchain node at `url` of
+                // this provider's own network refuses rather than loops.
+                let mut b = b.with_via(me.to_string());
+                if let Some(token) = &settings.ollama_token {
+                    b = b.with_token(token);
+                }
+                let answered = tokio::time::timeout(Duration::from_secs(5), b.refresh()).await;
+                let why = match answered {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("it did not answer within 5 s".to_string()),
+                };
+                match why {
+                    None => backends.push(Arc::new(b)),
+                    Some(why) if rescans => {
+                        tracing::warn!(%url, error = %why, "llm: the Ollama server is not served yet; asked again at each rescan");
+                        backends.push(Arc::new(b));
+                    }
+                    Some(why) => {
+                        tracing::warn!(%url, error = %why, "llm: the Ollama server is not served")
+                    }
+                }
             }
-            b.refresh().await.map(|()| b)
-        };
-        match tokio::time::timeout(Duration::from_secs(5), connect).await {
-            Ok(Ok(b)) => backends.push(Arc::new(b)),
-            Ok(Err(e)) => tracing::warn!(%url, error = %e, "llm: the Ollama server is not served"),
-            Err(_) => tracing::warn!(%url, "llm: the Ollama server did not answer within 5 s"),
         }
     }
     let adapter = LlmAdapter::new(backends);
     let served = adapter.served();
-    if served.is_empty() {
-        tracing::info!("llm adapter off: no model in <data-dir>/models, `[llm] models` or Ollama");
-        return None;
-    }
     let names: Vec<&str> = served.iter().map(|m| m.name.as_str()).collect();
-    tracing::info!(models = ?names, "llm adapter on");
+    if served.is_empty() {
+        if !rescans {
+            tracing::info!(
+                "llm adapter off: no model in <data-dir>/models, `[llm] models` or Ollama"
+            );
+            return None;
+        }
+        tracing::info!(
+            "llm adapter on with no model yet: a GGUF file put in <data-dir>/models is served within `[llm] rescan_seconds`"
+        );
+    } else {
+        tracing::info!(models = ?names, "llm adapter on");
+    }
     Some(Arc::new(adapter))
 }
 
@@ -1713,8 +1741,9 @@ impl Node {
         }
     }
 
-    /// Client: checks that some advert offers the adapter, runs the local
-    /// adapter's own checks if we have it, then signs and submits.
+    /// Client: checks that some advert offers the adapter (and the model a
+    /// job asks for), runs the local adapter's shape checks if we have it,
+    /// then signs and submits.
     fn submit(&mut self, spec: JobSpec) -> Result<JobId, Refusal> {
         let t = now();
         let offered: BTreeSet<String> = self
@@ -1738,11 +1767,40 @@ impl Node {
                 ),
             ));
         }
+        if let Some(model) = &spec.requirements.model {
+            // Providers that offer the adapter but no model (a provider
+            // waiting for its first file) cannot take it either.
+            let models: BTreeSet<String> = self
+                .peer
+                .adverts()
+                .iter()
+                .filter(|(_, ad)| ad.expires_at > t)
+                .flat_map(|(_, ad)| ad.adapters.iter())
+                .filter(|a| a.name == spec.adapter)
+                .flat_map(|a| a.models.iter().map(|m| m.name.clone()))
+                .collect();
+            if !models.contains(model) {
+                let list = if models.is_empty() {
+                    "none".to_string()
+                } else {
+                    models.into_iter().collect::<Vec<_>>().join(", ")
+                };
+                return Err(Refusal::new(
+                    400,
+                    format!(
+                        "no provider offers the model `{model}` with the `{}` adapter; the network offers: {list}",
+                        spec.adapter
+                    ),
+                ));
+            }
+        }
         if let Some(adapter) = self.jobs.executor.adapter(&spec.adapter) {
             let params: Value = serde_json::from_str(&spec.params)
                 .map_err(|e| Refusal::new(400, format!("params are not valid JSON: {e}")))?;
+            // Shape only: the job may be for something other providers
+            // hold (a model this node does not).
             adapter
-                .validate(&spec.method, &params)
+                .check_params(&spec.method, &params)
                 .map_err(|e| Refusal::new(400, e.to_string()))?;
         }
         let id = self.peer.submit(t, spec).map_err(|e| match e {

@@ -42,7 +42,7 @@ fn the_official_ollama_client_gets_answers_from_the_network() {
         if i >= 2 {
             serve_model(&model, dir);
         }
-        if i == 3 {
+        if i == 1 {
             // Looks for new models every second (30 s by default).
             let path = dir.join("config.toml");
             let config = std::fs::read_to_string(&path).expect("config.toml");
@@ -316,9 +316,19 @@ fn offered(net: &TestNet) -> Vec<String> {
 
 /// A GGUF file dropped into a running provider's models directory is
 /// found, advertised and served without a restart; removed, it is no
-/// longer offered. node-3 looks every second.
+/// longer offered. node-1 started with no model at all (its llm adapter
+/// on, offering nothing) and looks every second.
 fn a_model_added_to_a_providers_directory_is_offered_until_removed(net: &TestNet, model: &Path) {
-    let added = net.nodes[2].dir.join("models/Second.gguf");
+    assert!(
+        net.nodes[0]
+            .log()
+            .contains("llm adapter on with no model yet"),
+        "{}",
+        net.nodes[0].log_tail(30)
+    );
+    let dir = net.nodes[0].dir.join("models");
+    std::fs::create_dir_all(&dir).expect("models dir");
+    let added = dir.join("Second.gguf");
     std::fs::hard_link(model, &added)
         .or_else(|_| std::fs::copy(model, &added).map(|_| ()))
         .expect("add a model file");
@@ -350,8 +360,8 @@ fn a_model_added_to_a_providers_directory_is_offered_until_removed(net: &TestNet
     let job = net.nodes[0].job(v["job_id"].as_str().unwrap_or_default());
     assert_eq!(
         net.by_peer(job["provider"].as_str().unwrap_or_default()),
-        Some(2),
-        "only node-3 holds it: {job}"
+        Some(0),
+        "only node-1 holds it: {job}"
     );
     std::fs::remove_file(&added).expect("remove the model file");
     wait_until(

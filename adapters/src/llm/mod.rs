@@ -746,6 +746,15 @@ impl Adapter for LlmAdapter {
         })
     }
 
+    /// The request's shape and sampling options only: the model may be
+    /// one that other providers hold.
+    fn check_params(&self, method: &str, params: &serde_json::Value) -> Result<(), AdapterError> {
+        if let Call::Generate(request) = self.parse(method, params)? {
+            request.sampling.check()?;
+        }
+        Ok(())
+    }
+
     fn validate(&self, method: &str, params: &serde_json::Value) -> Result<(), AdapterError> {
         match self.parse(method, params)? {
             Call::Generate(request) => self.check_request(&request)?,

@@ -219,14 +219,14 @@ async def agent(binary, data_dir, peers):
             assert "already ended" in msg, msg
             msg = await call_error(session, "balance", {"node": "nobody"})
             assert "node id" in msg, msg
-            # An llm job for a model nobody serves: refused by the node (no
-            # provider offers `llm`, or the adapter knows no such model).
+            # An llm job for a model nobody serves: refused by the node, which
+            # names the model (its providers offer `llm` with no model).
             msg = await call_error(
                 session,
                 "submit_llm",
                 {"model": "no-such-model:1b", "prompt": "hi", "temperature": 0, "max_tokens": 8},
             )
-            assert "refused" in msg, msg
+            assert "refused" in msg and "no-such-model:1b" in msg, msg
 
 
 async def no_node(binary, empty_dir):
