@@ -103,20 +103,37 @@ pub fn rank_for_job(elected: &[NodeId], job: &JobId) -> Vec<NodeId> {
 }
 
 /// A peer's view of the election: the candidates it knows with their
-/// reputation, and the result for the current epoch, recomputed on change.
+/// reputation, and the result for the current epoch, recomputed when a
+/// candidate comes or goes.
+///
+/// A candidate's reputation is weighed as it was when this peer first drew
+/// the epoch (or first saw the candidate in it): reputation is recomputed
+/// every few minutes, and an update that moved the elected set mid-epoch
+/// left jobs ranked just before it with no orchestrator that still saw
+/// itself elected.
 #[derive(Clone, Debug, Default)]
 pub struct Election {
     config: ElectionConfig,
+    /// The candidates now, with their current reputation.
     candidates: BTreeMap<NodeId, u32>,
-    cached: Option<(u64, Vec<NodeId>)>,
+    /// The weights each recent epoch is drawn with: this one and the one
+    /// before (a job that arrives just after an epoch change is accepted by
+    /// the previous epoch's orchestrators too).
+    frozen: BTreeMap<u64, BTreeMap<NodeId, u32>>,
+    /// The elected set of each recent epoch.
+    cached: BTreeMap<u64, Vec<NodeId>>,
 }
+
+/// How many epochs' weights and results are kept.
+const EPOCHS_KEPT: usize = 2;
 
 impl Election {
     pub fn new(config: ElectionConfig) -> Self {
         Election {
             config,
             candidates: BTreeMap::new(),
-            cached: None,
+            frozen: BTreeMap::new(),
+            cached: BTreeMap::new(),
         }
     }
 
@@ -124,13 +141,32 @@ impl Election {
         &self.config
     }
 
-    /// Replaces the candidate set (from the advert table and the ledger's reputation).
+    /// Replaces the candidate set (from the advert table and the ledger's
+    /// reputation). A new reputation for a known candidate counts from the
+    /// next epoch; a candidate that came or went counts at once.
     pub fn set_candidates(&mut self, candidates: impl IntoIterator<Item = (NodeId, u32)>) {
         let next: BTreeMap<NodeId, u32> = candidates.into_iter().collect();
-        if next != self.candidates {
-            self.candidates = next;
-            self.cached = None;
+        if !next.keys().eq(self.candidates.keys()) {
+            self.cached.clear();
         }
+        self.candidates = next;
+    }
+
+    /// The weights for `epoch`: the reputations frozen when the epoch was
+    /// first drawn, with the candidates brought up to date.
+    fn weights(&mut self, epoch: u64) -> Vec<(NodeId, u32)> {
+        let candidates = &self.candidates;
+        let w = self
+            .frozen
+            .entry(epoch)
+            .or_insert_with(|| candidates.clone());
+        w.retain(|node, _| candidates.contains_key(node));
+        for (node, rep) in candidates {
+            w.entry(*node).or_insert(*rep);
+        }
+        let list = w.iter().map(|(k, v)| (*k, *v)).collect();
+        keep_latest(&mut self.frozen);
+        list
     }
 
     pub fn candidates(&self) -> &BTreeMap<NodeId, u32> {
@@ -149,14 +185,13 @@ impl Election {
     /// The elected orchestrators at `now`.
     pub fn elected(&mut self, now: Timestamp) -> &[NodeId] {
         let epoch = self.epoch(now);
-        if self.cached.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            let list: Vec<(NodeId, u32)> = self.candidates.iter().map(|(k, v)| (*k, *v)).collect();
-            self.cached = Some((epoch, elect(epoch, &list, self.config.orchestrators)));
+        if !self.cached.contains_key(&epoch) {
+            let list = self.weights(epoch);
+            let set = elect(epoch, &list, self.config.orchestrators);
+            self.cached.insert(epoch, set);
+            keep_latest(&mut self.cached);
         }
-        self.cached
-            .as_ref()
-            .map(|(_, v)| v.as_slice())
-            .unwrap_or(&[])
+        self.cached.get(&epoch).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Whether `node` is an elected orchestrator at `now`.
@@ -168,6 +203,13 @@ impl Election {
     pub fn ranking(&mut self, now: Timestamp, job: &JobId) -> Vec<NodeId> {
         let elected = self.elected(now).to_vec();
         rank_for_job(&elected, job)
+    }
+}
+
+/// Drops all but the [`EPOCHS_KEPT`] latest epochs.
+fn keep_latest<T>(by_epoch: &mut BTreeMap<u64, T>) {
+    while by_epoch.len() > EPOCHS_KEPT {
+        by_epoch.pop_first();
     }
 }
 
@@ -217,6 +259,54 @@ mod tests {
         let wins = (0..400).filter(|e| elect(*e, &c, 1)[0] == node(0)).count();
         // Expected share: weight 11 against 40 × 1 → about 22%.
         assert!(wins > 50, "trusted candidate won {wins} of 400");
+    }
+
+    #[test]
+    fn reputation_counts_from_the_next_epoch_and_candidates_at_once() {
+        let config = ElectionConfig {
+            epoch_ms: 60_000,
+            orchestrators: 1,
+        };
+        let mut e = Election::new(config);
+        let t = Timestamp(600_000);
+        // Ten unknown candidates; find the winner, then give a loser the
+        // full reputation: it would win most epochs from now on.
+        let cands: Vec<(NodeId, u32)> = (0..10).map(|i| (node(i), 0)).collect();
+        e.set_candidates(cands.clone());
+        let winner = e.elected(t)[0];
+        let boost = |loser: NodeId| -> Vec<(NodeId, u32)> {
+            cands
+                .iter()
+                .map(|(n, _)| (*n, if *n == loser { REPUTATION_SCALE } else { 0 }))
+                .collect()
+        };
+        // A loser that the boost would make this epoch's winner.
+        let boosted = cands
+            .iter()
+            .map(|c| boost(c.0))
+            .find(|b| elect(10, b, 1)[0] != winner)
+            .expect("some boost moves the election");
+        e.set_candidates(boosted.clone());
+        // A look at the previous epoch (a job arriving just after a change
+        // is accepted by its orchestrators too) leaves this one's draw as is.
+        e.elected(Timestamp(t.0 - 60_000));
+        assert_eq!(e.elected(t.plus(30_000)), [winner], "same epoch, same draw");
+        // Later epochs weigh it: it wins as often as a fresh election says.
+        let later: Vec<u64> = (11..60).collect();
+        for epoch in &later {
+            let at = Timestamp(epoch * 60_000);
+            assert_eq!(e.elected(at), elect(*epoch, &boosted, 1).as_slice());
+        }
+        // The winner leaving counts at once.
+        let at = Timestamp(61 * 60_000);
+        let now_winner = e.elected(at)[0];
+        let without: Vec<(NodeId, u32)> = boosted
+            .iter()
+            .copied()
+            .filter(|(n, _)| *n != now_winner)
+            .collect();
+        e.set_candidates(without.clone());
+        assert_eq!(e.elected(at), elect(61, &without, 1).as_slice());
     }
 
     #[test]
