@@ -25,8 +25,8 @@ use modchain_adapters::{Adapter, AdapterError};
 use modchain_bootstrap::BootstrapAddr;
 use modchain_bootstrap::behaviour::timings::{REPUTATION_DEBOUNCE, REPUTATION_INTERVAL};
 use modchain_bootstrap::driver::{
-    self, AdvertEnvelopes, AdvertHandoff, BootstrapPeers, PendingPublish, ProvideUpdate,
-    ProvidedKeys, Publication, PublishOutcome, Retry, Sent, Verdict,
+    self, AdvertEnvelopes, AdvertHandoff, AdvertSyncs, BootstrapPeers, Direct, PendingPublish,
+    ProvideUpdate, ProvidedKeys, Publication, PublishOutcome, Retry, Sent, SyncAnswer, Verdict,
 };
 use modchain_bootstrap::network::{self, NetworkError};
 use modchain_protocol::action::{Action, Event, Topic};
@@ -186,7 +186,8 @@ struct PeerEntry {
     addrs: BTreeSet<Multiaddr>,
     connections: u32,
     agent: Option<String>,
-    /// Whether it gets our adverts: once subscribed and known to speak direct messages.
+    /// Whether it can be asked for adverts (subscribed and known to speak
+    /// direct messages), and when we last answered its request for ours.
     adverts: AdvertHandoff,
 }
 
@@ -247,6 +248,8 @@ pub struct Node {
     /// The newest signed advert of each node (ours too), as it travelled:
     /// handed to peers that join so they need not wait for the next round.
     advert_envelopes: AdvertEnvelopes,
+    /// The peers asked for their adverts since we last (re)joined.
+    advert_syncs: AdvertSyncs,
     pending_publish: PendingPublish,
     bootstrap: BootstrapPeers,
     provided: ProvidedKeys,
@@ -404,6 +407,7 @@ impl Node {
             started: Instant::now(),
             peers: HashMap::new(),
             advert_envelopes: AdvertEnvelopes::new(),
+            advert_syncs: AdvertSyncs::new(),
             pending_publish: PendingPublish::new(),
             bootstrap,
             provided: ProvidedKeys::new(),
@@ -642,8 +646,12 @@ impl Node {
                 for b in &joined.newly {
                     tracing::info!(bootstrap = %b, "connected to bootstrap peer");
                 }
-                // One DHT walk per (re)join, not one per bootstrap peer that answers.
+                // One DHT walk per (re)join, not one per bootstrap peer that
+                // answers; a (re)join asks two ready peers for adverts and
+                // advertises again once gossip has a mesh to carry it.
                 if joined.first {
+                    self.advert_syncs.rejoined();
+                    self.peer.rejoined(now());
                     let kad = &mut self.swarm.behaviour_mut().kad;
                     match driver::walk_dht(kad, &self.provided) {
                         Ok(_) => tracing::info!("joined: walking the DHT for other peers"),
@@ -662,6 +670,9 @@ impl Node {
                 }
                 if num_established == 0 {
                     tracing::debug!(%peer_id, ?cause, "peer disconnected");
+                    if let Some(e) = self.peers.get_mut(&peer_id) {
+                        e.adverts.disconnected();
+                    }
                     if let Ok(node) = NodeId::from_peer_id(&peer_id) {
                         self.peer.peer_gone(now(), &node);
                     }
@@ -708,7 +719,7 @@ impl Node {
                 entry.addrs.extend(info.listen_addrs.iter().cloned());
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 if driver::identified(kad, &mut entry.adverts, peer_id, &info) {
-                    self.share_adverts(peer_id);
+                    self.advert_peer_ready(peer_id);
                 }
             }
             NodeBehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -719,7 +730,7 @@ impl Node {
                 self.gossip.received += 1;
                 self.gossip.received_bytes += message.data.len() as u64;
                 let verdict = self.take_bytes(&message.data);
-                if matches!(verdict, Verdict::Rejected(_)) {
+                if matches!(verdict, Verdict::Rejected(_) | Verdict::Misrouted(_)) {
                     self.gossip.rejected += 1;
                 }
                 let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
@@ -731,7 +742,7 @@ impl Node {
                     if t == Topic::Adverts
                         && self.peers.entry(peer_id).or_default().adverts.subscribed()
                     {
-                        self.share_adverts(peer_id);
+                        self.advert_peer_ready(peer_id);
                     }
                 }
             }
@@ -744,9 +755,7 @@ impl Node {
                     request, channel, ..
                 } => {
                     self.gossip.direct_received += 1;
-                    if matches!(self.take_bytes(&request), Verdict::Rejected(_)) {
-                        tracing::debug!(%peer, "rejected a direct message");
-                    }
+                    self.take_direct(peer, &request);
                     let _ = self
                         .swarm
                         .behaviour_mut()
@@ -799,10 +808,17 @@ impl Node {
         }
     }
 
-    /// Bytes from the network into the peer.
+    /// Gossiped bytes into the peer.
     fn take_bytes(&mut self, bytes: &[u8]) -> Verdict {
         let verdict = driver::take_bytes(&mut self.peer, &mut self.advert_envelopes, now(), bytes);
-        match &verdict {
+        self.note_verdict(&verdict);
+        verdict
+    }
+
+    /// Logs a message dropped, and tells the events stream of an advert
+    /// that is news to us.
+    fn note_verdict(&self, verdict: &Verdict) {
+        match verdict {
             Verdict::Taken(Some(signed)) => {
                 if let Message::Advert(ad) = signed.message() {
                     self.emit(
@@ -819,18 +835,77 @@ impl Node {
             Verdict::Rejected(rejection) => {
                 tracing::warn!(reason = rejection.label(), %rejection, "rejected a message");
             }
+            Verdict::Misrouted(kind) => {
+                tracing::warn!(%kind, "rejected a gossiped message of a direct-only kind");
+            }
             Verdict::Taken(None) | Verdict::Stale => {}
         }
-        verdict
     }
 
-    /// Hands a newly subscribed peer the adverts we hold, so it sees the
-    /// network at once instead of after the next advert round.
-    fn share_adverts(&mut self, to: PeerId) {
-        let messages = &mut self.swarm.behaviour_mut().messages;
-        self.gossip.direct_sent +=
-            self.advert_envelopes
-                .share(messages, to, self.peer.adverts(), now());
+    /// A direct message from `from` into the peer: an advert sync is
+    /// answered, each advert of a bundle taken as if gossiped.
+    fn take_direct(&mut self, from: PeerId, bytes: &[u8]) {
+        let t = now();
+        match driver::take_direct(&mut self.peer, &mut self.advert_envelopes, t, bytes) {
+            Direct::Message(verdict) => {
+                if matches!(verdict, Verdict::Rejected(_)) {
+                    tracing::debug!(%from, "rejected a direct message");
+                }
+                self.note_verdict(&verdict);
+            }
+            Direct::SyncAsked(sync) => {
+                let handoff = &mut self.peers.entry(from).or_default().adverts;
+                let answer = driver::answer_sync(
+                    handoff,
+                    &self.peer,
+                    &self.advert_envelopes,
+                    &mut self.swarm.behaviour_mut().messages,
+                    from,
+                    t,
+                    tokio::time::Instant::now(),
+                    &sync,
+                );
+                match answer {
+                    SyncAnswer::Sent { bundles, adverts } => {
+                        self.gossip.direct_sent += bundles;
+                        tracing::debug!(%from, bundles, adverts, known = sync.known.len(), "sent a joining peer our adverts");
+                    }
+                    SyncAnswer::TooSoon => {
+                        tracing::debug!(%from, "advert sync asked again too soon; not answered");
+                    }
+                }
+            }
+            Direct::Bundle(taken) => {
+                for verdict in &taken.adverts {
+                    self.note_verdict(verdict);
+                }
+                tracing::debug!(
+                    %from,
+                    new = taken.kept().count(),
+                    dropped = taken.dropped(),
+                    "took an advert bundle"
+                );
+            }
+        }
+    }
+
+    /// `to` subscribed to adverts and speaks direct messages: if it is one
+    /// of the first two since we (re)joined, ask it for the adverts it
+    /// holds, so we see the network at once instead of after the next
+    /// advert round.
+    fn advert_peer_ready(&mut self, to: PeerId) {
+        if !self.advert_syncs.should_ask(to) {
+            return;
+        }
+        let listed = driver::ask_for_adverts(
+            &self.peer,
+            &self.advert_envelopes,
+            &mut self.swarm.behaviour_mut().messages,
+            to,
+            now(),
+        );
+        self.gossip.direct_sent += 1;
+        tracing::debug!(%to, listed, "asked a peer for the adverts it holds");
     }
 
     /// After the adapters looked again at what they serve: advertise the

@@ -14,6 +14,7 @@
 //! node counts and drops.
 
 use crate::advert::CapabilityAdvert;
+use crate::advert_sync::{self, AdvertBundle, AdvertSync};
 use crate::auction::{Award, Bid, CallForBids, Decline};
 use crate::codec::{self, DecodeError};
 use crate::digest::Digest;
@@ -51,10 +52,14 @@ pub enum Kind {
     Log,
     Fetch,
     Chunk,
+    // New kinds go last: a kind travels as its index, so inserting one
+    // would renumber those after it.
+    AdvertSync,
+    AdvertBundle,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Advert,
         Kind::Job,
         Kind::CallForBids,
@@ -68,6 +73,8 @@ impl Kind {
         Kind::Log,
         Kind::Fetch,
         Kind::Chunk,
+        Kind::AdvertSync,
+        Kind::AdvertBundle,
     ];
 
     /// The name used in the signature's domain string and in metrics.
@@ -86,6 +93,8 @@ impl Kind {
             Kind::Log => "log",
             Kind::Fetch => "fetch",
             Kind::Chunk => "chunk",
+            Kind::AdvertSync => "advert-sync",
+            Kind::AdvertBundle => "advert-bundle",
         }
     }
 
@@ -110,6 +119,10 @@ impl Kind {
             Kind::Log => limits::MAX_LOG_CHUNK_BYTES + 256,
             Kind::Fetch => 256,
             Kind::Chunk => limits::MAX_OUTPUT_CHUNK_BYTES + 256,
+            Kind::AdvertSync => {
+                advert_sync::MAX_SYNC_KNOWN * advert_sync::KNOWN_ADVERT_MAX_BYTES + 16
+            }
+            Kind::AdvertBundle => advert_sync::MAX_BUNDLE_BYTES,
         }
     }
 
@@ -153,6 +166,8 @@ pub enum Message {
     Log(LogChunk),
     Fetch(FetchOutput),
     Chunk(OutputChunk),
+    AdvertSync(AdvertSync),
+    AdvertBundle(AdvertBundle),
 }
 
 impl Message {
@@ -171,6 +186,8 @@ impl Message {
             Message::Log(_) => Kind::Log,
             Message::Fetch(_) => Kind::Fetch,
             Message::Chunk(_) => Kind::Chunk,
+            Message::AdvertSync(_) => Kind::AdvertSync,
+            Message::AdvertBundle(_) => Kind::AdvertBundle,
         }
     }
 
@@ -189,6 +206,8 @@ impl Message {
             Message::Log(m) => codec::encode(m),
             Message::Fetch(m) => codec::encode(m),
             Message::Chunk(m) => codec::encode(m),
+            Message::AdvertSync(m) => codec::encode(m),
+            Message::AdvertBundle(m) => codec::encode(m),
         }
     }
 
@@ -208,6 +227,31 @@ impl Message {
             Kind::Log => Message::Log(codec::decode(payload, limit)?),
             Kind::Fetch => Message::Fetch(codec::decode(payload, limit)?),
             Kind::Chunk => Message::Chunk(codec::decode(payload, limit)?),
+            // Their counts are checked here, before anything works through
+            // them: the payload limit alone would let a bundle hold a
+            // million empty entries.
+            Kind::AdvertSync => {
+                let m: AdvertSync = codec::decode(payload, limit)?;
+                if !m.within_limits() {
+                    return Err(DecodeError::Malformed(format!(
+                        "advert sync lists {} adverts, over the limit of {}",
+                        m.known.len(),
+                        advert_sync::MAX_SYNC_KNOWN
+                    )));
+                }
+                Message::AdvertSync(m)
+            }
+            Kind::AdvertBundle => {
+                let m: AdvertBundle = codec::decode(payload, limit)?;
+                if !m.within_limits() {
+                    return Err(DecodeError::Malformed(format!(
+                        "advert bundle holds {} envelopes, over the limit of {}",
+                        m.adverts.len(),
+                        advert_sync::MAX_BUNDLE_ADVERTS
+                    )));
+                }
+                Message::AdvertBundle(m)
+            }
         })
     }
 }

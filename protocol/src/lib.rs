@@ -12,7 +12,7 @@
 //!
 //! Map of the crate:
 //! - identity and bytes: [`identity`], [`digest`], [`codec`], [`envelope`]
-//! - what travels: [`advert`], [`job`], [`auction`], [`receipt`], [`pricing`]
+//! - what travels: [`advert`], [`advert_sync`], [`job`], [`auction`], [`receipt`], [`pricing`]
 //! - the machines: [`orchestrator`], [`provider`], [`client`], [`peer`]
 //! - network-wide views: [`election`], [`reputation`], [`credit`]
 
@@ -22,6 +22,7 @@ mod bytes;
 
 pub mod action;
 pub mod advert;
+pub mod advert_sync;
 pub mod auction;
 pub mod client;
 pub mod codec;

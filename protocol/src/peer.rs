@@ -80,6 +80,10 @@ pub const NOT_ELECTED: &str = "not an elected orchestrator";
 /// Republishing after a capacity change waits at least this long since the last advert.
 const ADVERT_MIN_INTERVAL_MS: u64 = SECOND;
 
+/// How long after (re)joining the network a peer advertises again: time for
+/// its connections and gossip mesh to form (see [`Peer::rejoined`]).
+pub const REJOIN_ADVERT_DELAY_MS: u64 = 2 * SECOND;
+
 impl Peer {
     pub fn new(key: Keypair, config: PeerConfig) -> Self {
         let me = key.node_id();
@@ -221,19 +225,33 @@ impl Peer {
         self.publish_advert(now);
     }
 
+    /// The driver (re)joined the network (its first bootstrap peer
+    /// answered): advertise again [`REJOIN_ADVERT_DELAY_MS`] later. The
+    /// advert published before then reached only the peers connected at the
+    /// time, and gossip hands no past messages to peers that join a mesh
+    /// later; a peer that has not started has nothing to repeat.
+    pub fn rejoined(&mut self, now: Timestamp) {
+        if self.last_advert_at.is_some() {
+            self.next_advert_at = self.next_advert_at.min(now.plus(REJOIN_ADVERT_DELAY_MS));
+        }
+    }
+
     /// Bytes from the network: decode, verify, route. Dropped messages are
     /// counted and returned as the rejection.
     pub fn handle_bytes(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), Rejection> {
-        match Envelope::open(bytes, now) {
-            Ok(signed) => {
-                self.handle_signed(now, signed);
-                Ok(())
-            }
-            Err(r) => {
-                *self.stats.rejected.entry(r.label()).or_default() += 1;
-                Err(r)
-            }
-        }
+        let signed = self.open(now, bytes)?;
+        self.handle_signed(now, signed);
+        Ok(())
+    }
+
+    /// Bytes from the network, decoded, verified and time-checked but not
+    /// routed: for a driver that looks at a message before handing it to
+    /// [`handle_signed`](Self::handle_signed) (an advert bundle it unpacks).
+    /// Dropped messages are counted as in [`handle_bytes`](Self::handle_bytes).
+    pub fn open(&mut self, now: Timestamp, bytes: &[u8]) -> Result<Signed, Rejection> {
+        Envelope::open(bytes, now).inspect_err(|r| {
+            *self.stats.rejected.entry(r.label()).or_default() += 1;
+        })
     }
 
     /// A verified message (from the network or from ourselves).
@@ -348,6 +366,10 @@ impl Peer {
                     p.handle_message(now, &msg);
                 }
             }
+            // The driver answers a sync and unpacks a bundle: it keeps the
+            // advert envelopes as they travelled, which this machine does
+            // not, and hands each advert of a bundle to `handle_bytes`.
+            Message::AdvertSync(_) | Message::AdvertBundle(_) => {}
             Message::Receipt(r) => {
                 // Every valid receipt goes to the ledger, whoever sent it.
                 if r.verify().is_ok() {
@@ -503,5 +525,48 @@ impl Peer {
                 other => return Some(other),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published_sequence(peer: &mut Peer, now: Timestamp) -> Option<u64> {
+        std::iter::from_fn(|| peer.poll_action(now)).find_map(|a| match a {
+            Action::Publish { message, .. } => match message.message() {
+                Message::Advert(ad) => Some(ad.sequence),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_peer_that_rejoins_advertises_again_once_the_mesh_can_carry_it() {
+        let t0 = Timestamp::from_millis(1_700_000_000_000);
+        let mut peer = Peer::new(Keypair::from_seed(1), PeerConfig::default());
+        peer.rejoined(t0);
+        assert_eq!(
+            peer.poll_timeout(),
+            Some(Timestamp::ZERO),
+            "not started: nothing to repeat"
+        );
+        peer.start(t0);
+        let first = published_sequence(&mut peer, t0).expect("the first advert");
+        assert_eq!(peer.poll_timeout(), Some(t0.plus(MINUTE)));
+
+        let joined = t0.plus(50);
+        peer.rejoined(joined);
+        let again = joined.plus(REJOIN_ADVERT_DELAY_MS);
+        assert_eq!(peer.poll_timeout(), Some(again));
+        peer.handle_timeout(again);
+        let second = published_sequence(&mut peer, again).expect("advertised again");
+        assert!(second > first);
+        assert_eq!(
+            peer.poll_timeout(),
+            Some(again.plus(MINUTE)),
+            "then the usual rhythm"
+        );
     }
 }

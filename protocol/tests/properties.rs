@@ -1,12 +1,14 @@
 //! Invariants, checked over generated inputs.
 
 use modchain_protocol::advert::CapabilityAdvert;
+use modchain_protocol::advert_sync::{AdvertBundle, AdvertSync, KnownAdvert};
 use modchain_protocol::auction::{self, BidEntry, REPUTATION_SCALE, effective_price};
 use modchain_protocol::digest::Digest;
 use modchain_protocol::election;
-use modchain_protocol::envelope::{Envelope, Message};
+use modchain_protocol::envelope::{Envelope, Kind, Message, PROTOCOL_VERSION};
 use modchain_protocol::identity::{Keypair, NodeId};
 use modchain_protocol::job::{ExitStatus, JobResult, Usage};
+use modchain_protocol::peer::{Peer, PeerConfig};
 use modchain_protocol::pricing::{Credits, Quote};
 use modchain_protocol::receipt::{FailureReason, Outcome, Receipt, SignedReceipt, verify_batch};
 use modchain_protocol::reputation::{TrustConfig, TrustGraph};
@@ -66,13 +68,54 @@ fn valid_messages() -> Vec<Vec<u8>> {
             bid_deadline: NOW.plus(1000),
         }),
     );
+    let sync = Envelope::seal(
+        &key,
+        NOW,
+        Message::AdvertSync(AdvertSync {
+            known: vec![KnownAdvert {
+                node: key.node_id(),
+                sequence: 3,
+            }],
+        }),
+    );
+    let bundle = Envelope::seal(
+        &key,
+        NOW,
+        Message::AdvertBundle(AdvertBundle {
+            adverts: vec![advert.to_bytes(), advert.to_bytes()],
+        }),
+    );
     vec![
         job.to_bytes(),
         advert.to_bytes(),
         bid.to_bytes(),
         result.to_bytes(),
         call.to_bytes(),
+        sync.to_bytes(),
+        bundle.to_bytes(),
     ]
+}
+
+/// An envelope of `kind` around `payload`, correctly signed whatever the
+/// payload holds, so that it reaches the payload's decoder.
+fn signed_around(kind: Kind, payload: Vec<u8>) -> Vec<u8> {
+    let key = Keypair::from_seed(9);
+    let signer = key.node_id();
+    let mut signed = format!("modchain/v1/{}", kind.name()).into_bytes();
+    signed.push(0);
+    signed.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    signed.extend_from_slice(&NOW.0.to_le_bytes());
+    signed.extend_from_slice(&signer.0);
+    signed.extend_from_slice(&payload);
+    Envelope {
+        version: PROTOCOL_VERSION,
+        kind,
+        timestamp: NOW,
+        signer,
+        payload,
+        signature: key.sign(&signed),
+    }
+    .to_bytes()
 }
 
 proptest! {
@@ -89,7 +132,7 @@ proptest! {
     /// very same envelope (a byte outside the signed content cannot exist).
     #[test]
     fn mutated_messages_never_panic_nor_verify(
-        which in 0usize..5,
+        which in 0usize..7,
         flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
         cut in proptest::option::of(any::<prop::sample::Index>()),
     ) {
@@ -105,6 +148,42 @@ proptest! {
         if let Ok(signed) = Envelope::open(&bytes, NOW) {
             let orig = Envelope::open(&original, NOW).expect("original verifies");
             prop_assert_eq!(signed.envelope(), orig.envelope());
+        }
+    }
+
+    /// Signed advert syncs and bundles with arbitrary payloads never panic a
+    /// peer: they decode within their limits or are rejected.
+    #[test]
+    fn arbitrary_sync_and_bundle_payloads_never_panic(
+        bundle in any::<bool>(),
+        payload in proptest::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        let kind = if bundle { Kind::AdvertBundle } else { Kind::AdvertSync };
+        let bytes = signed_around(kind, payload);
+        let mut peer = Peer::new(Keypair::from_seed(1), PeerConfig::default());
+        if let Ok(signed) = Envelope::open(&bytes, NOW) {
+            prop_assert_eq!(signed.kind(), kind);
+        }
+        let _ = peer.handle_bytes(NOW, &bytes);
+        prop_assert!(peer.adverts().is_empty(), "a bundle is unpacked by the driver, not the peer");
+    }
+
+    /// Whatever bytes a bundle carries, it travels intact, and each entry
+    /// opens or is rejected without panicking.
+    #[test]
+    fn arbitrary_bundle_entries_travel_intact_and_never_panic(
+        entries in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..400), 0..16),
+    ) {
+        let key = Keypair::from_seed(2);
+        let sent = AdvertBundle { adverts: entries };
+        let bytes = Envelope::seal(&key, NOW, Message::AdvertBundle(sent.clone())).to_bytes();
+        let opened = Envelope::open(&bytes, NOW).expect("a bundle within its limits opens");
+        let Message::AdvertBundle(got) = opened.message() else {
+            panic!("not a bundle");
+        };
+        prop_assert_eq!(got, &sent);
+        for entry in &got.adverts {
+            let _ = Envelope::open(entry, NOW);
         }
     }
 

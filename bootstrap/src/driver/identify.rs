@@ -1,13 +1,13 @@
 //! What identify tells a driver about a peer: one that serves Kademlia goes
 //! into our routing table at the addresses it listens on, and one that
-//! speaks direct messages can be handed the adverts we hold.
+//! speaks direct messages can be asked for the adverts it holds.
 
 use super::adverts::AdvertHandoff;
 use crate::network;
 use libp2p::{PeerId, identify, kad};
 
-/// Takes what `peer_id` told identify. Returns whether it is owed our
-/// adverts now (it subscribed before identify answered).
+/// Takes what `peer_id` told identify. Returns whether it is now ready to
+/// be asked for adverts (it subscribed before identify answered).
 pub fn identified(
     kad: &mut kad::Behaviour<kad::store::MemoryStore>,
     handoff: &mut AdvertHandoff,

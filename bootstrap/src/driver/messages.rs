@@ -1,12 +1,14 @@
 //! Bytes in and out of the protocol's `Peer`: what a driver tells gossipsub
 //! of a message (forward it, drop it quietly, or penalise whoever sent it),
-//! and direct messages, which go to ourselves in memory.
+//! direct messages (an advert sync or bundle among them, which the driver
+//! handles itself), and direct messages to ourselves, which stay in memory.
 
 use super::adverts::AdvertEnvelopes;
 use crate::behaviour::EnvelopeCodec;
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::{PeerId, request_response};
-use modchain_protocol::envelope::{Rejection, Signed};
+use modchain_protocol::advert_sync::AdvertSync;
+use modchain_protocol::envelope::{Envelope, Kind, Message, Rejection, Signed};
 use modchain_protocol::identity::{IdentityError, NodeId};
 use modchain_protocol::peer::Peer;
 use modchain_protocol::time::Timestamp;
@@ -22,16 +24,20 @@ pub enum Verdict {
     Stale,
     /// Failed the protocol's checks: malformed, forged, from the future...
     Rejected(Rejection),
+    /// Authentic, but a kind that only travels as a direct message (an
+    /// advert sync or bundle) came by gossip: it is not for every peer.
+    Misrouted(Kind),
 }
 
 impl Verdict {
     /// What gossipsub does with the message: old news is neither forwarded
-    /// nor held against the peer that sent it; only a rejection is.
+    /// nor held against the peer that sent it; a rejection or a misrouted
+    /// message is both, since an honest peer forwards neither.
     pub fn acceptance(&self) -> MessageAcceptance {
         match self {
             Verdict::Taken(_) => MessageAcceptance::Accept,
             Verdict::Stale => MessageAcceptance::Ignore,
-            Verdict::Rejected(_) => MessageAcceptance::Reject,
+            Verdict::Rejected(_) | Verdict::Misrouted(_) => MessageAcceptance::Reject,
         }
     }
 
@@ -46,23 +52,124 @@ impl Verdict {
     }
 }
 
-/// Hands `bytes` to the peer and keeps the envelope of an advert it took.
+/// Kinds the driver handles itself, which only travel as direct messages.
+fn direct_only(kind: Kind) -> bool {
+    matches!(kind, Kind::AdvertSync | Kind::AdvertBundle)
+}
+
+/// Gossiped `bytes` into the peer; keeps the envelope of an advert it took.
 pub fn take_bytes(
     peer: &mut Peer,
     adverts: &mut AdvertEnvelopes,
     now: Timestamp,
     bytes: &[u8],
 ) -> Verdict {
-    let stale_before: u64 = peer.stats().adverts_rejected.values().sum();
-    match peer.handle_bytes(now, bytes) {
-        Ok(()) => {
-            let stale_after: u64 = peer.stats().adverts_rejected.values().sum();
-            if stale_after > stale_before {
-                return Verdict::Stale;
-            }
-            Verdict::Taken(adverts.remember(bytes, peer.adverts()).map(Box::new))
-        }
+    match peer.open(now, bytes) {
+        Ok(signed) if direct_only(signed.kind()) => Verdict::Misrouted(signed.kind()),
+        Ok(signed) => take_signed(peer, adverts, now, signed, bytes),
         Err(rejection) => Verdict::Rejected(rejection),
+    }
+}
+
+/// Hands the peer a message opened from `bytes`; keeps it if it is an
+/// advert the peer took.
+fn take_signed(
+    peer: &mut Peer,
+    adverts: &mut AdvertEnvelopes,
+    now: Timestamp,
+    signed: Signed,
+    bytes: &[u8],
+) -> Verdict {
+    let stale = |peer: &Peer| -> u64 { peer.stats().adverts_rejected.values().sum() };
+    let stale_before = stale(peer);
+    let advert = matches!(signed.message(), Message::Advert(_)).then(|| signed.clone());
+    peer.handle_signed(now, signed);
+    if stale(peer) > stale_before {
+        return Verdict::Stale;
+    }
+    Verdict::Taken(
+        advert
+            .filter(|a| adverts.remember(a, bytes, peer.adverts()))
+            .map(Box::new),
+    )
+}
+
+/// What became of a direct message.
+#[derive(Debug)]
+pub enum Direct {
+    /// Any message but the two below, taken as gossip would be.
+    Message(Verdict),
+    /// The sender asks for the adverts we hold: see
+    /// [`answer_sync`](super::adverts::answer_sync).
+    SyncAsked(AdvertSync),
+    /// A bundle of adverts, each taken as if it had been gossiped.
+    Bundle(BundleTaken),
+}
+
+/// What became of the envelopes in an advert bundle.
+#[derive(Debug, Default)]
+pub struct BundleTaken {
+    /// The verdict on each advert, in the bundle's order.
+    pub adverts: Vec<Verdict>,
+    /// Envelopes that decoded but were no adverts: dropped unopened.
+    pub not_adverts: usize,
+}
+
+impl BundleTaken {
+    /// The adverts we now keep: news to us.
+    pub fn kept(&self) -> impl Iterator<Item = &Signed> {
+        self.adverts.iter().filter_map(|v| match v {
+            Verdict::Taken(Some(s)) => Some(s.as_ref()),
+            _ => None,
+        })
+    }
+
+    /// Envelopes dropped: rejected by the protocol's checks, or no adverts.
+    pub fn dropped(&self) -> usize {
+        self.not_adverts
+            + self
+                .adverts
+                .iter()
+                .filter(|v| matches!(v, Verdict::Rejected(_)))
+                .count()
+    }
+}
+
+/// A direct message's `bytes` into the peer. An advert sync comes back for
+/// the driver to answer; each envelope of an advert bundle goes through
+/// [`take_bytes`], exactly as a gossiped advert does, so one that fails is
+/// dropped without the others, and one that is no advert is dropped.
+pub fn take_direct(
+    peer: &mut Peer,
+    adverts: &mut AdvertEnvelopes,
+    now: Timestamp,
+    bytes: &[u8],
+) -> Direct {
+    let signed = match peer.open(now, bytes) {
+        Ok(signed) => signed,
+        Err(rejection) => return Direct::Message(Verdict::Rejected(rejection)),
+    };
+    match signed.message() {
+        Message::AdvertSync(sync) => {
+            let sync = sync.clone();
+            peer.handle_signed(now, signed);
+            Direct::SyncAsked(sync)
+        }
+        Message::AdvertBundle(bundle) => {
+            let mut taken = BundleTaken::default();
+            for inner in &bundle.adverts {
+                // Checked before `take_bytes` opens it, so that a bundle
+                // never carries anything but adverts into the peer.
+                if Envelope::decode(inner).is_ok_and(|e| e.kind != Kind::Advert) {
+                    taken.not_adverts += 1;
+                    continue;
+                }
+                taken.adverts.push(take_bytes(peer, adverts, now, inner));
+            }
+            peer.handle_signed(now, signed);
+            Direct::Bundle(taken)
+        }
+        _ => Direct::Message(take_signed(peer, adverts, now, signed, bytes)),
     }
 }
 
@@ -92,4 +199,163 @@ pub fn send_direct(
     let peer_id = to.to_peer_id()?;
     messages.send_request(&peer_id, message.to_bytes());
     Ok(Sent::Request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modchain_protocol::advert::CapabilityAdvert;
+    use modchain_protocol::advert_sync::{AdvertBundle, KnownAdvert};
+    use modchain_protocol::identity::Keypair;
+    use modchain_protocol::job::FetchOutput;
+    use modchain_protocol::peer::PeerConfig;
+    use proptest::prelude::*;
+
+    const NOW: Timestamp = Timestamp(1_700_000_000_000);
+
+    fn advert(seed: u64) -> Vec<u8> {
+        let ad = CapabilityAdvert {
+            sequence: 1,
+            expires_at: NOW.plus(60_000),
+            ..CapabilityAdvert::default()
+        };
+        Envelope::seal(&Keypair::from_seed(seed), NOW, Message::Advert(ad)).to_bytes()
+    }
+
+    fn bundle(from: u64, adverts: Vec<Vec<u8>>) -> Vec<u8> {
+        let message = Message::AdvertBundle(AdvertBundle { adverts });
+        Envelope::seal(&Keypair::from_seed(from), NOW, message).to_bytes()
+    }
+
+    fn peer() -> Peer {
+        Peer::new(Keypair::from_seed(1), PeerConfig::default())
+    }
+
+    #[test]
+    fn a_bad_envelope_in_a_bundle_drops_only_itself() {
+        let mut forged = Envelope::decode(&advert(21)).expect("decodes");
+        forged.signature = Keypair::from_seed(99).sign(b"not this advert");
+        let fetch = Message::Fetch(FetchOutput {
+            job_id: modchain_protocol::Digest::of(b"job"),
+            digest: modchain_protocol::Digest::of(b"output"),
+            offset: 0,
+            length: 16,
+        });
+        let not_an_advert = Envelope::seal(&Keypair::from_seed(22), NOW, fetch).to_bytes();
+        let bytes = bundle(
+            2,
+            vec![
+                advert(20),
+                forged.to_bytes(),
+                b"garbage".to_vec(),
+                not_an_advert,
+                advert(23),
+                advert(20),
+            ],
+        );
+        let mut peer = peer();
+        let mut kept = AdvertEnvelopes::new();
+        let Direct::Bundle(taken) = take_direct(&mut peer, &mut kept, NOW, &bytes) else {
+            panic!("a bundle is unpacked");
+        };
+        assert_eq!(taken.kept().count(), 2, "{taken:?}");
+        assert_eq!(taken.not_adverts, 1);
+        assert_eq!(taken.dropped(), 3, "forged, garbage, not an advert");
+        assert!(
+            matches!(taken.adverts[4], Verdict::Stale),
+            "a repeat is old news"
+        );
+        assert_eq!(peer.adverts().len(), 2);
+        assert_eq!(kept.len(), 2, "kept to be handed on");
+        let stats = peer.stats();
+        assert_eq!(stats.rejected.get("bad_signature"), Some(&1));
+        assert_eq!(stats.rejected.get("malformed"), Some(&1));
+        assert_eq!(stats.received.get(&Kind::AdvertBundle), Some(&1));
+        assert_eq!(
+            stats.received.get(&Kind::Fetch),
+            None,
+            "never reached the peer"
+        );
+    }
+
+    #[test]
+    fn a_sync_request_comes_back_to_the_driver() {
+        let known = vec![KnownAdvert {
+            node: Keypair::from_seed(5).node_id(),
+            sequence: 9,
+        }];
+        let sync = AdvertSync { known };
+        let bytes = Envelope::seal(
+            &Keypair::from_seed(2),
+            NOW,
+            Message::AdvertSync(sync.clone()),
+        )
+        .to_bytes();
+        let mut kept = AdvertEnvelopes::new();
+        match take_direct(&mut peer(), &mut kept, NOW, &bytes) {
+            Direct::SyncAsked(asked) => assert_eq!(asked, sync),
+            other => panic!("not a sync: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn adverts_sent_directly_one_by_one_are_still_taken() {
+        // As peers that predate bundles send them.
+        let mut kept = AdvertEnvelopes::new();
+        let verdict = take_direct(&mut peer(), &mut kept, NOW, &advert(30));
+        assert!(matches!(verdict, Direct::Message(Verdict::Taken(Some(_)))));
+    }
+
+    #[test]
+    fn syncs_and_bundles_are_not_gossip() {
+        let mut kept = AdvertEnvelopes::new();
+        let mut peer = peer();
+        let verdict = take_bytes(&mut peer, &mut kept, NOW, &bundle(2, vec![advert(40)]));
+        assert!(matches!(verdict, Verdict::Misrouted(Kind::AdvertBundle)));
+        assert_eq!(verdict.acceptance(), MessageAcceptance::Reject);
+        assert!(
+            peer.adverts().is_empty(),
+            "a gossiped bundle is not unpacked"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Whatever a bundle holds, unpacking it never panics and its valid
+        /// adverts are taken.
+        #[test]
+        fn arbitrary_bytes_in_a_bundle_never_panic(
+            junk in proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), 0..300), 0..12),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        ) {
+            let mut entries = junk;
+            // Valid adverts, and copies of one damaged at random places.
+            entries.push(advert(50));
+            let mut damaged = advert(51);
+            for (at, bits) in flips {
+                let i = at % damaged.len();
+                damaged[i] ^= bits;
+            }
+            entries.push(damaged);
+            entries.push(advert(52));
+            let mut peer = peer();
+            let mut kept = AdvertEnvelopes::new();
+            let Direct::Bundle(taken) =
+                take_direct(&mut peer, &mut kept, NOW, &bundle(2, entries)) else {
+                panic!("a bundle is unpacked");
+            };
+            prop_assert!(peer.adverts().get(&Keypair::from_seed(50).node_id()).is_some());
+            prop_assert!(peer.adverts().get(&Keypair::from_seed(52).node_id()).is_some());
+            prop_assert!(taken.kept().count() >= 2);
+        }
+
+        /// Arbitrary bytes as a direct message never panic either.
+        #[test]
+        fn arbitrary_direct_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut kept = AdvertEnvelopes::new();
+            let _ = take_direct(&mut peer(), &mut kept, NOW, &bytes);
+        }
+    }
 }

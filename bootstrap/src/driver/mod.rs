@@ -12,9 +12,9 @@
 //! | [`publish`] | [`PendingPublish`]: gossip published before anyone subscribed, retried when someone does |
 //! | [`provided`] | [`ProvidedKeys`]: the DHT capability keys we provide, and the DHT walk on joining |
 //! | [`dial`] | [`BootstrapPeers`]: dialling the bootstrap peers, with exponential backoff |
-//! | [`adverts`] | [`AdvertEnvelopes`], [`AdvertHandoff`]: signed adverts handed to peers that subscribe |
+//! | [`adverts`] | [`AdvertEnvelopes`], [`AdvertHandoff`], [`AdvertSyncs`]: the adverts a joining peer asks two peers for, and their answer in bundles |
 //! | [`identify`] | [`identified`]: what identify tells us of a peer |
-//! | [`messages`] | [`take_bytes`] and its [`Verdict`], [`send_direct`]: bytes in and out of the peer |
+//! | [`messages`] | [`take_bytes`] and its [`Verdict`], [`take_direct`] and its [`Direct`], [`send_direct`]: bytes in and out of the peer |
 
 pub mod adverts;
 pub mod dial;
@@ -23,9 +23,12 @@ pub mod messages;
 pub mod provided;
 pub mod publish;
 
-pub use adverts::{AdvertEnvelopes, AdvertHandoff};
+pub use adverts::{
+    AdvertEnvelopes, AdvertHandoff, AdvertSyncs, SYNC_ANSWER_INTERVAL, SYNC_PEERS_PER_JOIN,
+    SyncAnswer, answer_sync, ask_for_adverts,
+};
 pub use dial::{BootstrapDial, BootstrapPeers, DialFailed, Joined, Retry};
 pub use identify::identified;
-pub use messages::{Sent, Verdict, send_direct, take_bytes};
+pub use messages::{BundleTaken, Direct, Sent, Verdict, send_direct, take_bytes, take_direct};
 pub use provided::{ProvideUpdate, ProvidedKeys, walk_dht};
 pub use publish::{PendingPublish, Publication, PublishOutcome};

@@ -18,6 +18,8 @@
 
 mod link;
 mod node;
+#[cfg(test)]
+mod tests;
 
 use crate::engine::{Progress, Report};
 use crate::metrics::{CandidateView, Histogram, Ledger, Tally, Traffic, round3};
@@ -811,7 +813,11 @@ impl<'a> Run<'a> {
                 "gossip_delivered": self.live.gossip_delivered.load(Ordering::Relaxed),
                 "direct": self.live.direct_sent.load(Ordering::Relaxed),
                 "direct_failed": self.live.direct_failed.load(Ordering::Relaxed),
+                "advert_syncs": self.live.advert_syncs.load(Ordering::Relaxed),
+                "advert_bundles": self.live.advert_bundles.load(Ordering::Relaxed),
                 "adverts_shared": self.live.adverts_shared.load(Ordering::Relaxed),
+                "advert_senders_max": summaries.iter().map(|s| s.advert_senders).max().unwrap_or(0),
+                "advert_messages_received_max": summaries.iter().map(|s| s.advert_messages_received).max().unwrap_or(0),
                 "wire_bytes": wire_bytes,
                 "wire_bytes_per_peer_mean": round3(wire_bytes as f64 * 2.0 / n.max(1) as f64),
                 "withheld_by_byzantine": self.live.withheld.load(Ordering::Relaxed),

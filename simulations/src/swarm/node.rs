@@ -2,10 +2,11 @@
 //! own behaviour, and the protocol's `Peer` driven from it the way
 //! `node/src/node.rs` drives it (gossip and direct messages into
 //! `handle_bytes` with the same accept / ignore / reject verdicts, actions
-//! out to gossipsub and request-response, adverts handed to peers that
-//! subscribe, DHT capability keys, bootstrap dialling with backoff, a ledger
-//! of its own and reputation recomputed from it). Adapters are modelled:
-//! an execution lasts a time drawn from the job's class.
+//! out to gossipsub and request-response, adverts asked of two peers on
+//! joining and answered in bundles, DHT capability keys, bootstrap dialling
+//! with backoff, a ledger of its own and reputation recomputed from it).
+//! Adapters are modelled: an execution lasts a time drawn from the job's
+//! class.
 
 use super::link::{self, LinkTable};
 use super::{Command, Observation};
@@ -19,12 +20,13 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, request_response};
 use modchain_bootstrap::behaviour::timings::{REPUTATION_DEBOUNCE, REPUTATION_INTERVAL};
 use modchain_bootstrap::behaviour::{NodeBehaviour, NodeBehaviourEvent, capability_keys};
 use modchain_bootstrap::driver::{
-    self, AdvertEnvelopes, AdvertHandoff, BootstrapPeers, PendingPublish, ProvidedKeys, Sent,
+    self, AdvertEnvelopes, AdvertHandoff, AdvertSyncs, BootstrapPeers, Direct, PendingPublish,
+    ProvidedKeys, Sent, SyncAnswer,
 };
 use modchain_bootstrap::network::{self, NetworkError};
 use modchain_protocol::action::{Action, StopReason, Topic};
 use modchain_protocol::digest::{Digest, JobId, ReceiptId};
-use modchain_protocol::envelope::{Kind, Message, Signed};
+use modchain_protocol::envelope::{Envelope, Kind, Message, Signed};
 use modchain_protocol::identity::{Keypair, NodeId};
 use modchain_protocol::job::{ExitStatus, JobState};
 use modchain_protocol::orchestrator::ReputationTable;
@@ -54,7 +56,11 @@ pub struct LiveCounters {
     pub receipts_published: AtomicU64,
     pub executions: AtomicU64,
     pub withheld: AtomicU64,
-    /// Adverts handed directly to peers that subscribed (part of `direct_sent`).
+    /// Requests for adverts sent by peers that joined (part of `direct_sent`).
+    pub advert_syncs: AtomicU64,
+    /// Bundles sent in answer (part of `direct_sent`).
+    pub advert_bundles: AtomicU64,
+    /// Adverts handed over in those bundles.
     pub adverts_shared: AtomicU64,
     pub connections_opened: AtomicU64,
     pub connections_closed: AtomicU64,
@@ -89,6 +95,11 @@ pub struct NodeSummary {
     pub connected: usize,
     pub receipts_stored: u64,
     pub adverts_held: usize,
+    /// Peers that handed us adverts by direct message.
+    pub advert_senders: usize,
+    /// Direct messages that carried adverts to us (bundles, or adverts one
+    /// by one).
+    pub advert_messages_received: u64,
 }
 
 /// What we know of another peer at the transport level.
@@ -117,6 +128,7 @@ pub struct LiveNode {
     bootstrap: BootstrapPeers,
     peers: HashMap<PeerId, PeerEntry>,
     advert_envelopes: AdvertEnvelopes,
+    advert_syncs: AdvertSyncs,
     pending_publish: PendingPublish,
     provided: ProvidedKeys,
     running: BTreeMap<(Instant, u64), Running>,
@@ -134,6 +146,9 @@ pub struct LiveNode {
     mesh_ready: bool,
     dht_settled: bool,
     counters: Arc<LiveCounters>,
+    /// Peers that handed us adverts directly, and in how many messages.
+    advert_senders: HashSet<PeerId>,
+    advert_messages_received: u64,
     out: mpsc::UnboundedSender<Observation>,
 }
 
@@ -198,6 +213,7 @@ impl LiveNode {
             bootstrap: BootstrapPeers::default(),
             peers: HashMap::new(),
             advert_envelopes: AdvertEnvelopes::new(),
+            advert_syncs: AdvertSyncs::new(),
             pending_publish: PendingPublish::new(),
             provided: ProvidedKeys::new(),
             running: BTreeMap::new(),
@@ -215,6 +231,8 @@ impl LiveNode {
             mesh_ready: false,
             dht_settled: false,
             counters,
+            advert_senders: HashSet::new(),
+            advert_messages_received: 0,
             out,
         })
     }
@@ -267,6 +285,8 @@ impl LiveNode {
             connected: self.swarm.connected_peers().count(),
             receipts_stored: self.receipts.len() as u64,
             adverts_held: self.peer.adverts().len(),
+            advert_senders: self.advert_senders.len(),
+            advert_messages_received: self.advert_messages_received,
         }
     }
 
@@ -510,8 +530,13 @@ impl LiveNode {
                     .connections_opened
                     .fetch_add(1, Ordering::Relaxed);
                 self.peers.entry(peer_id).or_default();
-                // As the node: one DHT walk per (re)join, not per bootstrap peer.
+                // As the node: one DHT walk per (re)join, not per bootstrap
+                // peer; a (re)join asks two ready peers for adverts and
+                // advertises again soon (a peer not started yet has nothing
+                // to repeat).
                 if self.bootstrap.connected(&peer_id).first {
+                    self.advert_syncs.rejoined();
+                    self.peer.rejoined(now());
                     let kad = &mut self.swarm.behaviour_mut().kad;
                     let _ = driver::walk_dht(kad, &self.provided);
                 }
@@ -527,6 +552,9 @@ impl LiveNode {
                 self.counters
                     .connections_closed
                     .fetch_add(1, Ordering::Relaxed);
+                if let Some(e) = self.peers.get_mut(&peer_id) {
+                    e.adverts.disconnected();
+                }
                 if self.started
                     && let Ok(node) = NodeId::from_peer_id(&peer_id)
                 {
@@ -553,7 +581,7 @@ impl LiveNode {
                 let handoff = &mut self.peers.entry(peer_id).or_default().adverts;
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 if driver::identified(kad, handoff, peer_id, &info) {
-                    self.share_adverts(peer_id);
+                    self.advert_peer_ready(peer_id);
                 }
             }
             NodeBehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -583,18 +611,28 @@ impl LiveNode {
                     if t == Topic::Adverts
                         && self.peers.entry(peer_id).or_default().adverts.subscribed()
                     {
-                        self.share_adverts(peer_id);
+                        self.advert_peer_ready(peer_id);
                     }
                 }
             }
             NodeBehaviourEvent::Messages(request_response::Event::Message {
+                peer,
                 message:
                     request_response::Message::Request {
                         request, channel, ..
                     },
                 ..
             }) => {
-                let _ = self.take_bytes(&request);
+                // Who hands this peer adverts directly, and how often, for
+                // its summary: bundles, or adverts one by one as peers did
+                // before bundles.
+                if Envelope::decode(&request)
+                    .is_ok_and(|e| matches!(e.kind, Kind::Advert | Kind::AdvertBundle))
+                {
+                    self.advert_senders.insert(peer);
+                    self.advert_messages_received += 1;
+                }
+                self.take_direct(peer, &request);
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -613,16 +651,49 @@ impl LiveNode {
         driver::take_bytes(&mut self.peer, &mut self.advert_envelopes, now(), bytes)
     }
 
-    /// Hands a newly subscribed peer the adverts we hold, as the node does.
-    fn share_adverts(&mut self, to: PeerId) {
-        let messages = &mut self.swarm.behaviour_mut().messages;
-        let sent = self
-            .advert_envelopes
-            .share(messages, to, self.peer.adverts(), now());
-        self.counters.direct_sent.fetch_add(sent, Ordering::Relaxed);
-        self.counters
-            .adverts_shared
-            .fetch_add(sent, Ordering::Relaxed);
+    /// A direct message into the peer, as the node takes it: an advert
+    /// sync is answered, each advert of a bundle taken as if gossiped.
+    fn take_direct(&mut self, from: PeerId, bytes: &[u8]) {
+        let t = now();
+        let Direct::SyncAsked(sync) =
+            driver::take_direct(&mut self.peer, &mut self.advert_envelopes, t, bytes)
+        else {
+            return;
+        };
+        let handoff = &mut self.peers.entry(from).or_default().adverts;
+        let answer = driver::answer_sync(
+            handoff,
+            &self.peer,
+            &self.advert_envelopes,
+            &mut self.swarm.behaviour_mut().messages,
+            from,
+            t,
+            Instant::now(),
+            &sync,
+        );
+        if let SyncAnswer::Sent { bundles, adverts } = answer {
+            let c = &self.counters;
+            c.direct_sent.fetch_add(bundles, Ordering::Relaxed);
+            c.advert_bundles.fetch_add(bundles, Ordering::Relaxed);
+            c.adverts_shared.fetch_add(adverts, Ordering::Relaxed);
+        }
+    }
+
+    /// A peer is ready: ask it for its adverts if it is one of the first
+    /// two since we (re)joined, as the node does.
+    fn advert_peer_ready(&mut self, to: PeerId) {
+        if !self.advert_syncs.should_ask(to) {
+            return;
+        }
+        driver::ask_for_adverts(
+            &self.peer,
+            &self.advert_envelopes,
+            &mut self.swarm.behaviour_mut().messages,
+            to,
+            now(),
+        );
+        self.counters.direct_sent.fetch_add(1, Ordering::Relaxed);
+        self.counters.advert_syncs.fetch_add(1, Ordering::Relaxed);
     }
 }
 
