@@ -76,17 +76,6 @@ impl ClientJob {
     }
 }
 
-/// How far along a live job is, for the rule that a round never goes back.
-fn progress(state: JobState) -> u8 {
-    match state {
-        JobState::Queued => 0,
-        JobState::Bidding => 1,
-        JobState::Awarded => 2,
-        JobState::Running => 3,
-        JobState::Completed | JobState::Failed | JobState::Cancelled => 4,
-    }
-}
-
 /// After an award, how many silence timeouts pass before the client gives up
 /// on the orchestrator and the provider together.
 const AFTER_AWARD_SILENCE_FACTOR: u64 = 5;
@@ -314,8 +303,8 @@ impl Client {
         let same_round = job.round == Some(s.attempt)
             || job.award.as_ref().is_some_and(|a| a.attempt == s.attempt);
         if same_round
-            && progress(job.state) >= progress(JobState::Awarded)
-            && progress(state) < progress(job.state)
+            && job.state.progress() >= JobState::Awarded.progress()
+            && state.progress() < job.state.progress()
         {
             return;
         }
@@ -440,7 +429,7 @@ impl Client {
         // An orchestrator that awarded the job to itself may have said
         // "running" first: the award is recorded and the job stays there.
         let started =
-            job.round == Some(a.attempt) && progress(job.state) > progress(JobState::Awarded);
+            job.round == Some(a.attempt) && job.state.progress() > JobState::Awarded.progress();
         job.round = Some(a.attempt);
         if started {
             return;

@@ -133,6 +133,19 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// How far along a live job is: within one auction round a job only
+    /// moves forward in this order (the client's rule against late
+    /// messages). The ends share the last place.
+    pub fn progress(self) -> u8 {
+        match self {
+            JobState::Queued => 0,
+            JobState::Bidding => 1,
+            JobState::Awarded => 2,
+            JobState::Running => 3,
+            JobState::Completed | JobState::Failed | JobState::Cancelled => 4,
+        }
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,

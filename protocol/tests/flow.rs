@@ -490,20 +490,12 @@ fn a_client_sees_its_job_move_only_forward_whatever_order_messages_arrive_in() {
         assert_eq!(cj.provider(), Some(both));
         let states: Vec<JobState> = cj.history.iter().map(|(_, s)| *s).collect();
         assert!(
-            states.windows(2).all(|w| progress(w[0]) <= progress(w[1])),
+            states
+                .windows(2)
+                .all(|w| w[0].progress() <= w[1].progress()),
             "seed {seed}: the job went back: {states:?}"
         );
         assert_eq!(states.last(), Some(&JobState::Completed), "seed {seed}");
-    }
-}
-
-fn progress(state: JobState) -> u8 {
-    match state {
-        JobState::Queued => 0,
-        JobState::Bidding => 1,
-        JobState::Awarded => 2,
-        JobState::Running => 3,
-        _ => 4,
     }
 }
 
