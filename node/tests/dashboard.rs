@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{TestNet, modchain, run_python_script};
+use common::{TestNet, modchain, not_a_provider, run_python_script};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,7 +76,15 @@ fn dashboard_shows_the_network_and_follows_jobs_live_in_chromium() {
     let python = python();
 
     let t0 = Instant::now();
-    let net = TestNet::start("dashboard-test", 3);
+    // Node-1, whose page is driven, only buys: every job it submits then runs
+    // on another peer, and its receipts earn trust the reputation table shows.
+    // A node that won its own jobs would rightly show "no trust yet", since a
+    // receipt with oneself is no evidence.
+    let net = TestNet::start_with("dashboard-test", 3, |i, dir| {
+        if i == 1 {
+            not_a_provider(dir);
+        }
+    });
     eprintln!("[{:?}] three nodes converged", t0.elapsed());
     let node = &net.nodes[0];
     let url = node.url().expect("node-1's api.url");

@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{TestNet, wait_until};
+use common::{TestNet, not_a_provider, wait_until};
 use serde_json::Value;
-use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -34,15 +33,6 @@ fn submitted_id(out: &Output) -> String {
         text(&out.stderr)
     );
     text(&out.stdout).trim().to_string()
-}
-
-/// Turns the node's provider role off in its `config.toml`.
-fn not_a_provider(dir: &Path) {
-    let path = dir.join("config.toml");
-    let config = std::fs::read_to_string(&path).expect("config.toml");
-    let changed = config.replace("\nprovider = true\n", "\nprovider = false\n");
-    assert_ne!(changed, config, "config.toml has no `provider = true` line");
-    std::fs::write(&path, changed).expect("write config.toml");
 }
 
 #[test]

@@ -472,6 +472,16 @@ pub fn spawn_node_with(dir: &Path, bootstrap: &str, orchestrator: bool, args: &[
     }
 }
 
+/// Turns the node's provider role off in its `config.toml`: a node that only
+/// buys, so that every job it submits runs on another peer.
+pub fn not_a_provider(dir: &Path) {
+    let path = dir.join("config.toml");
+    let config = std::fs::read_to_string(&path).expect("config.toml");
+    let changed = config.replace("\nprovider = true\n", "\nprovider = false\n");
+    assert_ne!(changed, config, "config.toml has no `provider = true` line");
+    std::fs::write(&path, changed).expect("write config.toml");
+}
+
 /// Polls `f` every 50 ms until it gives `Some`, or panics with `what` after `within`.
 pub fn wait_until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let t0 = Instant::now();
