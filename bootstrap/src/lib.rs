@@ -1,17 +1,12 @@
 //! # modchain-bootstrap
 //!
-//! The lean, always-on peer that new nodes join through, the bootstrap list
-//! format, the wire settings ([`network`]) that every Modchain peer, node
-//! or bootstrap, builds its swarm from, and the node's own network behaviour
-//! ([`behaviour`]), shared by the node and the simulator's libp2p engine,
-//! with what both keep beside it to drive it alike ([`driver`]).
+//! The lean, always-on peer that new nodes join through: a Kademlia server,
+//! identify, a relay, and a gossip relay that checks messages with the same
+//! verdict as every node ([`modchain_net::driver::screen_gossip`]), so it
+//! never forwards what nodes would hold against it. Its network stack is
+//! `modchain-net`'s; its metrics are served over HTTP by [`metrics`].
 
-pub mod behaviour;
-pub mod driver;
-pub mod list;
 pub mod metrics;
-pub mod network;
 pub mod peer;
 
-pub use list::{BootstrapListError, BootstrapPeer as BootstrapAddr};
 pub use peer::{BootstrapConfig, BootstrapPeer};

@@ -3,12 +3,13 @@
 //! checking every envelope, so forged messages stop here) and serves circuit
 //! relay v2 for peers behind NAT. It runs no protocol roles.
 
-use crate::network::{self, NetworkError};
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::metrics::{Metrics as Libp2pMetrics, Recorder, Registry};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, kad, ping, relay};
+use modchain_net::driver::screen_gossip;
+use modchain_net::wire::{self, NetworkError};
 use modchain_protocol::{Envelope, Keypair, Timestamp};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -77,28 +78,25 @@ impl BootstrapPeer {
     pub fn new(key: &Keypair, config: &BootstrapConfig) -> Result<Self, NetworkError> {
         let lkey = key.to_libp2p();
         let mut registry = Registry::default();
-        let gs = network::gossipsub(&lkey)?.with_metrics(
+        let gs = wire::gossipsub(&lkey)?.with_metrics(
             registry.sub_registry_with_prefix("gossipsub"),
             gossipsub::MetricsConfig::default(),
         );
         let max = config.max_connections;
-        let mut swarm = network::build_swarm(lkey, Some(&mut registry), |k| BootstrapBehaviour {
+        let mut swarm = wire::build_swarm(lkey, Some(&mut registry), |k| BootstrapBehaviour {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(max))
                     .with_max_established_per_peer(Some(4))
                     .with_max_pending_incoming(Some(max / 2 + 1)),
             ),
-            identify: network::identify(
-                k,
-                concat!("modchain-bootstrap/", env!("CARGO_PKG_VERSION")),
-            ),
+            identify: wire::identify(k, concat!("modchain-bootstrap/", env!("CARGO_PKG_VERSION"))),
             ping: ping::Behaviour::new(ping::Config::new()),
-            kad: network::kademlia(k),
+            kad: wire::kademlia(k),
             gossipsub: gs,
             relay: relay::Behaviour::new(k.public().to_peer_id(), relay::Config::default()),
         })?;
-        network::join(
+        wire::join(
             &mut swarm,
             |s| &mut s.behaviour_mut().gossipsub,
             &config.listen,
@@ -168,7 +166,7 @@ impl BootstrapPeer {
                         }
                         SwarmEvent::ListenerClosed { addresses, reason: Err(e), .. } => {
                             let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
-                            return Err(network::listen_error(&addr, e));
+                            return Err(wire::listen_error(&addr, e));
                         }
                         other => self.handle_event(other),
                     }
@@ -220,7 +218,7 @@ impl BootstrapPeer {
         match ev {
             SwarmEvent::Behaviour(BootstrapBehaviourEvent::Identify(
                 identify::Event::Received { peer_id, info, .. },
-            )) if info.protocols.contains(&network::KAD_PROTOCOL) => {
+            )) if info.protocols.contains(&wire::KAD_PROTOCOL) => {
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
@@ -232,22 +230,26 @@ impl BootstrapPeer {
                     message,
                 },
             )) => {
-                let verdict = match Envelope::open(&message.data, Timestamp::now_wall()) {
+                // The same check as every node's: a kind nodes refuse on
+                // gossip is refused here too, never relayed to them.
+                let opened = Envelope::open(&message.data, Timestamp::now_wall());
+                let verdict = match screen_gossip(opened) {
                     Ok(_) => {
                         self.stats.relayed += 1;
                         self.metrics.relayed.inc();
                         MessageAcceptance::Accept
                     }
-                    Err(r) => {
-                        *self.stats.rejected.entry(r.label()).or_default() += 1;
+                    Err(verdict) => {
+                        let reason = verdict.label();
+                        *self.stats.rejected.entry(reason).or_default() += 1;
                         self.metrics
                             .rejected
                             .get_or_create(&ReasonLabel {
-                                reason: r.label().into(),
+                                reason: reason.into(),
                             })
                             .inc();
-                        tracing::warn!(from = %propagation_source, reason = %r, "rejected gossip message");
-                        MessageAcceptance::Reject
+                        tracing::warn!(from = %propagation_source, reason, "rejected gossip message");
+                        verdict.acceptance()
                     }
                 };
                 self.swarm

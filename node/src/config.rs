@@ -2,7 +2,7 @@
 //! is refused with the key, the line and the form that was expected.
 
 use libp2p::Multiaddr;
-use modchain_bootstrap::BootstrapAddr;
+use modchain_net::BootstrapAddr;
 use modchain_protocol::pricing::{Credits, PriceTable};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -119,7 +119,7 @@ impl Default for Config {
             bootstrap: Vec::new(),
             api: SocketAddr::from(([127, 0, 0, 1], 7777)),
             orchestrator: false,
-            max_connections: 256,
+            max_connections: modchain_net::wire::DEFAULT_MAX_CONNECTIONS,
             provider: true,
             prices: Prices::default(),
             advert: AdvertSettings::default(),
@@ -293,7 +293,7 @@ impl Config {
     pub fn bootstrap_peers(
         &self,
         extra: &[String],
-    ) -> Result<Vec<BootstrapAddr>, modchain_bootstrap::BootstrapListError> {
+    ) -> Result<Vec<BootstrapAddr>, modchain_net::BootstrapListError> {
         let mut out: Vec<BootstrapAddr> = Vec::new();
         for s in self.bootstrap.iter().chain(extra) {
             let p = BootstrapAddr::parse(s)?;

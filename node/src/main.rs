@@ -15,7 +15,6 @@ mod hardware;
 mod ledger;
 mod mcp;
 mod metrics;
-mod network;
 mod node;
 mod ollama_api;
 mod outputs;

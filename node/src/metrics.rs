@@ -11,7 +11,7 @@
 
 use libp2p::metrics::{Metrics as Libp2pMetrics, Recorder, Registry};
 #[cfg(test)]
-use modchain_bootstrap::metrics::to_prometheus_text;
+use modchain_net::metrics::to_prometheus_text;
 use modchain_protocol::JobId;
 use modchain_protocol::action::Event;
 use modchain_protocol::envelope::Rejection;
@@ -362,7 +362,7 @@ impl NodeMetrics {
     /// Copies the node's current figures in, then encodes everything.
     pub fn encode(&self, s: &Snapshot) -> String {
         self.refresh(s);
-        modchain_bootstrap::metrics::encode(&self.registry)
+        modchain_net::metrics::encode(&self.registry)
     }
 
     fn refresh(&self, s: &Snapshot) {

@@ -6,34 +6,32 @@ use crate::config::{DockerSettings, LlmSettings};
 use crate::executor::{Executor, ExecutorEvent, Finished};
 use crate::ledger::{Appended, Ledger, LedgerError};
 use crate::metrics::{NodeMetrics, Snapshot};
-use crate::network::{NodeBehaviour, NodeBehaviourEvent, capability_keys, node_gossipsub};
 use crate::outputs::{ChunkOutcome, ResultStore};
 use crate::views::{
     BalanceView, HistoryEntry, JobDetail, JobResultView, JobSummary, OutputFile, ReceiptView,
     ReputationEntry, UsageView, exit_text,
 };
-use libp2p::futures::StreamExt;
-use libp2p::gossipsub;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, request_response};
+use libp2p::{Multiaddr, PeerId, kad};
 use modchain_adapters::docker::{DockerAdapter, DockerConfig};
 use modchain_adapters::llm::embedded::{EmbeddedBackend, EmbeddedConfig};
 use modchain_adapters::llm::ollama::OllamaBackend;
 use modchain_adapters::llm::{LlmAdapter, LlmBackend};
 use modchain_adapters::wasm::WasmAdapter;
 use modchain_adapters::{Adapter, AdapterError};
-use modchain_bootstrap::BootstrapAddr;
-use modchain_bootstrap::behaviour::timings::{REPUTATION_DEBOUNCE, REPUTATION_INTERVAL};
-use modchain_bootstrap::driver::{
-    self, AdvertEnvelopes, AdvertHandoff, AdvertSyncs, BootstrapPeers, Direct, PendingPublish,
-    ProvideUpdate, ProvidedKeys, Publication, PublishOutcome, Retry, Sent, SyncAnswer, Verdict,
+use modchain_net::BootstrapAddr;
+use modchain_net::behaviour::timings::{REPUTATION_DEBOUNCE, REPUTATION_INTERVAL};
+use modchain_net::behaviour::{NodeBehaviour, NodeBehaviourEvent, node_gossipsub};
+use modchain_net::driver::{
+    BootstrapPeers, ProvideUpdate, Publication, PublishOutcome, Retry, Sent, SyncAnswer, Verdict,
 };
-use modchain_bootstrap::network::{self, NetworkError};
-use modchain_protocol::action::{Action, Event, Topic};
+use modchain_net::wire::{self, NetworkError};
+use modchain_net::{DirectOutcome, DriverEvent, SwarmDriver};
+use modchain_protocol::action::{Action, Event};
 use modchain_protocol::advert::{CapabilityAdvert, Capacity};
 use modchain_protocol::client::ClientJob;
 use modchain_protocol::digest::Digest;
-use modchain_protocol::envelope::{Envelope, Kind, Message, Signed};
+use modchain_protocol::envelope::{Envelope, Message};
 use modchain_protocol::job::{FetchOutput, JobSpec, OutputChunk, limits};
 use modchain_protocol::orchestrator::{OrchestratorConfig, ReputationTable};
 use modchain_protocol::peer::{Peer, PeerConfig};
@@ -180,17 +178,6 @@ struct ProviderLookup {
     found: BTreeSet<PeerId>,
 }
 
-/// What we know of another peer at the transport level.
-#[derive(Clone, Debug, Default)]
-struct PeerEntry {
-    addrs: BTreeSet<Multiaddr>,
-    connections: u32,
-    agent: Option<String>,
-    /// Whether it can be asked for adverts (subscribed and known to speak
-    /// direct messages), and when we last answered its request for ours.
-    adverts: AdvertHandoff,
-}
-
 /// A draw from [0, 1] for the bootstrap backoff's jitter, so peers that
 /// lost the same bootstrap peer do not all come back at the same instant
 /// (none when the OS has no randomness to give).
@@ -239,21 +226,11 @@ struct GossipCounters {
 }
 
 pub struct Node {
-    swarm: Swarm<NodeBehaviour>,
-    peer: Peer,
+    /// The swarm and the protocol peer, run one over the other.
+    net: SwarmDriver,
     me: NodeId,
     metrics: NodeMetrics,
     started: Instant,
-    peers: HashMap<PeerId, PeerEntry>,
-    /// The newest signed advert of each node (ours too), as it travelled:
-    /// handed to peers that join so they need not wait for the next round.
-    advert_envelopes: AdvertEnvelopes,
-    /// The peers asked for their adverts since we last (re)joined.
-    advert_syncs: AdvertSyncs,
-    pending_publish: PendingPublish,
-    bootstrap: BootstrapPeers,
-    provided: ProvidedKeys,
-    listen_addrs: Vec<Multiaddr>,
     gossip: GossipCounters,
     options: NodeOptions,
     provider_lookups: HashMap<kad::QueryId, ProviderLookup>,
@@ -303,10 +280,10 @@ impl Node {
         let lkey = key.to_libp2p();
         let gs = node_gossipsub(&lkey, &mut registry)?;
         let max = options.max_connections;
-        let mut swarm = network::build_swarm(lkey, Some(&mut registry), |k| {
+        let mut swarm = wire::build_swarm(lkey, Some(&mut registry), |k| {
             NodeBehaviour::new(k, gs, max)
         })?;
-        network::join(
+        wire::join(
             &mut swarm,
             |s| &mut s.behaviour_mut().gossipsub,
             &options.listen,
@@ -392,26 +369,16 @@ impl Node {
             ..PeerConfig::default()
         };
         let bootstrap = BootstrapPeers::from_list(&options.bootstrap, tokio::time::Instant::now());
+        let mut peer = Peer::new(key.clone(), config);
+        // Decline at bid time what our adapters would refuse (a missing
+        // image, a module that does not compile), so such a job goes to a
+        // provider that can run it and leaves no receipt.
+        peer.set_admission(Box::new(admission));
         Ok(Node {
-            swarm,
-            peer: {
-                let mut peer = Peer::new(key.clone(), config);
-                // Decline at bid time what our adapters would refuse (a
-                // missing image, a module that does not compile), so such a
-                // job goes to a provider that can run it and leaves no receipt.
-                peer.set_admission(Box::new(admission));
-                peer
-            },
+            net: SwarmDriver::new(swarm, peer, bootstrap, Box::new(jitter)),
             me,
             metrics: NodeMetrics::new(registry, &key.to_libp2p().public().to_peer_id().to_string()),
             started: Instant::now(),
-            peers: HashMap::new(),
-            advert_envelopes: AdvertEnvelopes::new(),
-            advert_syncs: AdvertSyncs::new(),
-            pending_publish: PendingPublish::new(),
-            bootstrap,
-            provided: ProvidedKeys::new(),
-            listen_addrs: Vec::new(),
             gossip: GossipCounters::default(),
             options,
             provider_lookups: HashMap::new(),
@@ -420,7 +387,7 @@ impl Node {
     }
 
     pub fn peer_id(&self) -> PeerId {
-        *self.swarm.local_peer_id()
+        self.net.local_peer_id()
     }
 
     /// Waits for the first listen address, so a port in use is reported
@@ -431,26 +398,26 @@ impl Node {
         let mut settle: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             tokio::select! {
-                ev = self.swarm.select_next_some() => {
+                ev = self.net.next_swarm_event() => {
                     match ev {
                         SwarmEvent::ListenerClosed { addresses, reason: Err(e), .. } => {
                             let addr = addresses.first().cloned().unwrap_or_else(Multiaddr::empty);
-                            return Err(network::listen_error(&addr, e));
+                            return Err(wire::listen_error(&addr, e));
                         }
                         SwarmEvent::ListenerError { error, .. } => {
                             return Err(NetworkError::Transport(error.to_string()));
                         }
                         other => {
-                            let was_empty = self.listen_addrs.is_empty();
+                            let was_empty = self.net.listen_addrs().is_empty();
                             self.handle_swarm_event(other);
-                            if was_empty && !self.listen_addrs.is_empty() {
+                            if was_empty && !self.net.listen_addrs().is_empty() {
                                 settle = Some(Box::pin(tokio::time::sleep(Duration::from_millis(200))));
                             }
                         }
                     }
                 }
                 _ = async { if let Some(s) = settle.as_mut() { s.await } else { std::future::pending().await } } => {
-                    return Ok(self.listen_addrs.clone());
+                    return Ok(self.net.listen_addrs().to_vec());
                 }
                 _ = &mut deadline => {
                     return Err(NetworkError::Transport("no listen address came up within 10 s".into()));
@@ -467,7 +434,7 @@ impl Node {
     ) {
         tokio::pin!(shutdown);
         self.recompute_reputation();
-        self.peer.start(now());
+        self.net.peer_mut().start(now());
         self.drain_actions();
         let mut reputation_tick = tokio::time::interval(REPUTATION_INTERVAL);
         reputation_tick.tick().await;
@@ -489,20 +456,21 @@ impl Node {
         let mut refreshing = false;
         loop {
             let wait = self
-                .peer
+                .net
+                .peer()
                 .poll_timeout()
                 .map_or(Duration::from_secs(3600), |t| {
                     Duration::from_millis(t.since(now()))
                 });
             tokio::select! {
-                ev = self.swarm.select_next_some() => self.handle_swarm_event(ev),
+                ev = self.net.next_swarm_event() => self.handle_swarm_event(ev),
                 _ = tokio::time::sleep(wait) => {
-                    self.peer.handle_timeout(now());
+                    self.net.peer_mut().handle_timeout(now());
                 }
                 Some(q) = api.recv() => self.answer(q),
                 Some(ev) = self.jobs.executor_events.recv() => self.on_executor_event(ev),
                 _ = tick.tick() => {
-                    self.dial_bootstrap_peers();
+                    self.net.dial_due();
                     self.on_tick();
                 }
                 _ = reputation_tick.tick() => self.recompute_reputation(),
@@ -530,22 +498,13 @@ impl Node {
         tracing::info!("node stopped");
     }
 
+    /// Carries out what the peer asked for, then logs and counts what the
+    /// network layer did meanwhile. Publications and direct messages are
+    /// the driver's; the rest is the node's.
     fn drain_actions(&mut self) {
         let t = now();
-        while let Some(action) = self.peer.poll_action(t) {
+        while let Some(action) = self.net.poll_action(t) {
             match action {
-                Action::Publish { topic, message } => {
-                    let bytes = message.to_bytes();
-                    if message.kind() == Kind::Advert {
-                        if let Some(ad) = self.advert_envelopes.keep_own(&message, &bytes) {
-                            self.update_provided(ad);
-                        }
-                        // Only the newest advert is worth delivering late.
-                        self.pending_publish.discard(Topic::Adverts);
-                    }
-                    self.publish(topic, bytes);
-                }
-                Action::Send { to, message } => self.send_direct(to, message),
                 Action::StoreReceipt(r) => self.store_receipt(&r),
                 Action::Execute(e) => {
                     tracing::info!(job = %e.job_id.to_hex(), adapter = %e.spec.adapter, method = %e.spec.method, "starting a job we won");
@@ -564,22 +523,11 @@ impl Node {
                     let _entered = span.as_ref().map(|s| s.enter());
                     self.on_event(t, event)
                 }
+                // Carried out by the driver, which never returns them.
+                Action::Publish { .. } | Action::Send { .. } => {}
             }
         }
-    }
-
-    fn publish(&mut self, topic: Topic, bytes: Vec<u8>) {
-        let p =
-            self.pending_publish
-                .publish(&mut self.swarm.behaviour_mut().gossipsub, topic, bytes);
-        self.note_publication(p);
-    }
-
-    fn retry_pending(&mut self, topic: Topic) {
-        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-        for p in self.pending_publish.retry(gossipsub, topic) {
-            self.note_publication(p);
-        }
+        self.drain_net_events();
     }
 
     fn note_publication(&mut self, p: Publication) {
@@ -599,220 +547,117 @@ impl Node {
         }
     }
 
-    /// Starts providing DHT keys for new capabilities, stops for lost ones.
-    fn update_provided(&mut self, advert: &CapabilityAdvert) {
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        if let ProvideUpdate::Changed { failed } =
-            self.provided.update(kad, capability_keys(advert))
-        {
-            for (key, e) in failed {
-                tracing::warn!(key, error = %e, "cannot provide capability key");
-            }
-            tracing::debug!(keys = ?self.provided.keys(), "providing capability keys");
-        }
-    }
-
-    fn dial_bootstrap_peers(&mut self) {
-        let now = tokio::time::Instant::now();
-        for failed in self.bootstrap.dial_due(&mut self.swarm, now, jitter) {
-            log_retries(&failed.retries, &failed.error.to_string());
-        }
-    }
-
+    /// One swarm event: libp2p's own metrics record it, then the driver
+    /// translates it.
     fn handle_swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
         self.metrics.record(&ev);
-        match ev {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                tracing::info!(%address, "listening");
-                let full = address.clone().with_p2p(self.peer_id()).unwrap_or(address);
-                self.listen_addrs.push(full);
+        if let SwarmEvent::Behaviour(b) = &ev {
+            match b {
+                NodeBehaviourEvent::Identify(e) => self.metrics.record(e),
+                NodeBehaviourEvent::Kad(e) => self.metrics.record(e),
+                NodeBehaviourEvent::Ping(e) => self.metrics.record(e),
+                NodeBehaviourEvent::Gossipsub(e) => self.metrics.record(e),
+                _ => {}
             }
-            SwarmEvent::ExpiredListenAddr { address, .. } => {
-                self.listen_addrs
-                    .retain(|a| !a.to_string().starts_with(&address.to_string()));
-            }
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                endpoint,
-                num_established,
-                ..
-            } => {
-                let entry = self.peers.entry(peer_id).or_default();
-                entry.connections = num_established.get();
-                if endpoint.is_dialer() {
-                    entry.addrs.insert(endpoint.get_remote_address().clone());
-                }
-                let joined = self.bootstrap.connected(&peer_id);
-                for b in &joined.newly {
-                    tracing::info!(bootstrap = %b, "connected to bootstrap peer");
-                }
-                // One DHT walk per (re)join, not one per bootstrap peer that
-                // answers; a (re)join asks two ready peers for adverts and
-                // advertises again once gossip has a mesh to carry it.
-                if joined.first {
-                    self.advert_syncs.rejoined();
-                    self.peer.rejoined(now());
-                    let kad = &mut self.swarm.behaviour_mut().kad;
-                    match driver::walk_dht(kad, &self.provided) {
-                        Ok(_) => tracing::info!("joined: walking the DHT for other peers"),
-                        Err(e) => tracing::debug!(error = %e, "kademlia bootstrap not started"),
-                    }
-                }
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established,
-                cause,
-                ..
-            } => {
-                if let Some(e) = self.peers.get_mut(&peer_id) {
-                    e.connections = num_established;
-                }
-                if num_established == 0 {
-                    tracing::debug!(%peer_id, ?cause, "peer disconnected");
-                    if let Some(e) = self.peers.get_mut(&peer_id) {
-                        e.adverts.disconnected();
-                    }
-                    if let Ok(node) = NodeId::from_peer_id(&peer_id) {
-                        self.peer.peer_gone(now(), &node);
-                    }
-                    if self
-                        .bootstrap
-                        .disconnected(&peer_id, tokio::time::Instant::now())
-                    {
-                        tracing::warn!(%peer_id, "lost the bootstrap peer; will redial");
-                    }
-                }
-            }
-            SwarmEvent::OutgoingConnectionError {
-                peer_id: Some(peer_id),
-                error,
-                ..
-            } => {
-                if self.bootstrap.contains(&peer_id) {
-                    let now = tokio::time::Instant::now();
-                    log_retries(
-                        &self.bootstrap.failed(&peer_id, now, jitter),
-                        &error.to_string(),
-                    );
-                } else {
-                    tracing::debug!(%peer_id, %error, "dial failed");
-                }
-            }
-            SwarmEvent::Behaviour(ev) => self.handle_behaviour_event(ev),
-            _ => {}
         }
+        self.net.handle_swarm_event(now(), ev);
+        self.drain_net_events();
     }
 
-    fn handle_behaviour_event(&mut self, ev: NodeBehaviourEvent) {
-        match &ev {
-            NodeBehaviourEvent::Identify(e) => self.metrics.record(e),
-            NodeBehaviourEvent::Kad(e) => self.metrics.record(e),
-            NodeBehaviourEvent::Ping(e) => self.metrics.record(e),
-            NodeBehaviourEvent::Gossipsub(e) => self.metrics.record(e),
-            _ => {}
-        }
-        match ev {
-            NodeBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let entry = self.peers.entry(peer_id).or_default();
-                entry.agent = Some(info.agent_version.clone());
-                entry.addrs.extend(info.listen_addrs.iter().cloned());
-                let kad = &mut self.swarm.behaviour_mut().kad;
-                if driver::identified(kad, &mut entry.adverts, peer_id, &info) {
-                    self.advert_peer_ready(peer_id);
+    /// What the network layer did: logged and counted here, nowhere else.
+    fn drain_net_events(&mut self) {
+        while let Some(event) = self.net.poll_event() {
+            match event {
+                DriverEvent::Listening(address) => tracing::info!(%address, "listening"),
+                DriverEvent::BootstrapConnected(b) => {
+                    tracing::info!(bootstrap = %b, "connected to bootstrap peer")
                 }
-            }
-            NodeBehaviourEvent::Gossipsub(gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            }) => {
-                self.gossip.received += 1;
-                self.gossip.received_bytes += message.data.len() as u64;
-                let verdict = self.take_bytes(&message.data);
-                if matches!(verdict, Verdict::Rejected(_) | Verdict::Misrouted(_)) {
-                    self.gossip.rejected += 1;
+                DriverEvent::Joined(Ok(())) => {
+                    tracing::info!("joined: walking the DHT for other peers")
                 }
-                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-                verdict.report(gossipsub, &message_id, &propagation_source);
-            }
-            NodeBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
-                if let Some(t) = network::topic_of(&topic) {
-                    self.retry_pending(t);
-                    if t == Topic::Adverts
-                        && self.peers.entry(peer_id).or_default().adverts.subscribed()
-                    {
-                        self.advert_peer_ready(peer_id);
+                DriverEvent::Joined(Err(e)) => {
+                    tracing::debug!(error = %e, "kademlia bootstrap not started")
+                }
+                DriverEvent::Disconnected {
+                    peer,
+                    connections: 0,
+                    cause,
+                } => tracing::debug!(%peer, ?cause, "peer disconnected"),
+                DriverEvent::BootstrapLost(peer) => {
+                    tracing::warn!(%peer, "lost the bootstrap peer; will redial")
+                }
+                DriverEvent::BootstrapUnreachable { error, retries } => {
+                    log_retries(&retries, &error)
+                }
+                DriverEvent::DialFailed { peer, error } => {
+                    tracing::debug!(%peer, %error, "dial failed")
+                }
+                DriverEvent::Gossip { len, verdict, .. } => {
+                    self.gossip.received += 1;
+                    self.gossip.received_bytes += len as u64;
+                    if matches!(verdict, Verdict::Rejected(_) | Verdict::Misrouted(_)) {
+                        self.gossip.rejected += 1;
                     }
+                    self.note_verdict(&verdict);
                 }
-            }
-            NodeBehaviourEvent::Messages(request_response::Event::Message {
-                peer,
-                message,
-                ..
-            }) => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
+                DriverEvent::Direct { from, outcome, .. } => {
                     self.gossip.direct_received += 1;
-                    self.take_direct(peer, &request);
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .messages
-                        .send_response(channel, Vec::new());
+                    self.note_direct(from, outcome);
                 }
-                request_response::Message::Response { .. } => {}
-            },
-            NodeBehaviourEvent::Messages(request_response::Event::OutboundFailure {
-                peer,
-                error,
-                ..
-            }) => {
-                self.gossip.direct_failed += 1;
-                tracing::debug!(%peer, %error, "direct message not delivered");
-            }
-            NodeBehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-                result: kad::QueryResult::Bootstrap(Ok(r)),
-                ..
-            }) if r.num_remaining == 0 => {
-                tracing::debug!("kademlia bootstrap finished");
-            }
-            NodeBehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-                id,
-                result: kad::QueryResult::GetProviders(result),
-                step,
-                ..
-            }) => {
-                let done = match result {
-                    Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
-                        if let Some(l) = self.provider_lookups.get_mut(&id) {
-                            l.found.extend(providers);
-                        }
-                        step.last
-                    }
-                    Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) => true,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "provider lookup ended early");
-                        true
-                    }
-                };
-                if done && let Some(l) = self.provider_lookups.remove(&id) {
-                    let providers: Vec<String> = l.found.iter().map(|p| p.to_string()).collect();
-                    let _ = l
-                        .reply
-                        .send(json!({ "key": l.key, "providers": providers }));
+                DriverEvent::DirectFailed { peer, error } => {
+                    self.gossip.direct_failed += 1;
+                    tracing::debug!(%peer, %error, "direct message not delivered");
                 }
+                DriverEvent::AdvertsAsked { to, listed } => {
+                    self.gossip.direct_sent += 1;
+                    tracing::debug!(%to, listed, "asked a peer for the adverts it holds");
+                }
+                DriverEvent::Published { publication, .. }
+                | DriverEvent::Republished(publication) => self.note_publication(publication),
+                DriverEvent::Sent {
+                    how: Sent::Request, ..
+                } => self.gossip.direct_sent += 1,
+                DriverEvent::Unaddressable { to, error } => {
+                    tracing::warn!(to = %to.short(), %error, "cannot address a direct message")
+                }
+                DriverEvent::Provided(ProvideUpdate::Changed { failed }) => {
+                    for (key, e) in failed {
+                        tracing::warn!(key, error = %e, "cannot provide capability key");
+                    }
+                    tracing::debug!(keys = ?self.net.provided().keys(), "providing capability keys");
+                }
+                DriverEvent::ProvidersFound {
+                    query,
+                    providers,
+                    done,
+                    error,
+                } => self.providers_found(query, providers, done, error),
+                DriverEvent::DhtWalked => tracing::debug!("kademlia bootstrap finished"),
+                _ => {}
             }
-            _ => {}
         }
     }
 
-    /// Gossiped bytes into the peer.
-    fn take_bytes(&mut self, bytes: &[u8]) -> Verdict {
-        let verdict = driver::take_bytes(&mut self.peer, &mut self.advert_envelopes, now(), bytes);
-        self.note_verdict(&verdict);
-        verdict
+    /// A step of a provider lookup the API asked for: answered when it ends.
+    fn providers_found(
+        &mut self,
+        query: kad::QueryId,
+        providers: Vec<PeerId>,
+        done: bool,
+        error: Option<String>,
+    ) {
+        if let Some(e) = error {
+            tracing::debug!(error = %e, "provider lookup ended early");
+        }
+        if let Some(l) = self.provider_lookups.get_mut(&query) {
+            l.found.extend(providers);
+        }
+        if done && let Some(l) = self.provider_lookups.remove(&query) {
+            let providers: Vec<String> = l.found.iter().map(|p| p.to_string()).collect();
+            let _ = l
+                .reply
+                .send(json!({ "key": l.key, "providers": providers }));
+        }
     }
 
     /// Logs a message dropped, and tells the events stream of an advert
@@ -842,40 +687,29 @@ impl Node {
         }
     }
 
-    /// A direct message from `from` into the peer: an advert sync is
-    /// answered, each advert of a bundle taken as if gossiped.
-    fn take_direct(&mut self, from: PeerId, bytes: &[u8]) {
-        let t = now();
-        match driver::take_direct(&mut self.peer, &mut self.advert_envelopes, t, bytes) {
-            Direct::Message(verdict) => {
+    /// What became of a direct message from `from`.
+    fn note_direct(&mut self, from: PeerId, outcome: DirectOutcome) {
+        match outcome {
+            DirectOutcome::Message(verdict) => {
                 if matches!(verdict, Verdict::Rejected(_)) {
                     tracing::debug!(%from, "rejected a direct message");
                 }
                 self.note_verdict(&verdict);
             }
-            Direct::SyncAsked(sync) => {
-                let handoff = &mut self.peers.entry(from).or_default().adverts;
-                let answer = driver::answer_sync(
-                    handoff,
-                    &self.peer,
-                    &self.advert_envelopes,
-                    &mut self.swarm.behaviour_mut().messages,
-                    from,
-                    t,
-                    tokio::time::Instant::now(),
-                    &sync,
-                );
-                match answer {
-                    SyncAnswer::Sent { bundles, adverts } => {
-                        self.gossip.direct_sent += bundles;
-                        tracing::debug!(%from, bundles, adverts, known = sync.known.len(), "sent a joining peer our adverts");
-                    }
-                    SyncAnswer::TooSoon => {
-                        tracing::debug!(%from, "advert sync asked again too soon; not answered");
-                    }
-                }
+            DirectOutcome::SyncAnswered {
+                answer: SyncAnswer::Sent { bundles, adverts },
+                known,
+            } => {
+                self.gossip.direct_sent += bundles;
+                tracing::debug!(%from, bundles, adverts, known, "sent a joining peer our adverts");
             }
-            Direct::Bundle(taken) => {
+            DirectOutcome::SyncAnswered {
+                answer: SyncAnswer::TooSoon,
+                ..
+            } => {
+                tracing::debug!(%from, "advert sync asked again too soon; not answered");
+            }
+            DirectOutcome::Bundle(taken) => {
                 for verdict in &taken.adverts {
                     self.note_verdict(verdict);
                 }
@@ -889,30 +723,11 @@ impl Node {
         }
     }
 
-    /// `to` subscribed to adverts and speaks direct messages: if it is one
-    /// of the first two since we (re)joined, ask it for the adverts it
-    /// holds, so we see the network at once instead of after the next
-    /// advert round.
-    fn advert_peer_ready(&mut self, to: PeerId) {
-        if !self.advert_syncs.should_ask(to) {
-            return;
-        }
-        let listed = driver::ask_for_adverts(
-            &self.peer,
-            &self.advert_envelopes,
-            &mut self.swarm.behaviour_mut().messages,
-            to,
-            now(),
-        );
-        self.gossip.direct_sent += 1;
-        tracing::debug!(%to, listed, "asked a peer for the adverts it holds");
-    }
-
     /// After the adapters looked again at what they serve: advertise the
     /// change, if any (a model added or removed).
     fn offer_refreshed(&mut self) {
         let infos = self.jobs.executor.infos();
-        if !self.peer.set_adapters(now(), infos.clone()) {
+        if !self.net.peer_mut().set_adapters(now(), infos.clone()) {
             return;
         }
         let models: Vec<&str> = infos
@@ -924,12 +739,12 @@ impl Node {
     }
 
     fn log_summary(&self) {
-        let jobs = self.peer.client().jobs().count();
+        let jobs = self.net.peer().client().jobs().count();
         tracing::info!(
-            peers = self.swarm.connected_peers().count(),
-            adverts = self.peer.adverts().len(),
+            peers = self.net.swarm().connected_peers().count(),
+            adverts = self.net.peer().adverts().len(),
             jobs,
-            rejected = self.peer.stats().rejected.values().sum::<u64>(),
+            rejected = self.net.peer().stats().rejected.values().sum::<u64>(),
             gossip_sent_bytes = self.gossip.published_bytes,
             "summary"
         );
@@ -950,12 +765,12 @@ impl Node {
                 let _ = tx.send(self.network_models());
             }
             ApiQuery::Member { peers, reply } => {
-                let me = *self.swarm.local_peer_id();
+                let me = self.net.local_peer_id();
                 let member = peers.into_iter().find(|p| {
                     *p == me
-                        || self.peers.contains_key(p)
+                        || self.net.peers().contains_key(p)
                         || NodeId::from_peer_id(p)
-                            .is_ok_and(|n| self.peer.adverts().get(&n).is_some())
+                            .is_ok_and(|n| self.net.peer().adverts().get(&n).is_some())
                 });
                 let _ = reply.send(member);
             }
@@ -971,7 +786,8 @@ impl Node {
             | ApiQuery::Events(_)) => self.answer_jobs(q),
             ApiQuery::Providers { key, reply } => {
                 let id = self
-                    .swarm
+                    .net
+                    .swarm_mut()
                     .behaviour_mut()
                     .kad
                     .get_providers(kad::RecordKey::new(&key));
@@ -996,19 +812,19 @@ impl Node {
     }
 
     fn network_stats_json(&self) -> Value {
-        let stats = self.peer.stats();
+        let stats = self.net.peer().stats();
         let received: BTreeMap<&str, u64> =
             stats.received.iter().map(|(k, v)| (k.name(), *v)).collect();
         let g = &self.gossip;
         json!({
             "peer_id": self.peer_id().to_string(),
             "node_id": self.me.to_hex(),
-            "listen_addrs": self.listen_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "listen_addrs": self.net.listen_addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "uptime_secs": self.started.elapsed().as_secs(),
-            "connected_peers": self.swarm.connected_peers().count(),
-            "known_peers": self.peers.len(),
-            "adverts": self.peer.adverts().len(),
-            "jobs": self.peer.client().jobs().count(),
+            "connected_peers": self.net.swarm().connected_peers().count(),
+            "known_peers": self.net.peers().len(),
+            "adverts": self.net.peer().adverts().len(),
+            "jobs": self.net.peer().client().jobs().count(),
             "received": received,
             "rejected": stats.rejected,
             "adverts_rejected": stats.adverts_rejected,
@@ -1024,19 +840,19 @@ impl Node {
                 "received": g.direct_received,
                 "failed": g.direct_failed,
             },
-            "bootstrap": self.bootstrap.iter().map(|b| json!({
+            "bootstrap": self.net.bootstrap().iter().map(|b| json!({
                 "addr": b.peer().to_string(),
                 "connected": b.connected(),
                 "failures": b.failures(),
             })).collect::<Vec<_>>(),
-            "capability_keys": self.provided.keys(),
+            "capability_keys": self.net.provided().keys(),
         })
     }
 
     fn nodes_json(&self) -> Value {
         let me = self.peer_id();
-        let mut ids: BTreeSet<PeerId> = self.peers.keys().copied().collect();
-        for (node, _) in self.peer.adverts().iter() {
+        let mut ids: BTreeSet<PeerId> = self.net.peers().keys().copied().collect();
+        for (node, _) in self.net.peer().adverts().iter() {
             if let Ok(p) = node.to_peer_id() {
                 ids.insert(p);
             }
@@ -1046,10 +862,10 @@ impl Node {
             .into_iter()
             .map(|pid| {
                 let node = NodeId::from_peer_id(&pid).ok();
-                let advert = node.and_then(|n| self.peer.adverts().get(&n));
-                let entry = self.peers.get(&pid);
+                let advert = node.and_then(|n| self.net.peer().adverts().get(&n));
+                let entry = self.net.peers().get(&pid);
                 let addrs: Vec<String> = if pid == me {
-                    self.listen_addrs.iter().map(|a| a.to_string()).collect()
+                    self.net.listen_addrs().iter().map(|a| a.to_string()).collect()
                 } else {
                     entry.map(|e| e.addrs.iter().map(|a| a.to_string()).collect()).unwrap_or_default()
                 };
@@ -1060,11 +876,11 @@ impl Node {
                     "connected": pid == me || entry.is_some_and(|e| e.connections > 0),
                     "agent": entry.and_then(|e| e.agent.clone()),
                     "gossip_score": (pid != me)
-                        .then(|| self.swarm.behaviour().gossipsub.peer_score(&pid))
+                        .then(|| self.net.swarm().behaviour().gossipsub.peer_score(&pid))
                         .flatten(),
                     "addrs": addrs,
                     "advert": advert,
-                    "advert_received_at": node.and_then(|n| self.peer.adverts().received_at(&n)).map(|t| t.as_millis()),
+                    "advert_received_at": node.and_then(|n| self.net.peer().adverts().received_at(&n)).map(|t| t.as_millis()),
                 })
             })
             .collect();
@@ -1076,7 +892,7 @@ impl Node {
     fn network_models(&self) -> Vec<crate::ollama_api::NetworkModel> {
         let t = now();
         let mut by_name: BTreeMap<String, crate::ollama_api::NetworkModel> = BTreeMap::new();
-        for (_, ad) in self.peer.adverts().iter() {
+        for (_, ad) in self.net.peer().adverts().iter() {
             if ad.expires_at <= t {
                 continue;
             }
@@ -1094,18 +910,18 @@ impl Node {
     }
 
     fn metrics_text(&self) -> String {
-        let stats = self.peer.stats();
+        let stats = self.net.peer().stats();
         let mut jobs: BTreeMap<(String, String), u64> = BTreeMap::new();
-        for (_, j) in self.peer.client().jobs() {
+        for (_, j) in self.net.peer().client().jobs() {
             *jobs
                 .entry((j.state.as_str().to_string(), j.spec.adapter.clone()))
                 .or_default() += 1;
         }
         let g = &self.gossip;
         let snapshot = Snapshot {
-            peers_connected: self.swarm.connected_peers().count(),
-            peers_known: self.peers.len(),
-            adverts: self.peer.adverts().len(),
+            peers_connected: self.net.swarm().connected_peers().count(),
+            peers_known: self.net.peers().len(),
+            adverts: self.net.peer().adverts().len(),
             received: stats
                 .received
                 .iter()
@@ -1118,7 +934,7 @@ impl Node {
                 .collect(),
             jobs,
             executions_running: self.jobs.executor.running(),
-            orchestrator_jobs: self.peer.orchestrator().map(|o| o.active_jobs()),
+            orchestrator_jobs: self.net.peer().orchestrator().map(|o| o.active_jobs()),
             gossip_published: g.published,
             gossip_published_bytes: g.published_bytes,
             gossip_received: g.received,
@@ -1487,19 +1303,6 @@ fn lossy(b: &[u8]) -> String {
 }
 
 impl Node {
-    /// A signed message to one peer: in memory when it is ourselves, else
-    /// by request-response.
-    fn send_direct(&mut self, to: NodeId, message: Signed) {
-        let messages = &mut self.swarm.behaviour_mut().messages;
-        match driver::send_direct(&mut self.peer, messages, self.me, now(), to, message) {
-            Ok(Sent::ToSelf) => {}
-            Ok(Sent::Request) => self.gossip.direct_sent += 1,
-            Err(e) => {
-                tracing::warn!(to = %to.short(), error = %e, "cannot address a direct message")
-            }
-        }
-    }
-
     /// At shutdown: stops the jobs still running and waits a little for the
     /// adapters to clean up (containers removed), so nothing is left behind.
     async fn stop_executions(&mut self) {
@@ -1578,7 +1381,7 @@ impl Node {
             .map(|(n, _)| (n, trust.reputation(&n)))
             .collect();
         tracing::debug!(nodes = table.len(), "reputation recomputed from the ledger");
-        self.peer.set_reputation(table);
+        self.net.peer_mut().set_reputation(table);
         self.jobs.trust = trust;
     }
 
@@ -1604,7 +1407,9 @@ impl Node {
         for (job, digest, offsets) in again {
             tracing::info!(job = %job.to_hex(), "output fetch went quiet; asking again");
             for offset in offsets {
-                self.peer.fetch_output(now(), &job, &digest, offset);
+                self.net
+                    .peer_mut()
+                    .fetch_output(now(), &job, &digest, offset);
             }
         }
         for (job, name) in abandoned {
@@ -1615,7 +1420,7 @@ impl Node {
             );
         }
         self.drain_actions();
-        let elected = self.peer.elected(now());
+        let elected = self.net.peer_mut().elected(now());
         if elected != self.jobs.elected {
             tracing::info!(orchestrators = ?elected.iter().map(NodeId::short).collect::<Vec<_>>(), "elected orchestrators");
             self.emit(
@@ -1641,7 +1446,7 @@ impl Node {
                 job_id,
                 stream,
                 data,
-            } => self.peer.log_output(t, job_id, stream, &data),
+            } => self.net.peer_mut().log_output(t, job_id, stream, &data),
             ExecutorEvent::Finished(Finished { job_id, report }) => {
                 let dir = self.jobs.executor.output_dir(&job_id);
                 let files: HashMap<Digest, PathBuf> = report
@@ -1661,7 +1466,7 @@ impl Node {
                     let until = Instant::now() + Duration::from_millis(OUTPUT_RETENTION_MS);
                     self.jobs.served.insert(job_id, (until, files));
                 }
-                self.peer.execution_finished(t, job_id, report);
+                self.net.peer_mut().execution_finished(t, job_id, report);
             }
         }
     }
@@ -1699,8 +1504,8 @@ impl Node {
                     total_size,
                     data,
                 };
-                let msg = Envelope::seal(self.peer.key(), t, Message::Chunk(chunk));
-                self.send_direct(to, msg);
+                let msg = Envelope::seal(self.net.peer().key(), t, Message::Chunk(chunk));
+                self.net.send(t, to, msg);
             }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read an output to serve")
@@ -1745,7 +1550,7 @@ impl Node {
     /// Client: a result arrived. Inline outputs are written at once; the
     /// others are fetched from the provider.
     fn take_result(&mut self, t: Timestamp, job_id: JobId) {
-        let Some(result) = self.peer.job(&job_id).and_then(|j| j.result.clone()) else {
+        let Some(result) = self.net.peer().job(&job_id).and_then(|j| j.result.clone()) else {
             return;
         };
         if !self.jobs.job_logs.contains_key(&job_id) {
@@ -1772,7 +1577,9 @@ impl Node {
                             tracing::info!(job = %job_id.to_hex(), name = %file.name, size = file.size, "fetching an output from the provider");
                         }
                         for offset in offsets {
-                            self.peer.fetch_output(t, &job_id, &file.digest, offset);
+                            self.net
+                                .peer_mut()
+                                .fetch_output(t, &job_id, &file.digest, offset);
                         }
                     }
                     Err(e) => {
@@ -1788,7 +1595,9 @@ impl Node {
         match self.jobs.results.on_chunk(chunk) {
             ChunkOutcome::Next(offsets) => {
                 for offset in offsets {
-                    self.peer.fetch_output(t, &job, &chunk.digest, offset);
+                    self.net
+                        .peer_mut()
+                        .fetch_output(t, &job, &chunk.digest, offset);
                 }
             }
             ChunkOutcome::Complete { name, path } => {
@@ -1822,7 +1631,8 @@ impl Node {
     fn submit(&mut self, spec: JobSpec) -> Result<JobId, Refusal> {
         let t = now();
         let offered: BTreeSet<String> = self
-            .peer
+            .net
+            .peer()
             .adverts()
             .iter()
             .filter(|(_, ad)| ad.expires_at > t)
@@ -1846,7 +1656,8 @@ impl Node {
             // Providers that offer the adapter but no model (a provider
             // waiting for its first file) cannot take it either.
             let models: BTreeSet<String> = self
-                .peer
+                .net
+                .peer()
                 .adverts()
                 .iter()
                 .filter(|(_, ad)| ad.expires_at > t)
@@ -1878,7 +1689,7 @@ impl Node {
                 .check_params(&spec.method, &params)
                 .map_err(|e| Refusal::new(400, e.to_string()))?;
         }
-        let id = self.peer.submit(t, spec).map_err(|e| match e {
+        let id = self.net.peer_mut().submit(t, spec).map_err(|e| match e {
             modchain_protocol::client::SubmitError::NoOrchestrator => {
                 Refusal::new(503, e.to_string())
             }
@@ -1983,7 +1794,7 @@ impl Node {
                 let _ = reply.send(r);
             }
             ApiQuery::Jobs(reply) => {
-                let mut jobs: Vec<(&JobId, &ClientJob)> = self.peer.client().jobs().collect();
+                let mut jobs: Vec<(&JobId, &ClientJob)> = self.net.peer().client().jobs().collect();
                 jobs.sort_by_key(|(id, j)| (j.submitted_at, **id));
                 let list = jobs
                     .into_iter()
@@ -1992,17 +1803,19 @@ impl Node {
                 let _ = reply.send(list);
             }
             ApiQuery::Job { id, reply } => {
-                let _ = reply.send(self.peer.job(&id).map(|j| self.job_detail(&id, j)));
+                let _ = reply.send(self.net.peer().job(&id).map(|j| self.job_detail(&id, j)));
             }
             ApiQuery::Cancel { id, reply } => {
-                let r = match self.peer.job(&id).map(|j| j.state) {
+                let r = match self.net.peer().job(&id).map(|j| j.state) {
                     None => Err(Refusal::new(404, format!("no job {id} on this node"))),
                     Some(s) if s.is_terminal() => Err(Refusal::new(
                         409,
                         format!("job {id} already ended ({})", s.as_str()),
                     )),
                     Some(_) => {
-                        self.peer.cancel(now(), &id, "cancelled by its client");
+                        self.net
+                            .peer_mut()
+                            .cancel(now(), &id, "cancelled by its client");
                         self.drain_actions();
                         Ok(())
                     }
@@ -2010,7 +1823,7 @@ impl Node {
                 let _ = reply.send(r);
             }
             ApiQuery::Logs { id, reply } => {
-                let view = self.peer.job(&id).map(|j| LogView {
+                let view = self.net.peer().job(&id).map(|j| LogView {
                     text: self.jobs.job_logs.get(&id).cloned().unwrap_or_default(),
                     ended: j.state.is_terminal(),
                     feed: self.jobs.log_feed.subscribe(),
@@ -2018,7 +1831,7 @@ impl Node {
                 let _ = reply.send(view);
             }
             ApiQuery::JobResult { id, reply } => {
-                let _ = reply.send(self.peer.job(&id).map(|j| self.result_view(&id, j)));
+                let _ = reply.send(self.net.peer().job(&id).map(|j| self.result_view(&id, j)));
             }
             ApiQuery::Receipts(reply) => {
                 let (list, damaged) = self.jobs.ledger.receipts();
@@ -2066,19 +1879,19 @@ impl Node {
 
     fn jobs_stats(&self) -> Value {
         let mut states: BTreeMap<&str, u64> = BTreeMap::new();
-        for (_, j) in self.peer.client().jobs() {
+        for (_, j) in self.net.peer().client().jobs() {
             *states.entry(j.state.as_str()).or_default() += 1;
         }
-        let epoch_ms = self.peer.election().config().epoch_ms.max(1);
+        let epoch_ms = self.net.peer().election().config().epoch_ms.max(1);
         json!({
             "elected": hex_list(&self.jobs.elected),
             "epoch": now().as_millis() / epoch_ms,
-            "orchestrator_candidate": self.peer.orchestrator().is_some(),
+            "orchestrator_candidate": self.net.peer().orchestrator().is_some(),
             "client_jobs": states,
             "executions_running": self.jobs.executor.running(),
             "provider": self.jobs.provider,
             "adapters": self.jobs.executor.infos().iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
-            "orchestrator_active_jobs": self.peer.orchestrator().map(|o| o.active_jobs()),
+            "orchestrator_active_jobs": self.net.peer().orchestrator().map(|o| o.active_jobs()),
             "receipts": {
                 "seen": self.jobs.receipts_seen,
                 "stored": self.jobs.receipts_new,

@@ -5,7 +5,7 @@ use libp2p::futures::StreamExt;
 use libp2p::gossipsub;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
-use modchain_bootstrap::network;
+use modchain_net::wire as network;
 use modchain_protocol::advert::CapabilityAdvert;
 use modchain_protocol::envelope::{Envelope, Message};
 use modchain_protocol::{Keypair, Timestamp, Topic};

@@ -1,7 +1,7 @@
 //! The libp2p engine: the scenario's peers as real rust-libp2p swarms in
 //! this one process, over the memory transport (with the scenario's region
 //! latencies added, see `link`), each with the node's own behaviour
-//! (`modchain_bootstrap::behaviour::NodeBehaviour`) and a protocol `Peer`
+//! (`modchain_net::behaviour::NodeBehaviour`) and a protocol `Peer`
 //! driven from it as the node drives it (see `node`).
 //!
 //! It runs in wall-clock time. Peers first join the network the way nodes
@@ -53,9 +53,6 @@ const STARTUP_SPREAD_MS: u64 = 10_000;
 /// How long peers get to join (listen, dial, build the gossip mesh, and
 /// finish the Kademlia lookups) by default.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
-/// gossipsub's `mesh_n_low` in the node's configuration: a peer with this
-/// many mesh peers on the adverts topic has joined.
-const MESH_N_LOW: usize = 5;
 /// Adverts published this close to the end are left out of propagation
 /// figures: their flood may not have finished when the run stops.
 const PROPAGATION_TAIL_MS: u64 = 5_000;
@@ -316,7 +313,9 @@ impl SwarmEngine {
         let (obs_tx, mut obs_rx) = mpsc::unbounded_channel();
         let mut commands = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
-        let mesh_target = MESH_N_LOW.min(n - 1);
+        // A peer with gossipsub's `mesh_n_low` mesh peers on the adverts
+        // topic has joined.
+        let mesh_target = modchain_net::wire::MESH_N_LOW.min(n - 1);
         for (i, p) in population.peers.iter().enumerate() {
             let setup = NodeSetup {
                 index: i as u32,

@@ -1,32 +1,30 @@
 //! One simulated machine of the libp2p engine: a real swarm with the node's
-//! own behaviour, and the protocol's `Peer` driven from it the way
-//! `node/src/node.rs` drives it (gossip and direct messages into
-//! `handle_bytes` with the same accept / ignore / reject verdicts, actions
-//! out to gossipsub and request-response, adverts asked of two peers on
-//! joining and answered in bundles, DHT capability keys, bootstrap dialling
-//! with backoff, a ledger of its own and reputation recomputed from it).
-//! Adapters are modelled: an execution lasts a time drawn from the job's
-//! class.
+//! own behaviour and the protocol's `Peer`, run by the node's own
+//! `SwarmDriver` (gossip and direct messages in with the same verdicts,
+//! actions out to gossipsub and request-response, adverts asked of two peers
+//! on joining and answered in bundles, DHT capability keys, bootstrap
+//! dialling with backoff). Around it, what only the simulator has: modelled
+//! adapters (an execution lasts a time drawn from the job's class), the
+//! scenario's Byzantine behaviours (a send filter on the driver), a ledger
+//! of its own with reputation recomputed from it, and the coordinator's
+//! counters and observations, fed from the driver's events.
 
 use super::link::{self, LinkTable};
 use super::{Command, Observation};
 use crate::population;
 use crate::rng::{Purpose, Stream};
 use crate::scenario::{Behaviour, DurationDist};
-use libp2p::futures::StreamExt;
-use libp2p::gossipsub;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, request_response};
-use modchain_bootstrap::behaviour::timings::{REPUTATION_DEBOUNCE, REPUTATION_INTERVAL};
-use modchain_bootstrap::behaviour::{NodeBehaviour, NodeBehaviourEvent, capability_keys};
-use modchain_bootstrap::driver::{
-    self, AdvertEnvelopes, AdvertHandoff, AdvertSyncs, BootstrapPeers, Direct, PendingPublish,
-    ProvidedKeys, Sent, SyncAnswer,
-};
-use modchain_bootstrap::network::{self, NetworkError};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use modchain_net::behaviour::timings::{REPUTATION_DEBOUNCE, REPUTATION_INTERVAL};
+use modchain_net::behaviour::{NodeBehaviour, NodeBehaviourEvent};
+use modchain_net::driver::{BootstrapPeers, Sent, SyncAnswer};
+use modchain_net::wire::{self, NetworkError};
+use modchain_net::{DirectOutcome, DriverEvent, SwarmDriver};
 use modchain_protocol::action::{Action, StopReason, Topic};
-use modchain_protocol::digest::{Digest, JobId, ReceiptId};
-use modchain_protocol::envelope::{Envelope, Kind, Message, Signed};
+use modchain_protocol::digest::{JobId, ReceiptId};
+use modchain_protocol::envelope::{Kind, Message, Signed};
 use modchain_protocol::identity::{Keypair, NodeId};
 use modchain_protocol::job::{ExitStatus, JobState};
 use modchain_protocol::orchestrator::ReputationTable;
@@ -41,8 +39,6 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 const TICK: Duration = Duration::from_millis(500);
-/// The node's default `max_connections` (node/src/config.rs).
-const MAX_CONNECTIONS: u32 = 256;
 /// How long a modelled adapter takes to stop a job once asked (as in the model engine).
 const STOP_DELAY: Duration = Duration::from_millis(100);
 
@@ -102,12 +98,6 @@ pub struct NodeSummary {
     pub advert_messages_received: u64,
 }
 
-/// What we know of another peer at the transport level.
-#[derive(Clone, Debug, Default)]
-struct PeerEntry {
-    adverts: AdvertHandoff,
-}
-
 /// A modelled execution that ends at its due time.
 #[derive(Debug)]
 struct Running {
@@ -119,22 +109,15 @@ struct Running {
 
 pub struct LiveNode {
     index: u32,
-    swarm: Swarm<NodeBehaviour>,
-    peer: Peer,
+    /// The swarm and the protocol peer, driven exactly as a node drives them.
+    net: SwarmDriver,
     me: NodeId,
     byzantine: Option<Behaviour>,
     started: bool,
     start_at: Option<Instant>,
-    bootstrap: BootstrapPeers,
-    peers: HashMap<PeerId, PeerEntry>,
-    advert_envelopes: AdvertEnvelopes,
-    advert_syncs: AdvertSyncs,
-    pending_publish: PendingPublish,
-    provided: ProvidedKeys,
     running: BTreeMap<(Instant, u64), Running>,
     running_seq: u64,
     exec_rng: Stream,
-    backoff_rng: Stream,
     durations: Arc<Vec<DurationDist>>,
     job_classes: Arc<Mutex<HashMap<JobId, usize>>>,
     receipts: HashSet<ReceiptId>,
@@ -188,38 +171,46 @@ impl LiveNode {
         let lkey = key.to_libp2p();
         let transport = link::transport(index, &lkey, table)
             .map_err(|e| NetworkError::Transport(e.to_string()))?;
-        let gs = network::gossipsub(&lkey)?;
-        let behaviour = NodeBehaviour::new(&lkey, gs, MAX_CONNECTIONS);
+        let gs = wire::gossipsub(&lkey)?;
+        let behaviour = NodeBehaviour::new(&lkey, gs, wire::DEFAULT_MAX_CONNECTIONS);
         let mut swarm = Swarm::new(
             transport,
             behaviour,
             lkey.public().to_peer_id(),
             libp2p::swarm::Config::with_tokio_executor()
-                .with_idle_connection_timeout(network::IDLE_CONNECTION_TIMEOUT),
+                .with_idle_connection_timeout(wire::IDLE_CONNECTION_TIMEOUT),
         );
         let listen: Multiaddr = "/memory/0"
             .parse()
             .map_err(|e: libp2p::multiaddr::Error| NetworkError::Transport(e.to_string()))?;
-        network::join(&mut swarm, |s| &mut s.behaviour_mut().gossipsub, &[listen])?;
+        wire::join(&mut swarm, |s| &mut s.behaviour_mut().gossipsub, &[listen])?;
         let stream_seed = seed ^ (u64::from(index) << 20);
+        // Up to a quarter more on each backoff, as the node does, so peers
+        // that failed together do not all come back at once; drawn from the
+        // run's seed.
+        let mut backoff_rng = Stream::new(stream_seed, Purpose::Churn);
+        let mut net = SwarmDriver::new(
+            swarm,
+            Peer::new(key.clone(), config),
+            BootstrapPeers::default(),
+            Box::new(move || backoff_rng.unit()),
+        );
+        if matches!(
+            byzantine,
+            Some(Behaviour::NeverDeliver | Behaviour::Underbid)
+        ) {
+            net.set_send_filter(Box::new(|_, message| !walks_away_from(message)));
+        }
         Ok(LiveNode {
             index,
-            swarm,
-            peer: Peer::new(key.clone(), config),
+            net,
             me: key.node_id(),
             byzantine,
             started: false,
             start_at: None,
-            bootstrap: BootstrapPeers::default(),
-            peers: HashMap::new(),
-            advert_envelopes: AdvertEnvelopes::new(),
-            advert_syncs: AdvertSyncs::new(),
-            pending_publish: PendingPublish::new(),
-            provided: ProvidedKeys::new(),
             running: BTreeMap::new(),
             running_seq: 0,
             exec_rng: Stream::new(stream_seed, Purpose::Execution),
-            backoff_rng: Stream::new(stream_seed, Purpose::Churn),
             durations,
             job_classes,
             receipts: HashSet::new(),
@@ -251,19 +242,19 @@ impl LiveNode {
         loop {
             let timer = self
                 .started
-                .then(|| self.peer.poll_timeout())
+                .then(|| self.net.peer().poll_timeout())
                 .flatten()
                 .map(|t| Instant::now() + Duration::from_millis(t.since(now())));
             let next_finish = self.running.keys().next().map(|(at, _)| *at);
             tokio::select! {
-                ev = self.swarm.select_next_some() => self.handle_swarm_event(ev),
-                _ = sleep_until(timer) => self.peer.handle_timeout(now()),
+                ev = self.net.next_swarm_event() => self.handle_swarm_event(ev),
+                _ = sleep_until(timer) => self.net.peer_mut().handle_timeout(now()),
                 _ = sleep_until(next_finish) => self.finish_due(),
                 _ = sleep_until(self.start_at) => {
                     self.start_at = None;
                     self.started = true;
                     self.recompute_reputation();
-                    self.peer.start(now());
+                    self.net.peer_mut().start(now());
                 }
                 cmd = commands.recv() => match cmd {
                     Some(Command::Stop) | None => break,
@@ -278,13 +269,14 @@ impl LiveNode {
             }
             self.drain_actions();
         }
-        let topic = network::topic(Topic::Adverts).hash();
+        let topic = wire::topic(Topic::Adverts).hash();
+        let swarm = self.net.swarm();
         NodeSummary {
-            rejected: self.peer.stats().rejected.clone(),
-            mesh_degree: self.swarm.behaviour().gossipsub.mesh_peers(&topic).count(),
-            connected: self.swarm.connected_peers().count(),
+            rejected: self.net.peer().stats().rejected.clone(),
+            mesh_degree: swarm.behaviour().gossipsub.mesh_peers(&topic).count(),
+            connected: swarm.connected_peers().count(),
             receipts_stored: self.receipts.len() as u64,
-            adverts_held: self.peer.adverts().len(),
+            adverts_held: self.net.peer().adverts().len(),
             advert_senders: self.advert_senders.len(),
             advert_messages_received: self.advert_messages_received,
         }
@@ -293,17 +285,17 @@ impl LiveNode {
     fn command(&mut self, c: Command) {
         match c {
             Command::Join { bootstrap } => {
-                let me = *self.swarm.local_peer_id();
-                self.bootstrap = BootstrapPeers::new(
+                let me = self.net.local_peer_id();
+                self.net.set_bootstrap(BootstrapPeers::new(
                     bootstrap.into_iter().filter(|(p, _)| *p != me),
                     Instant::now(),
-                );
-                self.dial_bootstrap_peers();
+                ));
+                self.net.dial_due();
             }
             Command::Start { at } => self.start_at = Some(at),
             Command::Submit { class, spec } => {
                 let at = Instant::now();
-                let result = self.peer.submit(now(), spec);
+                let result = self.net.peer_mut().submit(now(), spec);
                 if let Ok(id) = &result
                     && let Ok(mut classes) = self.job_classes.lock()
                 {
@@ -322,32 +314,12 @@ impl LiveNode {
         }
     }
 
+    /// Carries out what the peer asked for, as the node does; publications
+    /// and direct messages are the driver's.
     fn drain_actions(&mut self) {
         let t = now();
-        while let Some(action) = self.peer.poll_action(t) {
+        while let Some(action) = self.net.poll_action(t) {
             match action {
-                Action::Publish { topic, message } => {
-                    let bytes = message.to_bytes();
-                    if message.kind() == Kind::Advert {
-                        if let Some(ad) = self.advert_envelopes.keep_own(&message, &bytes) {
-                            let kad = &mut self.swarm.behaviour_mut().kad;
-                            // A key the store refuses is not worth reporting here.
-                            self.provided.update(kad, capability_keys(ad));
-                        }
-                        self.pending_publish.discard(Topic::Adverts);
-                        self.observe(Observation::AdvertPublished {
-                            peer: self.index,
-                            id: Digest::of(&bytes).0,
-                            at: Instant::now(),
-                        });
-                    } else {
-                        self.counters
-                            .receipts_published
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                    self.publish(topic, bytes);
-                }
-                Action::Send { to, message } => self.send_direct(to, message),
                 Action::StoreReceipt(r) => {
                     if self.receipts.insert(r.receipt.id()) {
                         self.trust_graph.add(&r.receipt);
@@ -382,38 +354,11 @@ impl LiveNode {
                     at: Instant::now(),
                     event,
                 }),
+                // Carried out by the driver, which never returns them.
+                Action::Publish { .. } | Action::Send { .. } => {}
             }
         }
-    }
-
-    fn publish(&mut self, topic: Topic, bytes: Vec<u8>) {
-        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-        self.pending_publish.publish(gossipsub, topic, bytes);
-    }
-
-    fn send_direct(&mut self, to: NodeId, message: Signed) {
-        if matches!(
-            self.byzantine,
-            Some(Behaviour::NeverDeliver | Behaviour::Underbid)
-        ) {
-            // As in the model engine: a provider that walks away from its
-            // jobs never reports them running nor sends their result.
-            let quiet = match message.message() {
-                Message::Result(_) => true,
-                Message::Status(s) => s.state == JobState::Running,
-                _ => false,
-            };
-            if quiet {
-                self.counters.withheld.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        }
-        let messages = &mut self.swarm.behaviour_mut().messages;
-        if let Ok(Sent::Request) =
-            driver::send_direct(&mut self.peer, messages, self.me, now(), to, message)
-        {
-            self.counters.direct_sent.fetch_add(1, Ordering::Relaxed);
-        }
+        self.drain_net_events();
     }
 
     fn execute(&mut self, job: JobId) {
@@ -454,7 +399,9 @@ impl LiveNode {
             }
             let run = entry.remove();
             let report = population::execution_report(run.exit, run.wall_ms, run.garbage);
-            self.peer.execution_finished(now(), run.job, report);
+            self.net
+                .peer_mut()
+                .execution_finished(now(), run.job, report);
         }
     }
 
@@ -467,11 +414,11 @@ impl LiveNode {
             .iter()
             .map(|(n, _)| (n, trust.reputation(&n)))
             .collect();
-        self.peer.set_reputation(table);
+        self.net.peer_mut().set_reputation(table);
     }
 
     fn on_tick(&mut self) {
-        self.dial_bootstrap_peers();
+        self.net.dial_due();
         let instant = Instant::now();
         if self.started && self.reputation_due.is_some_and(|t| t <= instant) {
             self.recompute_reputation();
@@ -480,8 +427,8 @@ impl LiveNode {
             // Joined: the gossip mesh is up. Settled: Kademlia has also
             // finished its bootstrap lookups, which dial most of a small
             // network and load every peer while they last.
-            let topic = network::topic(Topic::Adverts).hash();
-            let behaviour = self.swarm.behaviour_mut();
+            let topic = wire::topic(Topic::Adverts).hash();
+            let behaviour = self.net.swarm_mut().behaviour_mut();
             let mesh = behaviour.gossipsub.mesh_peers(&topic).count();
             let lookups = behaviour.kad.iter_queries().count();
             if !self.mesh_ready && mesh >= self.mesh_target {
@@ -494,8 +441,12 @@ impl LiveNode {
             }
         }
         if self.started {
-            let elected = self.peer.elected(now());
-            let active = self.peer.orchestrator().map_or(0, |o| o.active_jobs());
+            let elected = self.net.peer_mut().elected(now());
+            let active = self
+                .net
+                .peer()
+                .orchestrator()
+                .map_or(0, |o| o.active_jobs());
             let status = (elected, active);
             if self.last_status.as_ref() != Some(&status) {
                 self.observe(Observation::Status {
@@ -508,192 +459,106 @@ impl LiveNode {
         }
     }
 
-    fn dial_bootstrap_peers(&mut self) {
-        // Up to a quarter more, as the node does, so peers that failed
-        // together do not all come back at once.
-        let rng = &mut self.backoff_rng;
-        self.bootstrap
-            .dial_due(&mut self.swarm, Instant::now(), || rng.unit());
-    }
-
     fn handle_swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
-        match ev {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                self.observe(Observation::Listening {
-                    peer: self.index,
-                    peer_id: *self.swarm.local_peer_id(),
-                    addr: address,
-                });
-            }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                self.counters
-                    .connections_opened
-                    .fetch_add(1, Ordering::Relaxed);
-                self.peers.entry(peer_id).or_default();
-                // As the node: one DHT walk per (re)join, not per bootstrap
-                // peer; a (re)join asks two ready peers for adverts and
-                // advertises again soon (a peer not started yet has nothing
-                // to repeat).
-                if self.bootstrap.connected(&peer_id).first {
-                    self.advert_syncs.rejoined();
-                    self.peer.rejoined(now());
-                    let kad = &mut self.swarm.behaviour_mut().kad;
-                    let _ = driver::walk_dht(kad, &self.provided);
-                }
-            }
-            SwarmEvent::ConnectionClosed {
-                num_established, ..
-            } if num_established > 0 => {
-                self.counters
-                    .connections_closed
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            SwarmEvent::ConnectionClosed { peer_id, .. } => {
-                self.counters
-                    .connections_closed
-                    .fetch_add(1, Ordering::Relaxed);
-                if let Some(e) = self.peers.get_mut(&peer_id) {
-                    e.adverts.disconnected();
-                }
-                if self.started
-                    && let Ok(node) = NodeId::from_peer_id(&peer_id)
-                {
-                    self.peer.peer_gone(now(), &node);
-                }
-                self.bootstrap.disconnected(&peer_id, Instant::now());
-            }
-            SwarmEvent::OutgoingConnectionError {
-                peer_id: Some(peer_id),
-                ..
-            } => {
-                let rng = &mut self.backoff_rng;
-                self.bootstrap
-                    .failed(&peer_id, Instant::now(), || rng.unit());
-            }
-            SwarmEvent::Behaviour(ev) => self.handle_behaviour_event(ev),
-            _ => {}
-        }
+        self.net.handle_swarm_event(now(), ev);
+        self.drain_net_events();
     }
 
-    fn handle_behaviour_event(&mut self, ev: NodeBehaviourEvent) {
-        match ev {
-            NodeBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let handoff = &mut self.peers.entry(peer_id).or_default().adverts;
-                let kad = &mut self.swarm.behaviour_mut().kad;
-                if driver::identified(kad, handoff, peer_id, &info) {
-                    self.advert_peer_ready(peer_id);
-                }
-            }
-            NodeBehaviourEvent::Gossipsub(gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            }) => {
-                let at = Instant::now();
-                self.counters
-                    .gossip_delivered
-                    .fetch_add(1, Ordering::Relaxed);
-                if network::topic_of(&message.topic) == Some(Topic::Adverts) {
-                    self.observe(Observation::AdvertArrived {
+    /// What the network layer did, as the coordinator's counters and
+    /// observations see it (the node logs the same events).
+    fn drain_net_events(&mut self) {
+        let c = Arc::clone(&self.counters);
+        while let Some(event) = self.net.poll_event() {
+            match event {
+                DriverEvent::Listening(mut addr) => {
+                    // The coordinator dials by peer id and plain address.
+                    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                        addr.pop();
+                    }
+                    self.observe(Observation::Listening {
                         peer: self.index,
-                        id: Digest::of(&message.data).0,
-                        at,
+                        peer_id: self.net.local_peer_id(),
+                        addr,
                     });
                 }
-                let verdict = self.take_bytes(&message.data);
-                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-                verdict.report(gossipsub, &message_id, &propagation_source);
-            }
-            NodeBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
-                if let Some(t) = network::topic_of(&topic) {
-                    let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-                    self.pending_publish.retry(gossipsub, t);
-                    if t == Topic::Adverts
-                        && self.peers.entry(peer_id).or_default().adverts.subscribed()
-                    {
-                        self.advert_peer_ready(peer_id);
+                DriverEvent::Connected { .. } => {
+                    c.connections_opened.fetch_add(1, Ordering::Relaxed);
+                }
+                DriverEvent::Disconnected { .. } => {
+                    c.connections_closed.fetch_add(1, Ordering::Relaxed);
+                }
+                DriverEvent::Gossip { advert, .. } => {
+                    c.gossip_delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(id) = advert {
+                        self.observe(Observation::AdvertArrived {
+                            peer: self.index,
+                            id: id.0,
+                            at: Instant::now(),
+                        });
                     }
                 }
-            }
-            NodeBehaviourEvent::Messages(request_response::Event::Message {
-                peer,
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            }) => {
-                // Who hands this peer adverts directly, and how often, for
-                // its summary: bundles, or adverts one by one as peers did
-                // before bundles.
-                if Envelope::decode(&request)
-                    .is_ok_and(|e| matches!(e.kind, Kind::Advert | Kind::AdvertBundle))
-                {
-                    self.advert_senders.insert(peer);
-                    self.advert_messages_received += 1;
+                DriverEvent::Direct {
+                    from,
+                    kind,
+                    outcome,
+                } => {
+                    // Who hands this peer adverts directly, and how often,
+                    // for its summary: bundles, or adverts one by one as
+                    // peers did before bundles.
+                    if matches!(kind, Some(Kind::Advert | Kind::AdvertBundle)) {
+                        self.advert_senders.insert(from);
+                        self.advert_messages_received += 1;
+                    }
+                    if let DirectOutcome::SyncAnswered {
+                        answer: SyncAnswer::Sent { bundles, adverts },
+                        ..
+                    } = outcome
+                    {
+                        c.direct_sent.fetch_add(bundles, Ordering::Relaxed);
+                        c.advert_bundles.fetch_add(bundles, Ordering::Relaxed);
+                        c.adverts_shared.fetch_add(adverts, Ordering::Relaxed);
+                    }
                 }
-                self.take_direct(peer, &request);
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .messages
-                    .send_response(channel, Vec::new());
+                DriverEvent::DirectFailed { .. } => {
+                    c.direct_failed.fetch_add(1, Ordering::Relaxed);
+                }
+                DriverEvent::AdvertsAsked { .. } => {
+                    c.direct_sent.fetch_add(1, Ordering::Relaxed);
+                    c.advert_syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                DriverEvent::Published {
+                    kind: Kind::Advert,
+                    id,
+                    ..
+                } => self.observe(Observation::AdvertPublished {
+                    peer: self.index,
+                    id: id.0,
+                    at: Instant::now(),
+                }),
+                DriverEvent::Published { .. } => {
+                    c.receipts_published.fetch_add(1, Ordering::Relaxed);
+                }
+                DriverEvent::Sent {
+                    how: Sent::Request, ..
+                } => {
+                    c.direct_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                DriverEvent::Withheld { .. } => {
+                    c.withheld.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
             }
-            NodeBehaviourEvent::Messages(request_response::Event::OutboundFailure { .. }) => {
-                self.counters.direct_failed.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
         }
     }
+}
 
-    /// Bytes from the network into the peer, with the node's verdict.
-    fn take_bytes(&mut self, bytes: &[u8]) -> driver::Verdict {
-        driver::take_bytes(&mut self.peer, &mut self.advert_envelopes, now(), bytes)
-    }
-
-    /// A direct message into the peer, as the node takes it: an advert
-    /// sync is answered, each advert of a bundle taken as if gossiped.
-    fn take_direct(&mut self, from: PeerId, bytes: &[u8]) {
-        let t = now();
-        let Direct::SyncAsked(sync) =
-            driver::take_direct(&mut self.peer, &mut self.advert_envelopes, t, bytes)
-        else {
-            return;
-        };
-        let handoff = &mut self.peers.entry(from).or_default().adverts;
-        let answer = driver::answer_sync(
-            handoff,
-            &self.peer,
-            &self.advert_envelopes,
-            &mut self.swarm.behaviour_mut().messages,
-            from,
-            t,
-            Instant::now(),
-            &sync,
-        );
-        if let SyncAnswer::Sent { bundles, adverts } = answer {
-            let c = &self.counters;
-            c.direct_sent.fetch_add(bundles, Ordering::Relaxed);
-            c.advert_bundles.fetch_add(bundles, Ordering::Relaxed);
-            c.adverts_shared.fetch_add(adverts, Ordering::Relaxed);
-        }
-    }
-
-    /// A peer is ready: ask it for its adverts if it is one of the first
-    /// two since we (re)joined, as the node does.
-    fn advert_peer_ready(&mut self, to: PeerId) {
-        if !self.advert_syncs.should_ask(to) {
-            return;
-        }
-        driver::ask_for_adverts(
-            &self.peer,
-            &self.advert_envelopes,
-            &mut self.swarm.behaviour_mut().messages,
-            to,
-            now(),
-        );
-        self.counters.direct_sent.fetch_add(1, Ordering::Relaxed);
-        self.counters.advert_syncs.fetch_add(1, Ordering::Relaxed);
+/// As in the model engine: a provider that walks away from its jobs never
+/// reports them running nor sends their result.
+fn walks_away_from(message: &Signed) -> bool {
+    match message.message() {
+        Message::Result(_) => true,
+        Message::Status(s) => s.state == JobState::Running,
+        _ => false,
     }
 }
 

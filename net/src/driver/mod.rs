@@ -14,7 +14,7 @@
 //! | [`dial`] | [`BootstrapPeers`]: dialling the bootstrap peers, with exponential backoff |
 //! | [`adverts`] | [`AdvertEnvelopes`], [`AdvertHandoff`], [`AdvertSyncs`]: the adverts a joining peer asks two peers for, and their answer in bundles |
 //! | [`identify`] | [`identified`]: what identify tells us of a peer |
-//! | [`messages`] | [`take_bytes`] and its [`Verdict`], [`take_direct`] and its [`Direct`], [`send_direct`]: bytes in and out of the peer |
+//! | [`messages`] | [`screen_gossip`] (the check of gossip every peer makes), [`take_bytes`] and its [`Verdict`], [`take_direct`] and its [`Direct`], [`send_direct`]: bytes in and out of the peer |
 
 pub mod adverts;
 pub mod dial;
@@ -29,6 +29,8 @@ pub use adverts::{
 };
 pub use dial::{BootstrapDial, BootstrapPeers, DialFailed, Joined, Retry};
 pub use identify::identified;
-pub use messages::{BundleTaken, Direct, Sent, Verdict, send_direct, take_bytes, take_direct};
+pub use messages::{
+    BundleTaken, Direct, Sent, Verdict, screen_gossip, send_direct, take_bytes, take_direct,
+};
 pub use provided::{ProvideUpdate, ProvidedKeys, walk_dht};
 pub use publish::{PendingPublish, Publication, PublishOutcome};

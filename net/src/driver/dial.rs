@@ -3,9 +3,9 @@
 //! [`BACKOFF_MIN`] up to [`BACKOFF_MAX`], so an unreachable peer is not
 //! hammered and a reachable one is joined quickly.
 
-use crate::BootstrapAddr;
 use crate::behaviour::NodeBehaviour;
 use crate::behaviour::timings::{BACKOFF_MAX, BACKOFF_MIN};
+use crate::bootstrap_list::BootstrapAddr;
 use libp2p::swarm::DialError;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, Swarm};

@@ -3,7 +3,7 @@
 //! here, a bounded number of messages, until a peer subscribes.
 
 use crate::behaviour::timings::MAX_PENDING_PUBLISH;
-use crate::network;
+use crate::wire;
 use libp2p::gossipsub::{self, PublishError};
 use modchain_protocol::action::Topic;
 use std::collections::VecDeque;
@@ -50,7 +50,7 @@ impl PendingPublish {
         bytes: Vec<u8>,
     ) -> Publication {
         let len = bytes.len();
-        let outcome = match gossipsub.publish(network::topic(topic), bytes.clone()) {
+        let outcome = match gossipsub.publish(wire::topic(topic), bytes.clone()) {
             Ok(_) => PublishOutcome::Sent,
             Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(_)) => {
                 self.hold(topic, bytes);
@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn publishing_with_no_subscriber_holds_the_message() {
         let key = libp2p::identity::Keypair::generate_ed25519();
-        let mut gs = network::gossipsub(&key).expect("gossipsub");
+        let mut gs = wire::gossipsub(&key).expect("gossipsub");
         let mut pending = PendingPublish::new();
         let p = pending.publish(&mut gs, Topic::Adverts, b"advert".to_vec());
         assert!(matches!(p.outcome, PublishOutcome::Held), "{p:?}");

@@ -83,7 +83,7 @@ mod tests {
 
     fn kad() -> Kad {
         let key = libp2p::identity::Keypair::generate_ed25519();
-        crate::network::kademlia(&key)
+        crate::wire::kademlia(&key)
     }
 
     #[test]

@@ -41,6 +41,17 @@ impl Verdict {
         }
     }
 
+    /// A short name for the verdict of a message that was not taken, for
+    /// counters: the rejection's label, or `misrouted`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Taken(_) => "taken",
+            Verdict::Stale => "stale",
+            Verdict::Rejected(r) => r.label(),
+            Verdict::Misrouted(_) => "misrouted",
+        }
+    }
+
     /// Tells gossipsub what to do with the message `id` that `source` sent us.
     pub fn report(
         &self,
@@ -57,6 +68,20 @@ fn direct_only(kind: Kind) -> bool {
     matches!(kind, Kind::AdvertSync | Kind::AdvertBundle)
 }
 
+/// The check every peer makes of gossip before anything else, nodes and
+/// bootstrap peers alike: the envelope opened (`opened`: decoded, signed,
+/// fresh, of a known version), and is of a kind that travels by gossip. What
+/// passes, a node hands to its peer and a bootstrap peer relays; what fails
+/// is rejected by both, so a bootstrap peer never forwards what the nodes it
+/// serves would penalise it for.
+pub fn screen_gossip(opened: Result<Signed, Rejection>) -> Result<Signed, Verdict> {
+    match opened {
+        Ok(signed) if direct_only(signed.kind()) => Err(Verdict::Misrouted(signed.kind())),
+        Ok(signed) => Ok(signed),
+        Err(rejection) => Err(Verdict::Rejected(rejection)),
+    }
+}
+
 /// Gossiped `bytes` into the peer; keeps the envelope of an advert it took.
 pub fn take_bytes(
     peer: &mut Peer,
@@ -64,10 +89,9 @@ pub fn take_bytes(
     now: Timestamp,
     bytes: &[u8],
 ) -> Verdict {
-    match peer.open(now, bytes) {
-        Ok(signed) if direct_only(signed.kind()) => Verdict::Misrouted(signed.kind()),
+    match screen_gossip(peer.open(now, bytes)) {
         Ok(signed) => take_signed(peer, adverts, now, signed, bytes),
-        Err(rejection) => Verdict::Rejected(rejection),
+        Err(verdict) => verdict,
     }
 }
 

@@ -24,6 +24,13 @@ pub const MESSAGE_PROTOCOL: StreamProtocol = StreamProtocol::new("/modchain/msg/
 pub const TOPICS: [Topic; 2] = [Topic::Adverts, Topic::Receipts];
 /// Connections with no open stream are closed after this long.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most connections a node holds at once unless its config says otherwise
+/// (`max_connections`); the simulator's peers hold the same.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
+/// Gossipsub's `mesh_n_low` (libp2p's default, stated here so that the
+/// simulator's "joined" threshold reads the same number): a peer with this
+/// many mesh peers on a topic is not short of any.
+pub const MESH_N_LOW: usize = 5;
 
 #[derive(Debug, Error)]
 pub enum NetworkError {
@@ -57,6 +64,7 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, NetworkError> {
         })
         .max_transmit_size(max_envelope_bytes() + 1024)
         .heartbeat_interval(Duration::from_secs(1))
+        .mesh_n_low(MESH_N_LOW)
         .build()
         .map_err(|e| NetworkError::Gossipsub(e.to_string()))
 }

@@ -3,7 +3,7 @@
 //! speaks direct messages can be asked for the adverts it holds.
 
 use super::adverts::AdvertHandoff;
-use crate::network;
+use crate::wire;
 use libp2p::{PeerId, identify, kad};
 
 /// Takes what `peer_id` told identify. Returns whether it is now ready to
@@ -14,10 +14,10 @@ pub fn identified(
     peer_id: PeerId,
     info: &identify::Info,
 ) -> bool {
-    if info.protocols.contains(&network::KAD_PROTOCOL) {
+    if info.protocols.contains(&wire::KAD_PROTOCOL) {
         for addr in &info.listen_addrs {
             kad.add_address(&peer_id, addr.clone());
         }
     }
-    handoff.identified(info.protocols.contains(&network::MESSAGE_PROTOCOL))
+    handoff.identified(info.protocols.contains(&wire::MESSAGE_PROTOCOL))
 }

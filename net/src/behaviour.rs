@@ -6,7 +6,7 @@
 //! so that the node and the simulator's libp2p engine run one and the same
 //! behaviour: what the simulator measures over real swarms is what a node does.
 
-use crate::network::{self, MESSAGE_PROTOCOL, NetworkError};
+use crate::wire::{self, MESSAGE_PROTOCOL, NetworkError};
 use libp2p::futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{StreamProtocol, connection_limits, gossipsub, identify, kad, ping, request_response};
@@ -63,9 +63,9 @@ impl NodeBehaviour {
                     .with_max_established_per_peer(Some(4))
                     .with_max_pending_incoming(Some(max_connections / 4 + 1)),
             ),
-            identify: network::identify(key, concat!("modchain/", env!("CARGO_PKG_VERSION"))),
+            identify: wire::identify(key, concat!("modchain/", env!("CARGO_PKG_VERSION"))),
             ping: ping::Behaviour::new(ping::Config::new()),
-            kad: network::kademlia(key),
+            kad: wire::kademlia(key),
             gossipsub,
             messages: request_response::Behaviour::new(
                 [(MESSAGE_PROTOCOL, request_response::ProtocolSupport::Full)],
@@ -80,7 +80,7 @@ pub fn node_gossipsub(
     key: &libp2p::identity::Keypair,
     registry: &mut libp2p::metrics::Registry,
 ) -> Result<gossipsub::Behaviour, NetworkError> {
-    Ok(network::gossipsub(key)?.with_metrics(
+    Ok(wire::gossipsub(key)?.with_metrics(
         registry.sub_registry_with_prefix("gossipsub"),
         gossipsub::MetricsConfig::default(),
     ))

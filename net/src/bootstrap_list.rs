@@ -8,7 +8,7 @@ use thiserror::Error;
 
 /// One bootstrap peer: where to dial and who must answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BootstrapPeer {
+pub struct BootstrapAddr {
     pub peer_id: PeerId,
     /// The full address, `/p2p/<peer id>` included.
     pub addr: Multiaddr,
@@ -26,7 +26,7 @@ pub enum BootstrapListError {
     NoPeerId(String),
 }
 
-impl BootstrapPeer {
+impl BootstrapAddr {
     pub fn parse(s: &str) -> Result<Self, BootstrapListError> {
         let addr: Multiaddr = s
             .trim()
@@ -37,7 +37,7 @@ impl BootstrapPeer {
 
     pub fn from_multiaddr(addr: Multiaddr) -> Result<Self, BootstrapListError> {
         match addr.iter().last() {
-            Some(Protocol::P2p(peer_id)) => Ok(BootstrapPeer { peer_id, addr }),
+            Some(Protocol::P2p(peer_id)) => Ok(BootstrapAddr { peer_id, addr }),
             _ => Err(BootstrapListError::NoPeerId(addr.to_string())),
         }
     }
@@ -52,7 +52,7 @@ impl BootstrapPeer {
     }
 }
 
-impl fmt::Display for BootstrapPeer {
+impl fmt::Display for BootstrapAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.addr.fmt(f)
     }
@@ -66,17 +66,17 @@ mod tests {
     fn full_address_parses_and_splits() {
         let peer = PeerId::random();
         let p =
-            BootstrapPeer::parse(&format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")).expect("valid");
+            BootstrapAddr::parse(&format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")).expect("valid");
         assert_eq!(p.peer_id, peer);
         assert_eq!(p.transport_addr().to_string(), "/ip4/127.0.0.1/tcp/4001");
     }
 
     #[test]
     fn address_without_peer_id_is_refused_with_advice() {
-        let err = BootstrapPeer::parse("/ip4/127.0.0.1/tcp/4001").expect_err("no peer id");
+        let err = BootstrapAddr::parse("/ip4/127.0.0.1/tcp/4001").expect_err("no peer id");
         assert!(err.to_string().contains("/p2p/"), "{err}");
         assert!(matches!(
-            BootstrapPeer::parse("not an addr"),
+            BootstrapAddr::parse("not an addr"),
             Err(BootstrapListError::NotAMultiaddr(_))
         ));
     }

@@ -1,0 +1,693 @@
+//! [`SwarmDriver`]: the one place where a protocol [`Peer`] meets a libp2p
+//! swarm. It owns the swarm, the peer and what a driver keeps beside them
+//! (adverts to hand to joining peers, gossip held until someone subscribes,
+//! the DHT keys we provide, the bootstrap peers and their backoff), turns
+//! every `SwarmEvent` into the peer's inputs, carries the peer's network
+//! actions out, and tells its caller what happened as typed
+//! [`DriverEvent`]s. It never logs and never counts: the node logs and counts
+//! those events, the simulator's libp2p engine observes them.
+//!
+//! The driving loop, as the node and the simulator both run it:
+//!
+//! ```text
+//! loop {
+//!     select! {
+//!         ev = driver.next_swarm_event() => driver.handle_swarm_event(now(), ev),
+//!         _ = sleep_until(driver.peer().poll_timeout()) => driver.peer_mut().handle_timeout(now()),
+//!         _ = tick => driver.dial_due(),
+//!         // ... the caller's own inputs (API, executor, commands)
+//!     }
+//!     while let Some(action) = driver.poll_action(now()) { /* execute, store, notify */ }
+//!     while let Some(event) = driver.poll_event() { /* log, count, observe */ }
+//! }
+//! ```
+
+use crate::behaviour::{NodeBehaviour, NodeBehaviourEvent, capability_keys};
+use crate::driver::{
+    self, AdvertEnvelopes, AdvertHandoff, AdvertSyncs, BootstrapPeers, BundleTaken, Direct,
+    PendingPublish, ProvideUpdate, ProvidedKeys, Publication, Retry, Sent, SyncAnswer, Verdict,
+};
+use crate::wire;
+use libp2p::futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, request_response};
+use modchain_protocol::action::{Action, Topic};
+use modchain_protocol::digest::Digest;
+use modchain_protocol::envelope::{Kind, Signed};
+use modchain_protocol::identity::NodeId;
+use modchain_protocol::peer::Peer;
+use modchain_protocol::time::Timestamp;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use tokio::time::Instant;
+
+/// What the driver knows of another peer at the transport level.
+#[derive(Clone, Debug, Default)]
+pub struct PeerInfo {
+    /// Connections open to it now.
+    pub connections: u32,
+    /// Addresses it was reached at or said it listens on.
+    pub addrs: BTreeSet<Multiaddr>,
+    /// Its identify agent string, once identify ran.
+    pub agent: Option<String>,
+    /// Where the advert hand-off with it stands.
+    pub adverts: AdvertHandoff,
+}
+
+/// A source of jitter in [0, 1] for bootstrap backoffs: the node draws it
+/// from the OS, the simulator from its seeded stream.
+pub type Jitter = Box<dyn FnMut() -> f64 + Send>;
+
+/// Decides whether a direct message is really sent: the simulator's
+/// Byzantine providers withhold some. `false` drops the message.
+pub type SendFilter = Box<dyn FnMut(&NodeId, &Signed) -> bool + Send>;
+
+/// What became of a direct message that arrived.
+#[derive(Debug)]
+pub enum DirectOutcome {
+    /// A protocol message, taken as gossip would be.
+    Message(Verdict),
+    /// A joining peer asked for our adverts (`known` of them it holds already).
+    SyncAnswered {
+        /// How the request was answered.
+        answer: SyncAnswer,
+        /// Adverts the asker listed as already held.
+        known: usize,
+    },
+    /// A bundle of adverts, each taken as if gossiped.
+    Bundle(BundleTaken),
+}
+
+/// What happened on the network, for the caller to log, count or observe.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DriverEvent {
+    /// A listen address came up (with `/p2p/<our id>`).
+    Listening(Multiaddr),
+    /// A listen address went away.
+    ListenerExpired(Multiaddr),
+    /// A connection opened.
+    Connected {
+        /// The peer at the other end.
+        peer: PeerId,
+        /// Connections to it now open.
+        connections: u32,
+    },
+    /// A bootstrap peer answered that was not connected.
+    BootstrapConnected(crate::bootstrap_list::BootstrapAddr),
+    /// No bootstrap peer was connected and one now is: we (re)joined. The
+    /// driver asked Kademlia to walk the DHT; `Err` says why it could not.
+    Joined(Result<(), kad::NoKnownPeers>),
+    /// A connection closed; `connections` is how many remain.
+    Disconnected {
+        /// The peer at the other end.
+        peer: PeerId,
+        /// Connections to it still open (0: it is gone).
+        connections: u32,
+        /// Why it closed, when libp2p says.
+        cause: Option<String>,
+    },
+    /// The last connection to a bootstrap peer closed: it will be redialled.
+    BootstrapLost(PeerId),
+    /// A dial of a bootstrap peer failed; these retries are scheduled.
+    BootstrapUnreachable {
+        /// What the dial failed with.
+        error: String,
+        /// When each affected bootstrap peer is tried again.
+        retries: Vec<Retry>,
+    },
+    /// A dial of another peer failed.
+    DialFailed {
+        /// The peer dialled.
+        peer: PeerId,
+        /// What the dial failed with.
+        error: String,
+    },
+    /// Identify told us of a peer.
+    Identified(PeerId),
+    /// A gossip message arrived and was judged.
+    Gossip {
+        /// The peer that forwarded it to us.
+        from: PeerId,
+        /// Its size in bytes.
+        len: usize,
+        /// The content id of an advert (the adverts topic only), for
+        /// propagation measurements.
+        advert: Option<Digest>,
+        /// What the peer made of it; gossipsub was told already.
+        verdict: Verdict,
+    },
+    /// A direct message arrived (and was acknowledged).
+    Direct {
+        /// Who sent it.
+        from: PeerId,
+        /// The envelope's kind, when it opened at all.
+        kind: Option<Kind>,
+        /// What became of it.
+        outcome: DirectOutcome,
+    },
+    /// A direct message of ours was not delivered.
+    DirectFailed {
+        /// Whom it was for.
+        peer: PeerId,
+        /// Why it failed.
+        error: String,
+    },
+    /// We asked a ready peer for the adverts it holds, listing `listed` we have.
+    AdvertsAsked {
+        /// The peer asked.
+        to: PeerId,
+        /// Adverts we listed as held.
+        listed: usize,
+    },
+    /// The peer published on a topic (or tried to).
+    Published {
+        /// What kind of message it was.
+        kind: Kind,
+        /// The content id of the bytes published.
+        id: Digest,
+        /// How gossipsub took it.
+        publication: Publication,
+    },
+    /// Gossip held for want of a subscriber was published again.
+    Republished(Publication),
+    /// The peer sent a direct message.
+    Sent {
+        /// Whom it was for.
+        to: NodeId,
+        /// What kind of message it was.
+        kind: Kind,
+        /// In memory (to ourselves) or over the network.
+        how: Sent,
+    },
+    /// A direct message could not be addressed (`to` is no valid peer key).
+    Unaddressable {
+        /// The node id it was for.
+        to: NodeId,
+        /// Why it could not be addressed.
+        error: String,
+    },
+    /// The send filter withheld a direct message.
+    Withheld {
+        /// Whom it was for.
+        to: NodeId,
+        /// What kind of message it was.
+        kind: Kind,
+    },
+    /// The DHT keys we provide changed.
+    Provided(ProvideUpdate),
+    /// A provider lookup (started with `kad.get_providers`) found some
+    /// providers, or ended.
+    ProvidersFound {
+        /// The lookup.
+        query: kad::QueryId,
+        /// Providers found in this step.
+        providers: Vec<PeerId>,
+        /// The lookup is over: no more steps will come.
+        done: bool,
+        /// Why it ended early, if it did.
+        error: Option<String>,
+    },
+    /// Kademlia's walk of the DHT finished.
+    DhtWalked,
+}
+
+/// Owns a swarm and a protocol peer and runs one over the other. See the
+/// module documentation for the loop that drives it.
+pub struct SwarmDriver {
+    swarm: Swarm<NodeBehaviour>,
+    peer: Peer,
+    me: NodeId,
+    peers: HashMap<PeerId, PeerInfo>,
+    /// The newest signed advert of each node (ours too), as it travelled:
+    /// handed to peers that join so they need not wait for the next round.
+    advert_envelopes: AdvertEnvelopes,
+    /// The peers asked for their adverts since we last (re)joined.
+    advert_syncs: AdvertSyncs,
+    pending_publish: PendingPublish,
+    provided: ProvidedKeys,
+    bootstrap: BootstrapPeers,
+    listen_addrs: Vec<Multiaddr>,
+    jitter: Jitter,
+    send_filter: Option<SendFilter>,
+    events: VecDeque<DriverEvent>,
+}
+
+impl std::fmt::Debug for SwarmDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwarmDriver")
+            .field("me", &self.me)
+            .field("peers", &self.peers.len())
+            .finish()
+    }
+}
+
+impl SwarmDriver {
+    /// Drives `peer` over `swarm` (already listening), joining through
+    /// `bootstrap`; `jitter` spreads bootstrap redials.
+    pub fn new(
+        swarm: Swarm<NodeBehaviour>,
+        peer: Peer,
+        bootstrap: BootstrapPeers,
+        jitter: Jitter,
+    ) -> Self {
+        let me = peer.id();
+        SwarmDriver {
+            swarm,
+            peer,
+            me,
+            peers: HashMap::new(),
+            advert_envelopes: AdvertEnvelopes::new(),
+            advert_syncs: AdvertSyncs::new(),
+            pending_publish: PendingPublish::new(),
+            provided: ProvidedKeys::new(),
+            bootstrap,
+            listen_addrs: Vec::new(),
+            jitter,
+            send_filter: None,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Direct messages pass `filter` before they leave (the simulator's
+    /// Byzantine providers).
+    pub fn set_send_filter(&mut self, filter: SendFilter) {
+        self.send_filter = Some(filter);
+    }
+
+    /// Replaces the bootstrap peers (the simulator joins on command).
+    pub fn set_bootstrap(&mut self, bootstrap: BootstrapPeers) {
+        self.bootstrap = bootstrap;
+    }
+
+    /// The protocol peer.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The protocol peer, to feed it inputs that do not come from the
+    /// network (a submitted job, a finished execution, a timeout).
+    pub fn peer_mut(&mut self) -> &mut Peer {
+        &mut self.peer
+    }
+
+    /// The swarm, to read its state.
+    pub fn swarm(&self) -> &Swarm<NodeBehaviour> {
+        &self.swarm
+    }
+
+    /// The swarm, for requests of the caller's own (a provider lookup).
+    pub fn swarm_mut(&mut self) -> &mut Swarm<NodeBehaviour> {
+        &mut self.swarm
+    }
+
+    /// Our libp2p peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Every peer we were connected to or heard of by identify.
+    pub fn peers(&self) -> &HashMap<PeerId, PeerInfo> {
+        &self.peers
+    }
+
+    /// Our listen addresses, `/p2p/<our id>` included.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// The bootstrap peers and where dialling them stands.
+    pub fn bootstrap(&self) -> &BootstrapPeers {
+        &self.bootstrap
+    }
+
+    /// The DHT keys we provide.
+    pub fn provided(&self) -> &ProvidedKeys {
+        &self.provided
+    }
+
+    /// Gossip waiting for a subscriber.
+    pub fn pending_publish(&self) -> &PendingPublish {
+        &self.pending_publish
+    }
+
+    /// The next event of the swarm; hand it to
+    /// [`handle_swarm_event`](Self::handle_swarm_event).
+    pub async fn next_swarm_event(&mut self) -> SwarmEvent<NodeBehaviourEvent> {
+        self.swarm.select_next_some().await
+    }
+
+    /// The next thing that happened, until `None`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<DriverEvent> {
+        self.events.pop_front()
+    }
+
+    /// Dials the bootstrap peers that are due (call it on a tick).
+    pub fn dial_due(&mut self) {
+        let now = Instant::now();
+        for failed in self
+            .bootstrap
+            .dial_due(&mut self.swarm, now, &mut self.jitter)
+        {
+            self.events.push_back(DriverEvent::BootstrapUnreachable {
+                error: failed.error.to_string(),
+                retries: failed.retries,
+            });
+        }
+    }
+
+    /// The peer's next action that is not the network's: publications and
+    /// direct messages are carried out here (and reported as events); the
+    /// rest (store a receipt, run or stop a job, serve an output, an event
+    /// for the application) is returned. Call until `None` after every input.
+    #[must_use]
+    pub fn poll_action(&mut self, now: Timestamp) -> Option<Action> {
+        loop {
+            match self.peer.poll_action(now)? {
+                Action::Publish { topic, message } => self.publish(topic, &message),
+                Action::Send { to, message } => self.send(now, to, message),
+                other => return Some(other),
+            }
+        }
+    }
+
+    fn publish(&mut self, topic: Topic, message: &Signed) {
+        let bytes = message.to_bytes();
+        let kind = message.kind();
+        if kind == Kind::Advert {
+            if let Some(ad) = self.advert_envelopes.keep_own(message, &bytes) {
+                let keys = capability_keys(ad);
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                let update = self.provided.update(kad, keys);
+                if matches!(update, ProvideUpdate::Changed { .. }) {
+                    self.events.push_back(DriverEvent::Provided(update));
+                }
+            }
+            // Only the newest advert is worth delivering late.
+            self.pending_publish.discard(Topic::Adverts);
+        }
+        let id = Digest::of(&bytes);
+        let publication =
+            self.pending_publish
+                .publish(&mut self.swarm.behaviour_mut().gossipsub, topic, bytes);
+        self.events.push_back(DriverEvent::Published {
+            kind,
+            id,
+            publication,
+        });
+    }
+
+    /// A signed message to one peer: in memory when it is ourselves, else
+    /// by request-response. The peer's own messages go out through
+    /// [`poll_action`](Self::poll_action); this is for what the caller signs
+    /// itself (output chunks).
+    pub fn send(&mut self, now: Timestamp, to: NodeId, message: Signed) {
+        let kind = message.kind();
+        if let Some(filter) = self.send_filter.as_mut()
+            && !filter(&to, &message)
+        {
+            self.events.push_back(DriverEvent::Withheld { to, kind });
+            return;
+        }
+        let messages = &mut self.swarm.behaviour_mut().messages;
+        match driver::send_direct(&mut self.peer, messages, self.me, now, to, message) {
+            Ok(how) => self.events.push_back(DriverEvent::Sent { to, kind, how }),
+            Err(e) => self.events.push_back(DriverEvent::Unaddressable {
+                to,
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    /// Translates one swarm event into the peer's inputs and the driver's
+    /// events. Every `SwarmEvent` of a Modchain peer is handled here, once.
+    pub fn handle_swarm_event(&mut self, now: Timestamp, ev: SwarmEvent<NodeBehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address
+                    .clone()
+                    .with_p2p(self.local_peer_id())
+                    .unwrap_or(address);
+                self.listen_addrs.push(full.clone());
+                self.events.push_back(DriverEvent::Listening(full));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs
+                    .retain(|a| !a.to_string().starts_with(&address.to_string()));
+                self.events.push_back(DriverEvent::ListenerExpired(address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let entry = self.peers.entry(peer_id).or_default();
+                entry.connections = num_established.get();
+                if endpoint.is_dialer() {
+                    entry.addrs.insert(endpoint.get_remote_address().clone());
+                }
+                self.events.push_back(DriverEvent::Connected {
+                    peer: peer_id,
+                    connections: num_established.get(),
+                });
+                let joined = self.bootstrap.connected(&peer_id);
+                for b in joined.newly {
+                    self.events.push_back(DriverEvent::BootstrapConnected(b));
+                }
+                // One DHT walk per (re)join, not one per bootstrap peer that
+                // answers; a (re)join asks two ready peers for adverts and
+                // advertises again once gossip has a mesh to carry it.
+                if joined.first {
+                    self.advert_syncs.rejoined();
+                    self.peer.rejoined(now);
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    let walk = driver::walk_dht(kad, &self.provided).map(|_| ());
+                    self.events.push_back(DriverEvent::Joined(walk));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                if let Some(e) = self.peers.get_mut(&peer_id) {
+                    e.connections = num_established;
+                }
+                self.events.push_back(DriverEvent::Disconnected {
+                    peer: peer_id,
+                    connections: num_established,
+                    cause: cause.map(|c| c.to_string()),
+                });
+                if num_established == 0 {
+                    self.peer_gone(now, peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } => {
+                let error = error.to_string();
+                if self.bootstrap.contains(&peer_id) {
+                    let retries = self
+                        .bootstrap
+                        .failed(&peer_id, Instant::now(), &mut self.jitter);
+                    self.events
+                        .push_back(DriverEvent::BootstrapUnreachable { error, retries });
+                } else {
+                    self.events.push_back(DriverEvent::DialFailed {
+                        peer: peer_id,
+                        error,
+                    });
+                }
+            }
+            SwarmEvent::Behaviour(ev) => self.handle_behaviour_event(now, ev),
+            _ => {}
+        }
+    }
+
+    /// The last connection to `peer_id` closed.
+    fn peer_gone(&mut self, now: Timestamp, peer_id: PeerId) {
+        if let Some(e) = self.peers.get_mut(&peer_id) {
+            e.adverts.disconnected();
+        }
+        if let Ok(node) = NodeId::from_peer_id(&peer_id) {
+            self.peer.peer_gone(now, &node);
+        }
+        if self.bootstrap.disconnected(&peer_id, Instant::now()) {
+            self.events.push_back(DriverEvent::BootstrapLost(peer_id));
+        }
+    }
+
+    fn handle_behaviour_event(&mut self, now: Timestamp, ev: NodeBehaviourEvent) {
+        match ev {
+            NodeBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let entry = self.peers.entry(peer_id).or_default();
+                entry.agent = Some(info.agent_version.clone());
+                entry.addrs.extend(info.listen_addrs.iter().cloned());
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                let ready = driver::identified(kad, &mut entry.adverts, peer_id, &info);
+                self.events.push_back(DriverEvent::Identified(peer_id));
+                if ready {
+                    self.advert_peer_ready(now, peer_id);
+                }
+            }
+            NodeBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let advert = (wire::topic_of(&message.topic) == Some(Topic::Adverts))
+                    .then(|| Digest::of(&message.data));
+                let verdict = driver::take_bytes(
+                    &mut self.peer,
+                    &mut self.advert_envelopes,
+                    now,
+                    &message.data,
+                );
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                verdict.report(gossipsub, &message_id, &propagation_source);
+                self.events.push_back(DriverEvent::Gossip {
+                    from: propagation_source,
+                    len: message.data.len(),
+                    advert,
+                    verdict,
+                });
+            }
+            NodeBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
+                if let Some(t) = wire::topic_of(&topic) {
+                    let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                    for publication in self.pending_publish.retry(gossipsub, t) {
+                        self.events.push_back(DriverEvent::Republished(publication));
+                    }
+                    if t == Topic::Adverts
+                        && self.peers.entry(peer_id).or_default().adverts.subscribed()
+                    {
+                        self.advert_peer_ready(now, peer_id);
+                    }
+                }
+            }
+            NodeBehaviourEvent::Messages(request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) => {
+                // The acknowledgement says only that the bytes arrived.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .messages
+                    .send_response(channel, Vec::new());
+                self.take_direct(now, peer, &request);
+            }
+            NodeBehaviourEvent::Messages(request_response::Event::OutboundFailure {
+                peer,
+                error,
+                ..
+            }) => {
+                self.events.push_back(DriverEvent::DirectFailed {
+                    peer,
+                    error: error.to_string(),
+                });
+            }
+            NodeBehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::Bootstrap(Ok(r)),
+                ..
+            }) if r.num_remaining == 0 => {
+                self.events.push_back(DriverEvent::DhtWalked);
+            }
+            NodeBehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetProviders(result),
+                step,
+                ..
+            }) => {
+                let event = match result {
+                    Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                        DriverEvent::ProvidersFound {
+                            query: id,
+                            providers: providers.into_iter().collect(),
+                            done: step.last,
+                            error: None,
+                        }
+                    }
+                    Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) => {
+                        DriverEvent::ProvidersFound {
+                            query: id,
+                            providers: Vec::new(),
+                            done: true,
+                            error: None,
+                        }
+                    }
+                    Err(e) => DriverEvent::ProvidersFound {
+                        query: id,
+                        providers: Vec::new(),
+                        done: true,
+                        error: Some(e.to_string()),
+                    },
+                };
+                self.events.push_back(event);
+            }
+            _ => {}
+        }
+    }
+
+    /// A direct message from `from` into the peer: an advert sync is
+    /// answered, each advert of a bundle taken as if gossiped.
+    fn take_direct(&mut self, now: Timestamp, from: PeerId, bytes: &[u8]) {
+        let kind = modchain_protocol::envelope::Envelope::decode(bytes)
+            .ok()
+            .map(|e| e.kind);
+        let outcome =
+            match driver::take_direct(&mut self.peer, &mut self.advert_envelopes, now, bytes) {
+                Direct::Message(verdict) => DirectOutcome::Message(verdict),
+                Direct::Bundle(taken) => DirectOutcome::Bundle(taken),
+                Direct::SyncAsked(sync) => {
+                    let handoff = &mut self.peers.entry(from).or_default().adverts;
+                    let answer = driver::answer_sync(
+                        handoff,
+                        &self.peer,
+                        &self.advert_envelopes,
+                        &mut self.swarm.behaviour_mut().messages,
+                        from,
+                        now,
+                        Instant::now(),
+                        &sync,
+                    );
+                    DirectOutcome::SyncAnswered {
+                        answer,
+                        known: sync.known.len(),
+                    }
+                }
+            };
+        self.events.push_back(DriverEvent::Direct {
+            from,
+            kind,
+            outcome,
+        });
+    }
+
+    /// `to` subscribed to adverts and speaks direct messages: if it is one
+    /// of the first two since we (re)joined, ask it for the adverts it
+    /// holds, so we see the network at once instead of after the next
+    /// advert round.
+    fn advert_peer_ready(&mut self, now: Timestamp, to: PeerId) {
+        if !self.advert_syncs.should_ask(to) {
+            return;
+        }
+        let listed = driver::ask_for_adverts(
+            &self.peer,
+            &self.advert_envelopes,
+            &mut self.swarm.behaviour_mut().messages,
+            to,
+            now,
+        );
+        self.events
+            .push_back(DriverEvent::AdvertsAsked { to, listed });
+    }
+}
