@@ -2,7 +2,7 @@
 //! request-response for direct messages, connection limits), the
 //! direct-message codec, and the DHT keys a node provides.
 //!
-//! It lives in this library, beside the shared wire settings of [`network`],
+//! It lives in this library, beside the shared wire settings of [`wire`],
 //! so that the node and the simulator's libp2p engine run one and the same
 //! behaviour: what the simulator measures over real swarms is what a node does.
 

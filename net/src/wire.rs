@@ -69,8 +69,9 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, NetworkError> {
         .map_err(|e| NetworkError::Gossipsub(e.to_string()))
 }
 
-/// Peer scoring: an invalid message costs its sender heavily (two put it on
-/// the graylist); time in the mesh and first deliveries earn a little. Mesh
+/// Peer scoring: an invalid message costs its sender heavily (-20 × n² for n
+/// of them: a third takes it below the graylist threshold of -80, which two
+/// only reach); time in the mesh and first deliveries earn a little. Mesh
 /// delivery-rate penalties are off: our topics are quiet by design (an advert
 /// a minute per peer), so a low rate says nothing about a peer.
 pub fn peer_score() -> (PeerScoreParams, PeerScoreThresholds) {
