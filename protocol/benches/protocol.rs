@@ -126,6 +126,7 @@ fn sample_messages(key: &Keypair) -> Vec<(&'static str, Message)> {
                 state: JobState::Running,
                 detail: "running on abcd1234".into(),
                 seq: 0,
+                refusal: None,
             }),
         ),
         (

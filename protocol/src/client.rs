@@ -9,7 +9,7 @@ use crate::digest::JobId;
 use crate::envelope::{Envelope, Message, Signed};
 use crate::identity::{Keypair, NodeId};
 use crate::job::{
-    Cancel, JobResult, JobSpec, JobState, JobStatus, LogChunk, OutputChunk, SpecError,
+    Cancel, JobResult, JobSpec, JobState, JobStatus, LogChunk, OutputChunk, Refusal, SpecError,
 };
 use crate::receipt::{Outcome, Receipt, SignedReceipt};
 use crate::time::{SECOND, Timestamp};
@@ -286,7 +286,7 @@ impl Client {
         };
         if from_orchestrator
             && state == JobState::Failed
-            && s.detail.starts_with(crate::peer::NOT_ELECTED)
+            && s.refusal == Some(Refusal::NotElected)
             && job.award.is_none()
         {
             // This peer does not see itself elected (our views of the

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// How far in the future a timestamp may be before we call the sender's clock wrong.
 pub const MAX_CLOCK_SKEW_MS: u64 = MINUTE;
@@ -478,5 +478,44 @@ impl Signed {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bytes::to_hex;
+    use crate::job::Cancel;
+
+    /// The test vector of docs/protocol.md §3.3: the spec and the code must
+    /// agree byte for byte, so a change to either shows here.
+    #[test]
+    fn test_vector_of_the_spec_encodes_byte_for_byte() {
+        let key = Keypair::from_seed(1);
+        let signed = Envelope::seal(
+            &key,
+            Timestamp(1_764_000_000_000),
+            Message::Cancel(Cancel {
+                job_id: Digest([0x07; 32]),
+                reason: "x".into(),
+            }),
+        );
+        let expected = concat!(
+            "02",                 // version 2
+            "08",                 // kind 8 = Cancel
+            "fd00e897b69a010000", // timestamp (varint u64)
+            "20bdf5d2e6755201de3209bbabf916664f0e3ad09e3cac6ac92fb0224cdd6c5f39",
+            "23", // payload length 35
+            "20",
+            "0707070707070707070707070707070707070707070707070707070707070707",
+            "0178",
+            "40507700024dfe3279ec2892a0807ff84ec0e6f5d939690602d596562b312f2be4",
+            "1901ad7d6c91c831042d95fa9bfa20ae6542b93198aad6fe3895bbbcbdd11b0b",
+        );
+        assert_eq!(to_hex(&signed.to_bytes()), expected);
+        assert_eq!(
+            signed.id().to_hex(),
+            "3975ffe7e27078b136e90e9f443c6863677797b97cafd9640ab597c1986ce6bd"
+        );
     }
 }

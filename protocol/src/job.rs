@@ -178,8 +178,24 @@ pub struct JobStatus {
     /// The orchestrator numbers its reports on a job 1, 2, 3, …: each
     /// travels on its own substream, so they can arrive in any order, and
     /// the client keeps only the newest. 0 from a provider and in a reply
-    /// that is not part of the job's story (not elected).
+    /// that is not part of the job's story (a refusal).
     pub seq: u32,
+    /// Why the sender refuses the job outright, as a value the client acts
+    /// on; `Some` only with [`JobState::Failed`]. The detail says the same
+    /// for a person, but nothing reads it as a signal.
+    pub refusal: Option<Refusal>,
+}
+
+/// Why a peer refuses a job it was sent (new in protocol version 2; version 1
+/// carried it as a prefix of the status's detail text).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Refusal {
+    /// The peer is no elected orchestrator, in this epoch or the previous
+    /// one, by its own view of the candidates: the client resubmits to the
+    /// next orchestrator in the job's ranking at once, without waiting for
+    /// its silence timeout.
+    NotElected,
 }
 
 /// How an execution ended.

@@ -291,6 +291,7 @@ impl Orchestrator {
                 state,
                 detail,
                 seq,
+                refusal: None,
             }),
         );
         self.send(client, msg);

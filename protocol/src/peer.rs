@@ -10,7 +10,7 @@ use crate::digest::JobId;
 use crate::election::{Election, ElectionConfig};
 use crate::envelope::{Envelope, Kind, Message, Rejection, Signed};
 use crate::identity::{Keypair, NodeId};
-use crate::job::{JobSpec, JobState, JobStatus};
+use crate::job::{JobSpec, JobState, JobStatus, Refusal};
 use crate::orchestrator::{Context, Orchestrator, OrchestratorConfig, ReputationTable};
 use crate::provider::{ExecutionReport, Provider, ProviderConfig};
 use crate::time::{MINUTE, SECOND, Timestamp};
@@ -72,10 +72,6 @@ pub struct Peer {
     actions: VecDeque<Action>,
     stats: PeerStats,
 }
-
-/// Detail of the status a peer returns for a job it is not elected to run;
-/// the client fails over to the next orchestrator on seeing it.
-pub const NOT_ELECTED: &str = "not an elected orchestrator";
 
 /// Republishing after a capacity change waits at least this long since the last advert.
 const ADVERT_MIN_INTERVAL_MS: u64 = SECOND;
@@ -294,7 +290,8 @@ impl Peer {
                         o.handle_message(&ctx, &msg);
                     }
                 } else {
-                    // Tell the client at once so it moves to the next orchestrator.
+                    // Tell the client at once, as a typed refusal, so it
+                    // moves to the next orchestrator without waiting.
                     let reply = Envelope::seal(
                         &self.key,
                         now,
@@ -303,10 +300,11 @@ impl Peer {
                             attempt: 0,
                             state: JobState::Failed,
                             detail: format!(
-                                "{NOT_ELECTED}: {} is not elected this epoch; resubmit to the next in the job's ranking",
+                                "not an elected orchestrator: {} is not elected this epoch; resubmit to the next in the job's ranking",
                                 self.me.short()
                             ),
                             seq: 0,
+                            refusal: Some(Refusal::NotElected),
                         }),
                     );
                     self.actions.push_back(Action::Send {

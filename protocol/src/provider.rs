@@ -446,6 +446,7 @@ impl Provider {
                 state: JobState::Running,
                 detail: format!("running on {}", self.me.short()),
                 seq: 0,
+                refusal: None,
             }),
         );
         let (o, c) = (run.orchestrator, run.award.client);
