@@ -5,9 +5,9 @@ use crate::digest::{JobId, ReceiptId};
 use crate::envelope::Signed;
 use crate::identity::NodeId;
 use crate::job::{ExitStatus, FetchOutput, JobSpec, JobState, LogStream, OutputChunk};
-use crate::pricing::Credits;
 use crate::receipt::{FailureReason, SignedReceipt};
 use crate::time::Timestamp;
+use crate::vocabulary::Credits;
 
 /// Gossip topics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

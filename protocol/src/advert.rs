@@ -2,12 +2,13 @@
 //! satisfies a job's requirements, and the table of the network's adverts.
 
 use crate::identity::NodeId;
-use crate::job::{JobSpec, Requirements};
+use crate::job::JobSpec;
 use crate::pricing::PriceTable;
 use crate::time::Timestamp;
+pub use crate::vocabulary::GpuVendor;
+use crate::vocabulary::Requirements;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuInfo {
@@ -41,27 +42,6 @@ pub struct StorageInfo {
     pub total_bytes: u64,
     pub available_bytes: u64,
     pub kind: StorageKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum GpuVendor {
-    Nvidia,
-    Amd,
-    Intel,
-    Apple,
-    Other,
-}
-
-impl fmt::Display for GpuVendor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            GpuVendor::Nvidia => "NVIDIA",
-            GpuVendor::Amd => "AMD",
-            GpuVendor::Intel => "Intel",
-            GpuVendor::Apple => "Apple",
-            GpuVendor::Other => "other",
-        })
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,28 +5,13 @@
 //! that the orchestrator picked the winner the rule picks.
 
 use crate::digest::{BidId, Digest, JobId};
-use crate::envelope::Envelope;
 use crate::identity::NodeId;
-use crate::pricing::{Credits, Quote};
+use crate::pricing::Quote;
 use crate::time::Timestamp;
+use crate::vocabulary::Credits;
+pub use crate::vocabulary::REPUTATION_SCALE;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-
-/// Reputation in the selection rule: parts per million of the best trust
-/// value among the bidders' peers (see [`crate::reputation`]).
-pub const REPUTATION_SCALE: u32 = 1_000_000;
-
-/// An orchestrator asks a provider to bid on a job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallForBids {
-    /// The client's signed `Job` envelope, forwarded unchanged so the provider
-    /// can check the client's signature and compute the job id itself.
-    pub job: Envelope,
-    /// Auction round: 0 first, +1 for each re-auction after a failure.
-    pub attempt: u32,
-    /// Bids arriving after this time are ignored.
-    pub bid_deadline: Timestamp,
-}
 
 /// A provider's offer to run a job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,8 +2,8 @@
 //! receipt's price; every peer starts with a configurable grant.
 
 use crate::identity::NodeId;
-use crate::pricing::Credits;
 use crate::receipt::Receipt;
+use crate::vocabulary::Credits;
 use std::collections::HashMap;
 
 #[derive(Clone, Debug, Default)]

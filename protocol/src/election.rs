@@ -9,10 +9,10 @@
 //!
 //! All arithmetic is integer (a fixed-point log2), so peers on any platform agree.
 
-use crate::auction::REPUTATION_SCALE;
 use crate::digest::{Digest, JobId};
 use crate::identity::NodeId;
 use crate::time::{MINUTE, Timestamp};
+use crate::vocabulary::REPUTATION_SCALE;
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

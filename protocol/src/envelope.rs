@@ -15,7 +15,7 @@
 
 use crate::advert::CapabilityAdvert;
 use crate::advert_sync::{self, AdvertBundle, AdvertSync};
-use crate::auction::{Award, Bid, CallForBids, Decline};
+use crate::auction::{Award, Bid, Decline};
 use crate::codec::{self, DecodeError};
 use crate::digest::Digest;
 use crate::identity::{Keypair, NodeId, Signature};
@@ -148,6 +148,21 @@ pub fn max_envelope_bytes() -> usize {
         .max()
         .unwrap_or(0)
         + ENVELOPE_OVERHEAD
+}
+
+/// An orchestrator asks a provider to bid on a job. The one message that
+/// carries another envelope, so it lives beside [`Envelope`] rather than in
+/// the auction module, which would otherwise import this one and be
+/// imported by it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallForBids {
+    /// The client's signed `Job` envelope, forwarded unchanged so the provider
+    /// can check the client's signature and compute the job id itself.
+    pub job: Envelope,
+    /// Auction round: 0 first, +1 for each re-auction after a failure.
+    pub attempt: u32,
+    /// Bids arriving after this time are ignored.
+    pub bid_deadline: Timestamp,
 }
 
 /// Every application message, by kind.
@@ -484,6 +499,7 @@ impl Signed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::advert_sync::{KnownAdvert, MAX_BUNDLE_ADVERTS, MAX_BUNDLE_BYTES, MAX_SYNC_KNOWN};
     use crate::bytes::to_hex;
     use crate::job::Cancel;
 
@@ -517,5 +533,91 @@ mod tests {
             signed.id().to_hex(),
             "3975ffe7e27078b136e90e9f443c6863677797b97cafd9640ab597c1986ce6bd"
         );
+    }
+
+    #[test]
+    fn packing_keeps_every_bundle_within_its_limits() {
+        // Typical adverts: the count binds.
+        let small = AdvertBundle::pack((0..2500).map(|i| vec![i as u8; 205]));
+        assert_eq!(
+            small.iter().map(|b| b.adverts.len()).collect::<Vec<_>>(),
+            [
+                MAX_BUNDLE_ADVERTS,
+                MAX_BUNDLE_ADVERTS,
+                2500 - 2 * MAX_BUNDLE_ADVERTS
+            ]
+        );
+        // The largest adverts: the bytes bind.
+        let large = AdvertBundle::pack((0..40).map(|_| vec![7u8; 64 * 1024 + 116]));
+        assert_eq!(large.iter().map(|b| b.adverts.len()).sum::<usize>(), 40);
+        assert!(large.len() >= 3);
+        for b in small.iter().chain(&large) {
+            assert!(b.within_limits());
+            assert!(codec::encode(b).len() <= Kind::AdvertBundle.max_payload_bytes());
+        }
+        assert!(AdvertBundle::pack(Vec::new()).is_empty());
+        assert!(AdvertBundle::pack([vec![0; MAX_BUNDLE_BYTES]]).is_empty());
+    }
+
+    #[test]
+    fn a_full_sync_request_fits_its_payload_limit() {
+        let known = (0..MAX_SYNC_KNOWN as u64)
+            .map(|i| KnownAdvert {
+                node: Keypair::from_seed(i % 7).node_id(),
+                sequence: u64::MAX - i,
+            })
+            .collect();
+        let sync = AdvertSync { known };
+        assert!(sync.within_limits());
+        assert!(codec::encode(&sync).len() <= Kind::AdvertSync.max_payload_bytes());
+    }
+
+    #[test]
+    fn new_kinds_come_after_every_older_one_on_the_wire() {
+        // A kind travels as its index: the older kinds keep theirs.
+        assert_eq!(codec::encode(&Kind::Chunk), [12]);
+        assert_eq!(codec::encode(&Kind::AdvertSync), [13]);
+        assert_eq!(codec::encode(&Kind::AdvertBundle), [14]);
+        assert_eq!(Kind::ALL.last(), Some(&Kind::AdvertBundle));
+    }
+
+    #[test]
+    fn counts_over_the_limit_are_refused_before_anyone_reads_them() {
+        let key = Keypair::from_seed(1);
+        let now = Timestamp::from_millis(1_700_000_000_000);
+        let over = AdvertBundle {
+            adverts: vec![Vec::new(); MAX_BUNDLE_ADVERTS + 1],
+        };
+        let bytes = Envelope::seal(&key, now, Message::AdvertBundle(over)).to_bytes();
+        assert!(matches!(
+            Envelope::open(&bytes, now),
+            Err(Rejection::MalformedPayload {
+                kind: Kind::AdvertBundle,
+                ..
+            })
+        ));
+        let known = vec![
+            KnownAdvert {
+                node: key.node_id(),
+                sequence: 1,
+            };
+            MAX_SYNC_KNOWN + 1
+        ];
+        let bytes = Envelope::seal(&key, now, Message::AdvertSync(AdvertSync { known })).to_bytes();
+        assert!(matches!(
+            Envelope::open(&bytes, now),
+            Err(Rejection::MalformedPayload {
+                kind: Kind::AdvertSync,
+                ..
+            })
+        ));
+        // Within the limits, both open; a sync is a direct message and
+        // goes stale as one.
+        let ok = Envelope::seal(&key, now, Message::AdvertSync(AdvertSync::default())).to_bytes();
+        assert!(Envelope::open(&ok, now).is_ok());
+        assert!(matches!(
+            Envelope::open(&ok, now.plus(11 * 60_000)),
+            Err(Rejection::Stale { .. })
+        ));
     }
 }

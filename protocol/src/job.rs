@@ -1,9 +1,10 @@
 //! Jobs: what a client asks for, how it is going, and what came of it.
 
-use crate::advert::GpuVendor;
 use crate::digest::{Digest, JobId};
 use crate::identity::Signature;
 use crate::time::Timestamp;
+use crate::vocabulary::Credits;
+pub use crate::vocabulary::Requirements;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -29,25 +30,6 @@ pub mod limits {
     pub const MAX_OUTPUT_CHUNK_BYTES: usize = 256 * 1024;
 }
 
-/// What a job needs from the machine that runs it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Requirements {
-    /// CPU cores (at least one is always reserved).
-    pub cores: u32,
-    /// Memory in bytes.
-    pub memory_bytes: u64,
-    /// Number of GPUs.
-    pub gpus: u32,
-    /// GPU vendor, if the job cares.
-    pub gpu_vendor: Option<GpuVendor>,
-    /// Minimum memory per GPU, in bytes.
-    pub min_vram_bytes: u64,
-    /// Scratch storage in bytes.
-    pub storage_bytes: u64,
-    /// A model the provider must serve (LLM jobs).
-    pub model: Option<String>,
-}
-
 /// A client's request, signed by the client (its `Job` envelope's signer).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -59,7 +41,7 @@ pub struct JobSpec {
     pub params: String,
     pub requirements: Requirements,
     /// The most the client will pay, in micro-credits.
-    pub max_price: crate::pricing::Credits,
+    pub max_price: Credits,
     /// Hard limit on execution time, in milliseconds.
     pub timeout_ms: u64,
     /// Higher runs first when orchestrators are busy.

@@ -41,6 +41,7 @@ pub mod reputation;
 pub mod testnet;
 pub mod time;
 pub mod timer;
+pub mod vocabulary;
 
 pub use action::{Action, Event, Topic};
 pub use digest::{Digest, JobId};

@@ -7,9 +7,9 @@
 
 use crate::action::{Action, Event, Topic};
 use crate::advert::{AdvertBook, Capacity};
-use crate::auction::{self, Award, Bid, BidEntry, CallForBids, Decline, DeclineReason};
+use crate::auction::{self, Award, Bid, BidEntry, Decline, DeclineReason};
 use crate::digest::JobId;
-use crate::envelope::{Envelope, Message, Signed};
+use crate::envelope::{CallForBids, Envelope, Message, Signed};
 use crate::identity::{Keypair, NodeId};
 use crate::job::{Cancel, JobResult, JobSpec, JobState, JobStatus, bounded_text};
 use crate::pricing::Quote;

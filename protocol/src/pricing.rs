@@ -7,34 +7,9 @@
 //! than the quote's worst case over the job's timeout, which is what the job's
 //! `max_price` bounds.
 
-use crate::job::Requirements;
+pub use crate::vocabulary::Credits;
+use crate::vocabulary::Requirements;
 use serde::{Deserialize, Serialize};
-use std::fmt;
-
-/// Micro-credits (1 credit = 1,000,000).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Credits(pub u64);
-
-impl Credits {
-    pub const ZERO: Credits = Credits(0);
-    pub const fn from_credits(c: u64) -> Self {
-        Credits(c.saturating_mul(1_000_000))
-    }
-    pub const fn micros(self) -> u64 {
-        self.0
-    }
-    pub const fn saturating_add(self, o: Credits) -> Credits {
-        Credits(self.0.saturating_add(o.0))
-    }
-}
-
-impl fmt::Display for Credits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
-    }
-}
 
 const GIB: u128 = 1 << 30;
 
@@ -149,10 +124,5 @@ mod tests {
         }
         .quote(&Requirements::default());
         assert_eq!(cheap.charge(0, 1), Credits(1000 + 1));
-    }
-
-    #[test]
-    fn credits_display_whole_and_micro() {
-        assert_eq!(Credits(1_500_000).to_string(), "1.500000");
     }
 }

@@ -4,18 +4,19 @@
 
 use crate::action::{Action, Event, Execution, StopReason};
 use crate::advert::{AdapterInfo, Capacity};
-use crate::auction::{Award, AwardCheck, Bid, CallForBids, Decline, DeclineReason};
+use crate::auction::{Award, AwardCheck, Bid, Decline, DeclineReason};
 use crate::digest::{BidId, JobId};
-use crate::envelope::{Envelope, Message, Signed};
+use crate::envelope::{CallForBids, Envelope, Message, Signed};
 use crate::identity::{Keypair, NodeId};
 use crate::job::{
     Cancel, ExitStatus, FetchOutput, JobResult, JobSpec, JobState, JobStatus, LogChunk, LogStream,
     OutputFile, Usage, bounded_text, limits, tail_bytes,
 };
-use crate::pricing::{Credits, PriceTable, Quote};
+use crate::pricing::{PriceTable, Quote};
 use crate::receipt::Receipt;
 use crate::time::{SECOND, Timestamp};
 use crate::timer::Timers;
+use crate::vocabulary::Credits;
 use std::collections::{HashMap, VecDeque};
 
 #[derive(Clone, Debug, PartialEq, Eq)]

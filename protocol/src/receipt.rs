@@ -11,8 +11,8 @@ use crate::codec;
 use crate::digest::{Digest, JobId, ReceiptId};
 use crate::identity::{Keypair, NodeId, Signature};
 use crate::job::{ExitStatus, JobResult, Usage};
-use crate::pricing::Credits;
 use crate::time::Timestamp;
+use crate::vocabulary::Credits;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

@@ -14,10 +14,10 @@
 //! Computation walks nodes in id order, so every peer holding the same
 //! receipts computes bit-identical values.
 
-use crate::auction::REPUTATION_SCALE;
 use crate::identity::NodeId;
 use crate::job::ExitStatus;
 use crate::receipt::{Outcome, Receipt};
+use crate::vocabulary::REPUTATION_SCALE;
 use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -248,9 +248,9 @@ mod tests {
     use super::*;
     use crate::digest::Digest;
     use crate::job::Usage;
-    use crate::pricing::Credits;
     use crate::receipt::FailureReason;
     use crate::time::Timestamp;
+    use crate::vocabulary::Credits;
 
     fn node(n: u8) -> NodeId {
         NodeId([n; 32])

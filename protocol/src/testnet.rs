@@ -10,13 +10,14 @@ use crate::advert::{AdapterInfo, CapabilityAdvert, Capacity, CpuInfo, MemoryInfo
 use crate::digest::JobId;
 use crate::envelope::Signed;
 use crate::identity::{Keypair, NodeId};
-use crate::job::{ExitStatus, JobSpec, Requirements, Usage};
+use crate::job::{ExitStatus, JobSpec, Usage};
 use crate::orchestrator::OrchestratorConfig;
 use crate::peer::{Peer, PeerConfig};
-use crate::pricing::{Credits, PriceTable};
+use crate::pricing::PriceTable;
 use crate::provider::{ExecutionReport, ProviderConfig};
 use crate::receipt::SignedReceipt;
 use crate::time::{MINUTE, Timestamp};
+use crate::vocabulary::{Credits, Requirements};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
