@@ -55,6 +55,36 @@ pub struct PeerStats {
     pub adverts_rejected: BTreeMap<&'static str, u64>,
 }
 
+/// One peer of the network: the client role always, the provider and
+/// orchestrator roles when configured, the advert table and the election,
+/// behind one sans-IO interface. It never reads a clock or touches a
+/// socket; its driver passes `now` into every call.
+///
+/// Its methods come in four kinds:
+///
+/// - **handle** (input): [`start`](Self::start) once, then
+///   [`handle_bytes`](Self::handle_bytes) (or [`open`](Self::open) +
+///   [`handle_signed`](Self::handle_signed)) for messages from the network,
+///   [`submit`](Self::submit) / [`cancel`](Self::cancel) /
+///   [`fetch_output`](Self::fetch_output) for the user,
+///   [`execution_finished`](Self::execution_finished) /
+///   [`log_output`](Self::log_output) for the adapters,
+///   [`peer_gone`](Self::peer_gone) / [`rejoined`](Self::rejoined) for the
+///   connections, and the `set_*` calls for what the driver computes
+///   (reputation, adapters, admission);
+/// - **poll** (output): [`poll_action`](Self::poll_action);
+/// - **timeout**: [`poll_timeout`](Self::poll_timeout) and
+///   [`handle_timeout`](Self::handle_timeout);
+/// - **read**: [`id`](Self::id), [`job`](Self::job), [`stats`](Self::stats),
+///   [`adverts`](Self::adverts), [`elected`](Self::elected), … (no effect).
+///
+/// The order a driver must keep: after every handle call and every
+/// `handle_timeout`, drain `poll_action` until it returns `None` and
+/// perform each action; then wait for the next input or the time
+/// `poll_timeout` returns, whichever is first, and at that time call
+/// `handle_timeout`. Actions left undrained are neither sent nor lost, only
+/// late; a timeout handled early does nothing. `now` must not go back.
+/// The crate documentation shows the loop in code.
 #[derive(Debug)]
 pub struct Peer {
     key: Keypair,
@@ -81,6 +111,9 @@ const ADVERT_MIN_INTERVAL_MS: u64 = SECOND;
 pub const REJOIN_ADVERT_DELAY_MS: u64 = 2 * SECOND;
 
 impl Peer {
+    /// A peer with this key and these roles; it does nothing until
+    /// [`start`](Self::start).
+    #[must_use]
     pub fn new(key: Keypair, config: PeerConfig) -> Self {
         let me = key.node_id();
         Peer {
@@ -462,6 +495,11 @@ impl Peer {
         }
     }
 
+    /// Timeout: when the peer next wants [`handle_timeout`](Self::handle_timeout)
+    /// called (an advert to republish, a bid window to close, a silent
+    /// party to give up on). Ask again after every handle call: the answer
+    /// moves.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         [
             Some(self.next_advert_at),
@@ -476,6 +514,9 @@ impl Peer {
         .min()
     }
 
+    /// Timeout: time has reached what [`poll_timeout`](Self::poll_timeout)
+    /// said; every role acts on what is due by `now`. A call with nothing
+    /// due does nothing. Drain [`poll_action`](Self::poll_action) after it.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         if now >= self.next_advert_at {
             self.adverts.expire(now);
@@ -495,9 +536,12 @@ impl Peer {
         }
     }
 
-    /// Drains the roles' actions. Messages a role addresses to this same peer
+    /// Poll: the next thing the driver must do, or `None` when there is
+    /// nothing left; call it until `None` after every handle call and every
+    /// [`handle_timeout`](Self::handle_timeout). Messages a role addresses to this same peer
     /// (a client that is also the orchestrator) are delivered here and never
     /// reach the driver; a capacity change schedules a fresh advert.
+    #[must_use]
     pub fn poll_action(&mut self, now: Timestamp) -> Option<Action> {
         loop {
             if let Some(a) = self.actions.pop_front() {
