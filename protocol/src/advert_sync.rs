@@ -41,7 +41,9 @@ const BUNDLE_ENTRY_PREFIX: usize = 5;
 /// whose sequence is not newer than `sequence`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KnownAdvert {
+    /// The node whose advert the asker holds.
     pub node: NodeId,
+    /// The sequence number of the advert it holds.
     pub sequence: u64,
 }
 
@@ -53,6 +55,7 @@ pub struct AdvertSync {
 }
 
 impl AdvertSync {
+    /// Whether the request is within [`MAX_SYNC_KNOWN`].
     pub fn within_limits(&self) -> bool {
         self.known.len() <= MAX_SYNC_KNOWN
     }
@@ -67,6 +70,7 @@ pub struct AdvertBundle {
 }
 
 impl AdvertBundle {
+    /// Whether the bundle holds at most [`MAX_BUNDLE_ADVERTS`] adverts.
     pub fn within_limits(&self) -> bool {
         self.adverts.len() <= MAX_BUNDLE_ADVERTS
     }

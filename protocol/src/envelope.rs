@@ -37,28 +37,45 @@ pub const MAX_DIRECT_MESSAGE_AGE_MS: u64 = 10 * MINUTE;
 /// Room for the envelope's own fields around the payload.
 const ENVELOPE_OVERHEAD: usize = 256;
 
+/// The kind of message an envelope carries; its name is part of the signed domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
+    /// A capability advert (gossip).
     Advert,
+    /// A client's job spec.
     Job,
+    /// An orchestrator's call for bids.
     CallForBids,
+    /// A provider's bid.
     Bid,
+    /// A provider's decline.
     Decline,
+    /// An orchestrator's award.
     Award,
+    /// A job status.
     Status,
+    /// A provider's signed result.
     Result,
+    /// A client's cancel.
     Cancel,
+    /// A signed receipt (gossip).
     Receipt,
+    /// A live log chunk.
     Log,
+    /// A request for part of an output file.
     Fetch,
+    /// A part of an output file.
     Chunk,
     // New kinds go last: a kind travels as its index, so inserting one
     // would renumber those after it.
+    /// A joining peer's request for adverts.
     AdvertSync,
+    /// An answer to it: advert envelopes in a bundle.
     AdvertBundle,
 }
 
 impl Kind {
+    /// Every kind, in wire order (the index is the enum's tag).
     pub const ALL: [Kind; 15] = [
         Kind::Advert,
         Kind::Job,
@@ -168,24 +185,40 @@ pub struct CallForBids {
 /// Every application message, by kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
+    /// A capability advert.
     Advert(CapabilityAdvert),
+    /// A client's job spec.
     Job(JobSpec),
+    /// An orchestrator's call for bids.
     CallForBids(CallForBids),
+    /// A provider's bid.
     Bid(Bid),
+    /// A provider's decline.
     Decline(Decline),
+    /// An orchestrator's award.
     Award(Award),
+    /// A job status.
     Status(JobStatus),
+    /// A provider's signed result.
     Result(JobResult),
+    /// A client's cancel.
     Cancel(Cancel),
+    /// A signed receipt.
     Receipt(SignedReceipt),
+    /// A live log chunk.
     Log(LogChunk),
+    /// A request for part of an output file.
     Fetch(FetchOutput),
+    /// A part of an output file.
     Chunk(OutputChunk),
+    /// A joining peer's request for adverts.
     AdvertSync(AdvertSync),
+    /// An answer to it: advert envelopes in a bundle.
     AdvertBundle(AdvertBundle),
 }
 
 impl Message {
+    /// The kind this message travels as.
     pub fn kind(&self) -> Kind {
         match self {
             Message::Advert(_) => Kind::Advert,
@@ -274,31 +307,65 @@ impl Message {
 /// A message as it travels: see the module documentation for what is signed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
+    /// The protocol version of the signer ([`PROTOCOL_VERSION`]).
     pub version: u16,
+    /// The kind of message in `payload`.
     pub kind: Kind,
+    /// The signer's clock when it sealed the envelope.
     pub timestamp: Timestamp,
+    /// Who signed it.
     pub signer: NodeId,
+    /// The message, encoded.
     pub payload: Vec<u8>,
+    /// The signer's ed25519 signature over the signed bytes.
     pub signature: Signature,
 }
 
 /// Why bytes from the network were dropped. Each variant is a metrics label.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
+    /// The bytes, or the payload, are over their limit.
     #[error("envelope too large: {len} bytes, limit {limit}")]
-    TooLarge { len: usize, limit: usize },
+    TooLarge {
+        /// Their length.
+        len: usize,
+        /// The limit they broke.
+        limit: usize,
+    },
+    /// The bytes do not decode as an envelope.
     #[error("malformed envelope: {0}")]
     Malformed(String),
+    /// The signer speaks another protocol version.
     #[error("unknown protocol version {0}, this node speaks {PROTOCOL_VERSION}")]
     UnknownVersion(u16),
+    /// The signature does not verify.
     #[error("bad signature on a {0} message")]
     BadSignature(Kind),
+    /// The payload does not decode as its kind's message, or breaks its bounds.
     #[error("malformed {kind} payload: {reason}")]
-    MalformedPayload { kind: Kind, reason: String },
+    MalformedPayload {
+        /// The kind the envelope claims.
+        kind: Kind,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Timestamped further ahead of our clock than the allowed skew.
     #[error("{kind} message timestamped {skew_ms} ms in the future")]
-    FromTheFuture { kind: Kind, skew_ms: u64 },
+    FromTheFuture {
+        /// The message's kind.
+        kind: Kind,
+        /// How far ahead, in milliseconds.
+        skew_ms: u64,
+    },
+    /// Older than its kind may be.
     #[error("stale {kind} message, {age_ms} ms old")]
-    Stale { kind: Kind, age_ms: u64 },
+    Stale {
+        /// The message's kind.
+        kind: Kind,
+        /// How old, in milliseconds.
+        age_ms: u64,
+    },
 }
 
 impl Rejection {
@@ -348,6 +415,7 @@ fn signing_bytes(
 
 impl Envelope {
     /// Signs `message` as `key` at `now`.
+    #[must_use]
     pub fn seal(key: &Keypair, now: Timestamp, message: Message) -> Signed {
         let kind = message.kind();
         let payload = message.encode_payload();
@@ -375,6 +443,7 @@ impl Envelope {
         }
     }
 
+    /// The envelope as it travels on the wire.
     pub fn to_bytes(&self) -> Vec<u8> {
         codec::encode(self)
     }
@@ -448,21 +517,27 @@ pub struct Signed {
 }
 
 impl Signed {
+    /// Who signed the message.
     pub fn signer(&self) -> NodeId {
         self.envelope.signer
     }
+    /// The kind of message.
     pub fn kind(&self) -> Kind {
         self.envelope.kind
     }
+    /// The signer's clock when it sealed the message.
     pub fn timestamp(&self) -> Timestamp {
         self.envelope.timestamp
     }
+    /// The decoded message.
     pub fn message(&self) -> &Message {
         &self.message
     }
+    /// The envelope as it travelled.
     pub fn envelope(&self) -> &Envelope {
         &self.envelope
     }
+    /// The envelope as it travelled, by value.
     pub fn into_envelope(self) -> Envelope {
         self.envelope
     }
@@ -470,6 +545,7 @@ impl Signed {
     pub fn id(&self) -> Digest {
         self.id
     }
+    /// The envelope as it travels on the wire.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.envelope.to_bytes()
     }

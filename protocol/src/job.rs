@@ -39,6 +39,7 @@ pub struct JobSpec {
     pub method: String,
     /// Adapter parameters as JSON text; the adapter validates them.
     pub params: String,
+    /// What the job needs from the machine that runs it.
     pub requirements: Requirements,
     /// The most the client will pay, in micro-credits.
     pub max_price: Credits,
@@ -52,19 +53,26 @@ pub struct JobSpec {
     pub nonce: u64,
 }
 
+/// Why a job spec breaks the bounds every peer enforces.
+#[non_exhaustive]
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error(
         "adapter name is empty or longer than {} bytes",
         limits::MAX_NAME_BYTES
     )]
+    /// The adapter name is empty or too long.
     BadAdapter,
+    /// The method name is empty or too long.
     #[error("method name is empty or longer than {} bytes", limits::MAX_NAME_BYTES)]
     BadMethod,
+    /// The params are over their limit (their length).
     #[error("params are {0} bytes, over the {max} byte limit", max = limits::MAX_PARAMS_BYTES)]
     ParamsTooLarge(usize),
+    /// The timeout is zero or over a day.
     #[error("timeout must be between 1 ms and {} ms", limits::MAX_TIMEOUT_MS)]
     BadTimeout,
+    /// The model name is too long.
     #[error("model name is longer than {} bytes", limits::MAX_NAME_BYTES)]
     BadModel,
 }
@@ -128,6 +136,7 @@ impl JobState {
         }
     }
 
+    /// Whether the job has ended (completed, failed or cancelled).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -135,6 +144,7 @@ impl JobState {
         )
     }
 
+    /// The state's name in lowercase, as the API and CLI show it.
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Queued => "queued",
@@ -151,9 +161,11 @@ impl JobState {
 /// A progress report about a job, from its orchestrator or its provider.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStatus {
+    /// The job reported on.
     pub job_id: JobId,
     /// Auction round the report belongs to (0 for the first).
     pub attempt: u32,
+    /// Where the job stands.
     pub state: JobState,
     /// Human-readable detail: why it is queued, why it failed.
     pub detail: String,
@@ -208,6 +220,7 @@ impl std::fmt::Display for ExitStatus {
 }
 
 impl ExitStatus {
+    /// Whether the workload exited with code 0.
     pub fn is_success(&self) -> bool {
         matches!(self, ExitStatus::Exited(0))
     }
@@ -242,6 +255,7 @@ pub struct Usage {
 pub struct OutputFile {
     /// Path relative to the output directory, `/`-separated.
     pub name: String,
+    /// Size in bytes.
     pub size: u64,
     /// BLAKE3 of the contents.
     pub digest: Digest,
@@ -253,15 +267,21 @@ pub struct OutputFile {
 /// The outcome of an execution, signed by the provider.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobResult {
+    /// The job this is the result of.
     pub job_id: JobId,
+    /// The auction round whose award the provider ran.
     pub attempt: u32,
+    /// How the execution ended.
     pub exit: ExitStatus,
     /// The last `MAX_LOG_BYTES` of stdout.
     pub stdout: Vec<u8>,
     /// The last `MAX_LOG_BYTES` of stderr.
     pub stderr: Vec<u8>,
+    /// The files the job wrote, with their digests.
     pub outputs: Vec<OutputFile>,
+    /// What the job used.
     pub usage: Usage,
+    /// When it finished, by the provider's clock.
     pub finished_at: Timestamp,
     /// The provider's signature over the receipt this result settles
     /// (see [`crate::receipt::Receipt::for_result`]); the client co-signs it.
@@ -301,14 +321,18 @@ impl JobResult {
 /// client's envelope unchanged to the provider, which checks the signer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancel {
+    /// The job to stop.
     pub job_id: JobId,
+    /// Why, for a person.
     pub reason: String,
 }
 
 /// Which output stream a log chunk belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LogStream {
+    /// The job's standard output.
     Stdout,
+    /// The job's standard error.
     Stderr,
 }
 
@@ -316,10 +340,13 @@ pub enum LogStream {
 /// client (live logs, and tokens of an LLM answer).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogChunk {
+    /// The job the output belongs to.
     pub job_id: JobId,
+    /// The auction round whose run wrote it.
     pub attempt: u32,
     /// Counts up from 0 per job and attempt, so the client can order and spot gaps.
     pub seq: u64,
+    /// stdout or stderr.
     pub stream: LogStream,
     /// At most `MAX_LOG_CHUNK_BYTES`.
     pub data: Vec<u8>,
@@ -329,9 +356,11 @@ pub struct LogChunk {
 /// travel inline in the result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchOutput {
+    /// The job whose output is asked for.
     pub job_id: JobId,
     /// The file's digest, as listed in the signed result.
     pub digest: Digest,
+    /// Where in the file the part starts, in bytes.
     pub offset: u64,
     /// At most `MAX_OUTPUT_CHUNK_BYTES`.
     pub length: u32,
@@ -340,11 +369,15 @@ pub struct FetchOutput {
 /// The provider's answer to a `FetchOutput`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputChunk {
+    /// The job the file belongs to.
     pub job_id: JobId,
+    /// The file's digest, as asked for.
     pub digest: Digest,
+    /// Where in the file this part starts, in bytes.
     pub offset: u64,
     /// The whole file's size.
     pub total_size: u64,
+    /// The bytes, at most `MAX_OUTPUT_CHUNK_BYTES`.
     pub data: Vec<u8>,
 }
 

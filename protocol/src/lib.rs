@@ -115,6 +115,7 @@
 //! - network-wide views: [`election`], [`reputation`], [`credit`]
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod bytes;
 

@@ -16,13 +16,16 @@ use crate::provider::{ExecutionReport, Provider, ProviderConfig};
 use crate::time::{MINUTE, SECOND, Timestamp};
 use std::collections::{BTreeMap, VecDeque};
 
+/// What a peer is: its roles and their configuration.
 #[derive(Clone, Debug)]
 pub struct PeerConfig {
+    /// How this peer computes the elected orchestrators.
     pub election: ElectionConfig,
     /// Stand as orchestrator candidate with this configuration.
     pub orchestrator: Option<OrchestratorConfig>,
     /// Sell capacity with this configuration.
     pub provider: Option<ProviderConfig>,
+    /// The client role's configuration (every peer is a client).
     pub client: ClientConfig,
     /// Hardware and software description; sequence, expiry, prices, free
     /// capacity, adapters and candidacy are filled in by the peer.
@@ -50,8 +53,11 @@ impl Default for PeerConfig {
 /// Why received messages were dropped, and what arrived: the node's counters.
 #[derive(Clone, Debug, Default)]
 pub struct PeerStats {
+    /// Messages routed, per kind.
     pub received: BTreeMap<Kind, u64>,
+    /// Bytes dropped, per rejection label.
     pub rejected: BTreeMap<&'static str, u64>,
+    /// Adverts refused, per reason.
     pub adverts_rejected: BTreeMap<&'static str, u64>,
 }
 
@@ -140,30 +146,39 @@ impl Peer {
         }
     }
 
+    /// This peer's node id.
     pub fn id(&self) -> NodeId {
         self.me
     }
+    /// This peer's signing key.
     pub fn key(&self) -> &Keypair {
         &self.key
     }
+    /// The adverts this peer holds.
     pub fn adverts(&self) -> &AdvertBook {
         &self.adverts
     }
+    /// Why received messages were dropped, and what arrived.
     pub fn stats(&self) -> &PeerStats {
         &self.stats
     }
+    /// The client role.
     pub fn client(&self) -> &Client {
         &self.client
     }
+    /// The provider role, if configured.
     pub fn provider(&self) -> Option<&Provider> {
         self.provider.as_ref()
     }
+    /// The orchestrator role, if configured.
     pub fn orchestrator(&self) -> Option<&Orchestrator> {
         self.orchestrator.as_ref()
     }
+    /// A job this peer's user submitted, by id.
     pub fn job(&self, id: &JobId) -> Option<&ClientJob> {
         self.client.job(id)
     }
+    /// Reputation per node, as the driver last set it.
     pub fn reputation(&self) -> &ReputationTable {
         &self.reputation
     }
@@ -173,6 +188,7 @@ impl Peer {
         self.election.elected(now).to_vec()
     }
 
+    /// This peer's view of the election.
     pub fn election(&self) -> &Election {
         &self.election
     }
@@ -440,6 +456,7 @@ impl Peer {
         self.client.submit(now, signed, ranking)
     }
 
+    /// Handle: the user cancels one of their jobs; false if there is no such live job.
     pub fn cancel(&mut self, now: Timestamp, job: &JobId, reason: &str) -> bool {
         self.client.cancel(now, job, reason)
     }

@@ -30,6 +30,7 @@ pub struct PriceTable {
 
 impl PriceTable {
     /// The quote this table gives for a job with these requirements.
+    #[must_use]
     pub fn quote(&self, req: &Requirements) -> Quote {
         let cores = u128::from(req.cores.max(1)) * u128::from(self.per_core_second.0);
         let memory = u128::from(req.memory_bytes) * u128::from(self.per_gib_memory_second.0) / GIB;
@@ -59,11 +60,13 @@ impl Quote {
     /// Tokens are not bounded by the protocol, so a receipt's price is
     /// capped by this figure whatever was generated: a client never pays
     /// more than the worst case it accepted.
+    #[must_use]
     pub fn max_total(&self, timeout_ms: u64) -> Credits {
         self.charge(timeout_ms, 0)
     }
 
     /// The price for a job that ran `wall_ms` milliseconds (seconds rounded up).
+    #[must_use]
     pub fn charge(&self, wall_ms: u64, tokens: u64) -> Credits {
         let seconds = wall_ms.div_ceil(1000);
         // Per started thousandth: 1 token at 2000 per 1k costs 2.

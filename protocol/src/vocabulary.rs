@@ -13,13 +13,17 @@ use std::fmt;
 pub struct Credits(pub u64);
 
 impl Credits {
+    /// No credits.
     pub const ZERO: Credits = Credits(0);
+    /// Whole credits, as micro-credits.
     pub const fn from_credits(c: u64) -> Self {
         Credits(c.saturating_mul(1_000_000))
     }
+    /// The amount in micro-credits.
     pub const fn micros(self) -> u64 {
         self.0
     }
+    /// The sum, saturating at the largest amount.
     pub const fn saturating_add(self, o: Credits) -> Credits {
         Credits(self.0.saturating_add(o.0))
     }
@@ -34,10 +38,15 @@ impl fmt::Display for Credits {
 /// Who made a GPU: jobs may ask for one vendor's GPUs (CUDA, ROCm, Metal).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum GpuVendor {
+    /// NVIDIA (CUDA).
     Nvidia,
+    /// AMD (ROCm).
     Amd,
+    /// Intel.
     Intel,
+    /// Apple (Metal).
     Apple,
+    /// Any other vendor.
     Other,
 }
 
