@@ -4,7 +4,7 @@
 use crate::identity::NodeId;
 use crate::job::JobSpec;
 use crate::pricing::PriceTable;
-use crate::time::Timestamp;
+use crate::time::{MINUTE, Timestamp};
 pub use crate::vocabulary::GpuVendor;
 use crate::vocabulary::Requirements;
 use serde::{Deserialize, Serialize};
@@ -359,7 +359,7 @@ pub enum AdvertRejection {
 
 /// The longest validity an advert may claim: a node that vanishes is
 /// forgotten within this time.
-pub const MAX_ADVERT_TTL_MS: u64 = 60 * 60 * 1000;
+pub const MAX_ADVERT_TTL_MS: u64 = 60 * MINUTE;
 
 /// The network's adverts as one peer knows them: the newest per node, until it expires.
 #[derive(Clone, Debug, Default)]

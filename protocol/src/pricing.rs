@@ -7,6 +7,7 @@
 //! than the quote's worst case over the job's timeout, which is what the job's
 //! `max_price` bounds.
 
+use crate::time::SECOND;
 pub use crate::vocabulary::Credits;
 use crate::vocabulary::Requirements;
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,7 @@ impl Quote {
     /// The price for a job that ran `wall_ms` milliseconds (seconds rounded up).
     #[must_use]
     pub fn charge(&self, wall_ms: u64, tokens: u64) -> Credits {
-        let seconds = wall_ms.div_ceil(1000);
+        let seconds = wall_ms.div_ceil(SECOND);
         // Per started thousandth: 1 token at 2000 per 1k costs 2.
         let for_tokens = (u128::from(tokens) * u128::from(self.per_1k_tokens.0)).div_ceil(1000);
         Credits(

@@ -6,7 +6,10 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Micro-credits (1 credit = 1,000,000).
+/// Micro-credits in one credit: the one place the ratio is written.
+pub const MICROS_PER_CREDIT: u64 = 1_000_000;
+
+/// Micro-credits (1 credit = [`MICROS_PER_CREDIT`]).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -17,7 +20,7 @@ impl Credits {
     pub const ZERO: Credits = Credits(0);
     /// Whole credits, as micro-credits.
     pub const fn from_credits(c: u64) -> Self {
-        Credits(c.saturating_mul(1_000_000))
+        Credits(c.saturating_mul(MICROS_PER_CREDIT))
     }
     /// The amount in micro-credits.
     pub const fn micros(self) -> u64 {
@@ -31,7 +34,12 @@ impl Credits {
 
 impl fmt::Display for Credits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+        write!(
+            f,
+            "{}.{:06}",
+            self.0 / MICROS_PER_CREDIT,
+            self.0 % MICROS_PER_CREDIT
+        )
     }
 }
 
