@@ -42,11 +42,9 @@ impl Default for Limits {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogStream {
-    Stdout,
-    Stderr,
-}
+/// Which output stream a chunk belongs to: the protocol's own type, so a
+/// line goes from the adapter to the wire without a translation.
+pub use modchain_protocol::job::LogStream;
 
 /// A chunk of a job's output as it is produced.
 #[derive(Clone, Debug, PartialEq, Eq)]

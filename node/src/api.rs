@@ -365,7 +365,8 @@ pub struct RequirementsRequest {
 }
 
 pub const DEFAULT_MAX_PRICE: u64 = 10_000_000;
-pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+/// How long a submitted job may run when its request does not say.
+pub const DEFAULT_JOB_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_CORES: u32 = 1;
 pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
 pub const DEFAULT_START_WITHIN_MS: u64 = 10 * 60_000;
@@ -435,7 +436,7 @@ impl SubmitRequest {
                 model: r.model,
             },
             max_price: Credits(self.max_price.unwrap_or(DEFAULT_MAX_PRICE)),
-            timeout_ms: self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+            timeout_ms: self.timeout_ms.unwrap_or(DEFAULT_JOB_TIMEOUT_MS),
             priority: self.priority.unwrap_or(0),
             start_by,
             nonce: random_nonce(),

@@ -282,20 +282,13 @@ impl Executor {
 /// Appends a line to a batch, joining it to the last piece of the same
 /// stream; returns its size.
 fn merge(batch: &mut Vec<(ProtoStream, Vec<u8>)>, line: LogLine) -> usize {
-    let stream = proto_stream(line.stream);
+    let stream = line.stream;
     let n = line.data.len();
     match batch.last_mut() {
         Some((s, d)) if *s == stream => d.extend_from_slice(&line.data),
         _ => batch.push((stream, line.data)),
     }
     n
-}
-
-fn proto_stream(s: modchain_adapters::LogStream) -> ProtoStream {
-    match s {
-        modchain_adapters::LogStream::Stdout => ProtoStream::Stdout,
-        modchain_adapters::LogStream::Stderr => ProtoStream::Stderr,
-    }
 }
 
 fn rejected(why: String) -> ExecutionReport {

@@ -8,7 +8,7 @@
 //! stdout is the protocol channel: nothing but rmcp writes there; logs go to
 //! stderr (see `init_tracing` in main.rs).
 
-use crate::api::DEFAULT_TIMEOUT_MS;
+use crate::api::DEFAULT_JOB_TIMEOUT_MS;
 use crate::api_client::{ApiClientError, Endpoint};
 use crate::commands::{MICRO_PER_CREDIT, is_terminal_state, parse_size};
 use crate::datadir::DataDir;
@@ -453,7 +453,7 @@ impl NetworkTools {
             }));
         }
         let job_timeout = terms.timeout_seconds.map_or(
-            Duration::from_millis(DEFAULT_TIMEOUT_MS),
+            Duration::from_millis(DEFAULT_JOB_TIMEOUT_MS),
             Duration::from_secs,
         );
         let limit = terms

@@ -40,7 +40,7 @@ pub struct NetworkModel {
 /// The version `GET /api/version` reports: Ollama's API level we follow.
 const API_VERSION: &str = "0.6.0";
 /// How long an LLM job may run when the request does not say.
-const DEFAULT_TIMEOUT_MS: u64 = 5 * 60_000;
+const DEFAULT_LLM_JOB_TIMEOUT_MS: u64 = 5 * 60_000;
 
 pub fn routes() -> axum::Router<ApiState> {
     axum::Router::new()
@@ -370,7 +370,7 @@ async fn run(
             ..Default::default()
         },
         max_price: None,
-        timeout_ms: Some(DEFAULT_TIMEOUT_MS),
+        timeout_ms: Some(DEFAULT_LLM_JOB_TIMEOUT_MS),
         priority: None,
         start_by_ms: None,
     };

@@ -5,9 +5,9 @@
 //! means per core.
 
 use modchain_protocol::advert::CapabilityAdvert;
-use modchain_protocol::auction::{Award, Bid, BidEntry, CallForBids};
+use modchain_protocol::auction::{Award, Bid, BidEntry};
 use modchain_protocol::digest::Digest;
-use modchain_protocol::envelope::{Envelope, Message};
+use modchain_protocol::envelope::{CallForBids, Envelope, Message};
 use modchain_protocol::identity::{Keypair, NodeId};
 use modchain_protocol::job::{Cancel, ExitStatus, JobResult, JobState, JobStatus, Usage};
 use modchain_protocol::pricing::{Credits, Quote};
@@ -126,6 +126,7 @@ fn sample_messages(key: &Keypair) -> Vec<(&'static str, Message)> {
                 state: JobState::Running,
                 detail: "running on abcd1234".into(),
                 seq: 0,
+                refusal: None,
             }),
         ),
         (

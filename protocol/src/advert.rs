@@ -2,16 +2,20 @@
 //! satisfies a job's requirements, and the table of the network's adverts.
 
 use crate::identity::NodeId;
-use crate::job::{JobSpec, Requirements};
+use crate::job::JobSpec;
 use crate::pricing::PriceTable;
-use crate::time::Timestamp;
+use crate::time::{MINUTE, Timestamp};
+pub use crate::vocabulary::GpuVendor;
+use crate::vocabulary::Requirements;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 
+/// The node's CPU.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuInfo {
+    /// Who made it (`GenuineIntel`, `AuthenticAMD`, `Apple`, ...).
     pub vendor: String,
+    /// Its model name, as the OS reports it.
     pub model: String,
     /// Physical cores.
     pub cores: u32,
@@ -21,70 +25,70 @@ pub struct CpuInfo {
     pub features: Vec<String>,
 }
 
+/// The node's main memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryInfo {
+    /// Installed memory, in bytes.
     pub total_bytes: u64,
+    /// Memory not in use when the advert was made, in bytes.
     pub available_bytes: u64,
 }
 
+/// What kind of disk holds the node's scratch storage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum StorageKind {
+    /// An NVMe SSD.
     Nvme,
+    /// Another SSD.
     Ssd,
+    /// A spinning disk.
     Hdd,
+    /// The node could not tell.
     #[default]
     Unknown,
 }
 
+/// The node's scratch storage for jobs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageInfo {
+    /// Size of the disk, in bytes.
     pub total_bytes: u64,
+    /// Free space on it, in bytes.
     pub available_bytes: u64,
+    /// What kind of disk it is.
     pub kind: StorageKind,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum GpuVendor {
-    Nvidia,
-    Amd,
-    Intel,
-    Apple,
-    Other,
-}
-
-impl fmt::Display for GpuVendor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            GpuVendor::Nvidia => "NVIDIA",
-            GpuVendor::Amd => "AMD",
-            GpuVendor::Intel => "Intel",
-            GpuVendor::Apple => "Apple",
-            GpuVendor::Other => "other",
-        })
-    }
-}
-
+/// One GPU of the node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuInfo {
+    /// Who made it.
     pub vendor: GpuVendor,
+    /// Its model name (`NVIDIA GeForce RTX 4090`, ...).
     pub model: String,
+    /// Its memory, in bytes.
     pub vram_bytes: u64,
     /// CUDA compute capability (major, minor) for NVIDIA GPUs.
     pub compute_capability: Option<(u32, u32)>,
+    /// Driver version.
     pub driver: String,
 }
 
+/// The container runtime the node runs Docker jobs with.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerRuntime {
     /// `docker`, `podman`, ...
     pub name: String,
+    /// Its version.
     pub version: String,
     /// Whether an NVIDIA container runtime is registered (GPU containers).
     pub nvidia: bool,
 }
 
+/// A model an adapter serves (LLM jobs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInfo {
+    /// The model's name, as jobs ask for it (`llama3.2:3b`).
     pub name: String,
     /// Parameter count.
     pub parameters: u64,
@@ -94,19 +98,27 @@ pub struct ModelInfo {
     pub context_length: u32,
 }
 
+/// An adapter the provider runs jobs with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdapterInfo {
+    /// Its name (`docker`, `wasm`, `llm`).
     pub name: String,
+    /// The methods it offers (`run`, `generate`, ...).
     pub methods: Vec<String>,
+    /// The models it serves (LLM adapters).
     pub models: Vec<ModelInfo>,
 }
 
 /// Resources not currently committed to jobs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Capacity {
+    /// CPU cores.
     pub cores: u32,
+    /// Memory, in bytes.
     pub memory_bytes: u64,
+    /// GPUs.
     pub gpus: u32,
+    /// Scratch storage, in bytes.
     pub storage_bytes: u64,
 }
 
@@ -121,6 +133,7 @@ impl Capacity {
         }
     }
 
+    /// Whether `need` fits in this capacity, resource by resource.
     pub fn fits(&self, need: &Capacity) -> bool {
         self.cores >= need.cores
             && self.memory_bytes >= need.memory_bytes
@@ -128,6 +141,7 @@ impl Capacity {
             && self.storage_bytes >= need.storage_bytes
     }
 
+    /// This capacity less `o`, never below zero.
     pub fn minus(&self, o: &Capacity) -> Capacity {
         Capacity {
             cores: self.cores.saturating_sub(o.cores),
@@ -137,6 +151,7 @@ impl Capacity {
         }
     }
 
+    /// This capacity and `o` together, saturating.
     pub fn plus(&self, o: &Capacity) -> Capacity {
         Capacity {
             cores: self.cores.saturating_add(o.cores),
@@ -154,15 +169,23 @@ pub struct CapabilityAdvert {
     pub sequence: u64,
     /// Peers forget the advert after this time unless a newer one arrives.
     pub expires_at: Timestamp,
+    /// The node's CPU.
     pub cpu: CpuInfo,
+    /// The node's memory.
     pub memory: MemoryInfo,
+    /// The node's scratch storage.
     pub storage: StorageInfo,
+    /// The node's GPUs.
     pub gpus: Vec<GpuInfo>,
+    /// The container runtime, if the node runs Docker jobs.
     pub container_runtime: Option<ContainerRuntime>,
+    /// The adapters it runs jobs with, and their models.
     pub adapters: Vec<AdapterInfo>,
     /// Result of `modchain benchmark` (higher is faster; 0 if never run).
     pub benchmark_score: u64,
+    /// What it charges.
     pub prices: PriceTable,
+    /// What it could take on now.
     pub free: Capacity,
     /// Whether the node stands for election as an orchestrator.
     pub orchestrator_candidate: bool,
@@ -172,6 +195,7 @@ pub struct CapabilityAdvert {
 pub const MAX_ADVERT_ITEMS: usize = 64;
 
 impl CapabilityAdvert {
+    /// Whether the advert's lists are within [`MAX_ADVERT_ITEMS`].
     pub fn within_limits(&self) -> bool {
         self.gpus.len() <= MAX_ADVERT_ITEMS
             && self.adapters.len() <= MAX_ADVERT_ITEMS
@@ -182,6 +206,7 @@ impl CapabilityAdvert {
                 .all(|a| a.methods.len() <= MAX_ADVERT_ITEMS && a.models.len() <= MAX_ADVERT_ITEMS)
     }
 
+    /// The adapter of this name, if the node offers it.
     pub fn adapter(&self, name: &str) -> Option<&AdapterInfo> {
         self.adapters.iter().find(|a| a.name == name)
     }
@@ -211,18 +236,28 @@ impl CapabilityAdvert {
 /// checks is fixed so "why is my job waiting" always names the same thing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Unmet {
+    /// The adapter the job names.
     Adapter,
+    /// The adapter's method the job names.
     Method,
+    /// The model the job names.
     Model,
+    /// Enough free CPU cores.
     Cores,
+    /// Enough free memory.
     Memory,
+    /// Enough free GPUs.
     GpuCount,
+    /// GPUs of the vendor the job asks for.
     GpuVendor,
+    /// Enough memory on each GPU.
     GpuMemory,
+    /// Enough free scratch storage.
     Storage,
 }
 
 impl Unmet {
+    /// Every requirement, in the order they are checked.
     pub const ORDER: [Unmet; 9] = [
         Unmet::Adapter,
         Unmet::Method,
@@ -309,6 +344,7 @@ impl Unmet {
 }
 
 /// Why an advert was not taken into the table.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AdvertRejection {
     /// Its expiry has passed.
@@ -323,7 +359,7 @@ pub enum AdvertRejection {
 
 /// The longest validity an advert may claim: a node that vanishes is
 /// forgotten within this time.
-pub const MAX_ADVERT_TTL_MS: u64 = 60 * 60 * 1000;
+pub const MAX_ADVERT_TTL_MS: u64 = 60 * MINUTE;
 
 /// The network's adverts as one peer knows them: the newest per node, until it expires.
 #[derive(Clone, Debug, Default)]
@@ -333,6 +369,7 @@ pub struct AdvertBook {
 }
 
 impl AdvertBook {
+    /// An empty table.
     pub fn new() -> Self {
         Self::default()
     }
@@ -367,10 +404,12 @@ impl AdvertBook {
         self.adverts.retain(|_, (a, _)| a.expires_at > now);
     }
 
+    /// Forgets the advert from `node`.
     pub fn remove(&mut self, node: &NodeId) {
         self.adverts.remove(node);
     }
 
+    /// The advert from `node`, if one is held.
     pub fn get(&self, node: &NodeId) -> Option<&CapabilityAdvert> {
         self.adverts.get(node).map(|(a, _)| a)
     }
@@ -380,10 +419,12 @@ impl AdvertBook {
         self.adverts.get(node).map(|(_, t)| *t)
     }
 
+    /// How many adverts are held.
     pub fn len(&self) -> usize {
         self.adverts.len()
     }
 
+    /// Whether no advert is held.
     pub fn is_empty(&self) -> bool {
         self.adverts.is_empty()
     }

@@ -41,7 +41,9 @@ const BUNDLE_ENTRY_PREFIX: usize = 5;
 /// whose sequence is not newer than `sequence`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KnownAdvert {
+    /// The node whose advert the asker holds.
     pub node: NodeId,
+    /// The sequence number of the advert it holds.
     pub sequence: u64,
 }
 
@@ -53,6 +55,7 @@ pub struct AdvertSync {
 }
 
 impl AdvertSync {
+    /// Whether the request is within [`MAX_SYNC_KNOWN`].
     pub fn within_limits(&self) -> bool {
         self.known.len() <= MAX_SYNC_KNOWN
     }
@@ -67,6 +70,7 @@ pub struct AdvertBundle {
 }
 
 impl AdvertBundle {
+    /// Whether the bundle holds at most [`MAX_BUNDLE_ADVERTS`] adverts.
     pub fn within_limits(&self) -> bool {
         self.adverts.len() <= MAX_BUNDLE_ADVERTS
     }
@@ -95,100 +99,5 @@ impl AdvertBundle {
             bundles.push(current);
         }
         bundles
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::codec;
-    use crate::envelope::{Envelope, Kind, Message, Rejection};
-    use crate::identity::Keypair;
-    use crate::time::Timestamp;
-
-    #[test]
-    fn packing_keeps_every_bundle_within_its_limits() {
-        // Typical adverts: the count binds.
-        let small = AdvertBundle::pack((0..2500).map(|i| vec![i as u8; 205]));
-        assert_eq!(
-            small.iter().map(|b| b.adverts.len()).collect::<Vec<_>>(),
-            [
-                MAX_BUNDLE_ADVERTS,
-                MAX_BUNDLE_ADVERTS,
-                2500 - 2 * MAX_BUNDLE_ADVERTS
-            ]
-        );
-        // The largest adverts: the bytes bind.
-        let large = AdvertBundle::pack((0..40).map(|_| vec![7u8; 64 * 1024 + 116]));
-        assert_eq!(large.iter().map(|b| b.adverts.len()).sum::<usize>(), 40);
-        assert!(large.len() >= 3);
-        for b in small.iter().chain(&large) {
-            assert!(b.within_limits());
-            assert!(codec::encode(b).len() <= Kind::AdvertBundle.max_payload_bytes());
-        }
-        assert!(AdvertBundle::pack(Vec::new()).is_empty());
-        assert!(AdvertBundle::pack([vec![0; MAX_BUNDLE_BYTES]]).is_empty());
-    }
-
-    #[test]
-    fn a_full_sync_request_fits_its_payload_limit() {
-        let known = (0..MAX_SYNC_KNOWN as u64)
-            .map(|i| KnownAdvert {
-                node: Keypair::from_seed(i % 7).node_id(),
-                sequence: u64::MAX - i,
-            })
-            .collect();
-        let sync = AdvertSync { known };
-        assert!(sync.within_limits());
-        assert!(codec::encode(&sync).len() <= Kind::AdvertSync.max_payload_bytes());
-    }
-
-    #[test]
-    fn new_kinds_come_after_every_older_one_on_the_wire() {
-        // A kind travels as its index: the older kinds keep theirs.
-        assert_eq!(codec::encode(&Kind::Chunk), [12]);
-        assert_eq!(codec::encode(&Kind::AdvertSync), [13]);
-        assert_eq!(codec::encode(&Kind::AdvertBundle), [14]);
-        assert_eq!(Kind::ALL.last(), Some(&Kind::AdvertBundle));
-    }
-
-    #[test]
-    fn counts_over_the_limit_are_refused_before_anyone_reads_them() {
-        let key = Keypair::from_seed(1);
-        let now = Timestamp::from_millis(1_700_000_000_000);
-        let over = AdvertBundle {
-            adverts: vec![Vec::new(); MAX_BUNDLE_ADVERTS + 1],
-        };
-        let bytes = Envelope::seal(&key, now, Message::AdvertBundle(over)).to_bytes();
-        assert!(matches!(
-            Envelope::open(&bytes, now),
-            Err(Rejection::MalformedPayload {
-                kind: Kind::AdvertBundle,
-                ..
-            })
-        ));
-        let known = vec![
-            KnownAdvert {
-                node: key.node_id(),
-                sequence: 1,
-            };
-            MAX_SYNC_KNOWN + 1
-        ];
-        let bytes = Envelope::seal(&key, now, Message::AdvertSync(AdvertSync { known })).to_bytes();
-        assert!(matches!(
-            Envelope::open(&bytes, now),
-            Err(Rejection::MalformedPayload {
-                kind: Kind::AdvertSync,
-                ..
-            })
-        ));
-        // Within the limits, both open; a sync is a direct message and
-        // goes stale as one.
-        let ok = Envelope::seal(&key, now, Message::AdvertSync(AdvertSync::default())).to_bytes();
-        assert!(Envelope::open(&ok, now).is_ok());
-        assert!(matches!(
-            Envelope::open(&ok, now.plus(11 * 60_000)),
-            Err(Rejection::Stale { .. })
-        ));
     }
 }

@@ -5,34 +5,22 @@
 //! that the orchestrator picked the winner the rule picks.
 
 use crate::digest::{BidId, Digest, JobId};
-use crate::envelope::Envelope;
 use crate::identity::NodeId;
-use crate::pricing::{Credits, Quote};
+use crate::pricing::Quote;
 use crate::time::Timestamp;
+use crate::vocabulary::Credits;
+pub use crate::vocabulary::REPUTATION_SCALE;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-
-/// Reputation in the selection rule: parts per million of the best trust
-/// value among the bidders' peers (see [`crate::reputation`]).
-pub const REPUTATION_SCALE: u32 = 1_000_000;
-
-/// An orchestrator asks a provider to bid on a job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallForBids {
-    /// The client's signed `Job` envelope, forwarded unchanged so the provider
-    /// can check the client's signature and compute the job id itself.
-    pub job: Envelope,
-    /// Auction round: 0 first, +1 for each re-auction after a failure.
-    pub attempt: u32,
-    /// Bids arriving after this time are ignored.
-    pub bid_deadline: Timestamp,
-}
 
 /// A provider's offer to run a job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bid {
+    /// The job bid on.
     pub job_id: JobId,
+    /// The auction round the bid answers.
     pub attempt: u32,
+    /// The provider's price for the job.
     pub quote: Quote,
     /// `quote` over the job's whole timeout: the most the client could pay.
     pub max_total: Credits,
@@ -45,7 +33,9 @@ pub enum DeclineReason {
     Busy,
     /// The provider's price for this job is over the job's `max_price`.
     OverMaxPrice {
+        /// The provider's quote over the job's whole timeout.
         max_total: Credits,
+        /// The most the job's client will pay.
         max_price: Credits,
     },
     /// The provider does not run this adapter, method or model.
@@ -80,16 +70,22 @@ impl fmt::Display for DeclineReason {
 /// and the client can be told why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decline {
+    /// The job declined.
     pub job_id: JobId,
+    /// The auction round the decline answers.
     pub attempt: u32,
+    /// Why the provider declined.
     pub reason: DeclineReason,
 }
 
 /// One bid as the selection rule saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BidEntry {
+    /// The bid's id (the digest of its signed envelope).
     pub bid_id: BidId,
+    /// The provider that bid.
     pub provider: NodeId,
+    /// The bid's quote over the job's whole timeout.
     pub max_total: Credits,
     /// The provider's reputation as the orchestrator used it, 0..=REPUTATION_SCALE.
     pub reputation: u32,
@@ -98,10 +94,15 @@ pub struct BidEntry {
 /// The orchestrator's decision, sent to the winner, the losers and the client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Award {
+    /// The job awarded.
     pub job_id: JobId,
+    /// The auction round (0 first).
     pub attempt: u32,
+    /// The job's client.
     pub client: NodeId,
+    /// The provider that runs the job.
     pub winner: NodeId,
+    /// The id of the winning bid.
     pub winning_bid: BidId,
     /// The winning bid's quote: what the receipt charges by.
     pub quote: Quote,
@@ -115,6 +116,7 @@ pub struct Award {
 
 /// The score the rule minimises: the worst-case price, discounted by up to
 /// half for the best reputation. Integer arithmetic, so every peer agrees.
+#[must_use]
 pub fn effective_price(entry: &BidEntry) -> u128 {
     let rep = entry.reputation.min(REPUTATION_SCALE);
     u128::from(entry.max_total.0) * u128::from(2 * REPUTATION_SCALE - rep)
@@ -123,6 +125,7 @@ pub fn effective_price(entry: &BidEntry) -> u128 {
 /// The selection rule: lowest effective price; ties go to the lower price,
 /// then the higher reputation, then the lower bid id. Returns the index of the
 /// winner in `bids`.
+#[must_use]
 pub fn select_winner(bids: &[BidEntry]) -> Option<usize> {
     bids.iter()
         .enumerate()
@@ -137,18 +140,25 @@ pub fn select_winner(bids: &[BidEntry]) -> Option<usize> {
 }
 
 /// Digest of the bid list as carried in an award.
+#[must_use]
 pub fn bids_digest(bids: &[BidEntry]) -> Digest {
     Digest::of(&crate::codec::encode(bids))
 }
 
-/// Why an award does not follow the rule.
+/// Whether an award follows the rule, and why not. A verdict: dropping it
+/// unread would run an award nobody checked.
+#[must_use]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AwardCheck {
+    /// The award follows the rule.
     Valid,
+    /// The bids' digest is not the one the award carries.
     DigestMismatch,
+    /// The award lists no bids.
     NoBids,
     /// The rule picks another bid.
     WrongWinner {
+        /// The bid the rule picks.
         expected: BidId,
     },
     /// The winner and quote do not belong to the winning bid.

@@ -86,9 +86,11 @@ macro_rules! byte_newtype {
         pub struct $name(pub [u8; $n]);
 
         impl $name {
+            /// The raw bytes.
             pub const fn as_bytes(&self) -> &[u8; $n] {
                 &self.0
             }
+            /// Lowercase hex, as `Display` prints it.
             pub fn to_hex(&self) -> String {
                 $crate::bytes::to_hex(&self.0)
             }

@@ -9,7 +9,7 @@ use crate::digest::JobId;
 use crate::envelope::{Envelope, Message, Signed};
 use crate::identity::{Keypair, NodeId};
 use crate::job::{
-    Cancel, JobResult, JobSpec, JobState, JobStatus, LogChunk, OutputChunk, SpecError,
+    Cancel, JobResult, JobSpec, JobState, JobStatus, LogChunk, OutputChunk, Refusal, SpecError,
 };
 use crate::receipt::{Outcome, Receipt, SignedReceipt};
 use crate::time::{SECOND, Timestamp};
@@ -17,6 +17,7 @@ use crate::timer::Timers;
 use std::collections::{HashMap, VecDeque};
 use thiserror::Error;
 
+/// How the client role behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientConfig {
     /// With no word from the orchestrator for this long before an award,
@@ -32,12 +33,17 @@ impl Default for ClientConfig {
     }
 }
 
+/// Why a job could not be submitted.
+#[non_exhaustive]
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SubmitError {
+    /// The spec breaks the bounds every peer enforces.
     #[error("invalid job: {0}")]
     Invalid(#[from] SpecError),
+    /// The envelope does not carry a job.
     #[error("only a signed job can be submitted, not a {0} message")]
     NotAJob(crate::envelope::Kind),
+    /// This peer sees no elected orchestrator yet.
     #[error("no orchestrator is elected yet: wait until the node sees orchestrator candidates")]
     NoOrchestrator,
 }
@@ -45,16 +51,23 @@ pub enum SubmitError {
 /// A job as its client knows it.
 #[derive(Clone, Debug)]
 pub struct ClientJob {
+    /// The job as the client signed it.
     pub spec: JobSpec,
+    /// Where the job stands.
     pub state: JobState,
+    /// Why, for a person (the last status's detail).
     pub detail: String,
+    /// When the client submitted it.
     pub submitted_at: Timestamp,
     /// Orchestrators for this job, responsible first.
     pub ranking: Vec<NodeId>,
     /// Index into `ranking` of the orchestrator in charge.
     pub orchestrator: usize,
+    /// The award, once an orchestrator made one and it checked out.
     pub award: Option<Award>,
+    /// The provider's signed result, once it arrived and checked out.
     pub result: Option<JobResult>,
+    /// The receipt that settles the job, once co-signed.
     pub receipt: Option<SignedReceipt>,
     /// Every state the job went through, with when.
     pub history: Vec<(Timestamp, JobState)>,
@@ -68,9 +81,11 @@ pub struct ClientJob {
 }
 
 impl ClientJob {
+    /// The provider that won the job, once awarded.
     pub fn provider(&self) -> Option<NodeId> {
         self.award.as_ref().map(|a| a.winner)
     }
+    /// The orchestrator now in charge of the job.
     pub fn orchestrator_id(&self) -> Option<NodeId> {
         self.ranking.get(self.orchestrator).copied()
     }
@@ -85,6 +100,7 @@ enum TimerKey {
     Silence(JobId),
 }
 
+/// The client role: submits jobs, follows them and settles them with a receipt.
 #[derive(Debug)]
 pub struct Client {
     key: Keypair,
@@ -96,6 +112,7 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client role signing with `key`.
     pub fn new(key: Keypair, config: ClientConfig) -> Self {
         Client {
             me: key.node_id(),
@@ -107,18 +124,24 @@ impl Client {
         }
     }
 
+    /// Poll: the next action of the client role, `None` when there is none.
+    #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
+    /// Timeout: when the client role next wants `handle_timeout`.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.timers.next()
     }
 
+    /// A job of ours, by id.
     pub fn job(&self, id: &JobId) -> Option<&ClientJob> {
         self.jobs.get(id)
     }
 
+    /// Every job of ours.
     pub fn jobs(&self) -> impl Iterator<Item = (&JobId, &ClientJob)> {
         self.jobs.iter()
     }
@@ -232,6 +255,7 @@ impl Client {
         }));
     }
 
+    /// Handle: a verified message about one of our jobs.
     pub fn handle_message(&mut self, now: Timestamp, msg: &Signed) {
         let from = msg.signer();
         match msg.message() {
@@ -286,7 +310,7 @@ impl Client {
         };
         if from_orchestrator
             && state == JobState::Failed
-            && s.detail.starts_with(crate::peer::NOT_ELECTED)
+            && s.refusal == Some(Refusal::NotElected)
             && job.award.is_none()
         {
             // This peer does not see itself elected (our views of the
@@ -597,6 +621,7 @@ impl Client {
         }
     }
 
+    /// Timeout: acts on every silence timer due by `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         for TimerKey::Silence(id) in self.timers.expired(now) {
             let Some(job) = self.jobs.get_mut(&id) else {

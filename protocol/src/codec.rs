@@ -24,12 +24,22 @@ const fn config() -> Config {
     bincode::config::standard().with_limit::<MAX_DECODE_BYTES>()
 }
 
+/// Why bytes did not decode. Failures are values, never panics.
+#[non_exhaustive]
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
+    /// The bytes are over the limit before any parsing.
     #[error("message is {len} bytes, over the {limit}-byte limit for this kind")]
-    TooLarge { len: usize, limit: usize },
+    TooLarge {
+        /// Their length.
+        len: usize,
+        /// The limit they broke.
+        limit: usize,
+    },
+    /// The bytes are not the type's encoding.
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// Bytes were left after the value (their count).
     #[error("{0} unexpected bytes after the end of the message")]
     TrailingBytes(usize),
 }

@@ -2,10 +2,11 @@
 //! receipt's price; every peer starts with a configurable grant.
 
 use crate::identity::NodeId;
-use crate::pricing::Credits;
 use crate::receipt::Receipt;
+use crate::vocabulary::Credits;
 use std::collections::HashMap;
 
+/// Every peer's credit balance, computed from the receipts in the ledger.
 #[derive(Clone, Debug, Default)]
 pub struct Balances {
     /// What every peer starts with.
@@ -15,6 +16,7 @@ pub struct Balances {
 }
 
 impl Balances {
+    /// Balances where every peer starts with `grant`.
     pub fn new(grant: Credits) -> Self {
         Balances {
             grant,
@@ -36,6 +38,7 @@ impl Balances {
         i128::from(self.grant.0) + self.net.get(node).copied().unwrap_or(0)
     }
 
+    /// What every peer starts with.
     pub fn grant(&self) -> Credits {
         self.grant
     }

@@ -11,6 +11,7 @@ byte_newtype!(
 );
 
 impl Digest {
+    /// The BLAKE3 hash of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         Digest(*blake3::hash(bytes).as_bytes())
     }

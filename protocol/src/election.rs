@@ -9,12 +9,13 @@
 //!
 //! All arithmetic is integer (a fixed-point log2), so peers on any platform agree.
 
-use crate::auction::REPUTATION_SCALE;
 use crate::digest::{Digest, JobId};
 use crate::identity::NodeId;
 use crate::time::{MINUTE, Timestamp};
+use crate::vocabulary::REPUTATION_SCALE;
 use std::collections::BTreeMap;
 
+/// How orchestrators are elected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElectionConfig {
     /// Length of an epoch in milliseconds.
@@ -75,6 +76,7 @@ fn election_hash(epoch: u64, candidate: &NodeId) -> u64 {
 /// The ordered orchestrator set for `epoch` from `(candidate, reputation)` pairs.
 /// Input order does not matter; a candidate listed twice counts once, with
 /// the reputation of its last entry.
+#[must_use]
 pub fn elect(epoch: u64, candidates: &[(NodeId, u32)], k: usize) -> Vec<NodeId> {
     let unique: BTreeMap<NodeId, u32> = candidates.iter().copied().collect();
     let mut draws: Vec<(u128, NodeId)> = unique
@@ -89,6 +91,7 @@ pub fn elect(epoch: u64, candidates: &[(NodeId, u32)], k: usize) -> Vec<NodeId> 
 }
 
 /// The elected orchestrators ordered for one job: first is responsible.
+#[must_use]
 pub fn rank_for_job(elected: &[NodeId], job: &JobId) -> Vec<NodeId> {
     let mut ranked: Vec<(u64, NodeId)> = elected
         .iter()
@@ -128,6 +131,7 @@ pub struct Election {
 const EPOCHS_KEPT: usize = 2;
 
 impl Election {
+    /// A view with no candidates yet.
     pub fn new(config: ElectionConfig) -> Self {
         Election {
             config,
@@ -137,6 +141,7 @@ impl Election {
         }
     }
 
+    /// How this view elects.
     pub fn config(&self) -> &ElectionConfig {
         &self.config
     }
@@ -169,10 +174,12 @@ impl Election {
         list
     }
 
+    /// The candidates known now, with their reputation.
     pub fn candidates(&self) -> &BTreeMap<NodeId, u32> {
         &self.candidates
     }
 
+    /// The epoch `now` falls in.
     pub fn epoch(&self, now: Timestamp) -> u64 {
         epoch_at(now, self.config.epoch_ms)
     }

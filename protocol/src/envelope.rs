@@ -15,7 +15,7 @@
 
 use crate::advert::CapabilityAdvert;
 use crate::advert_sync::{self, AdvertBundle, AdvertSync};
-use crate::auction::{Award, Bid, CallForBids, Decline};
+use crate::auction::{Award, Bid, Decline};
 use crate::codec::{self, DecodeError};
 use crate::digest::Digest;
 use crate::identity::{Keypair, NodeId, Signature};
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// How far in the future a timestamp may be before we call the sender's clock wrong.
 pub const MAX_CLOCK_SKEW_MS: u64 = MINUTE;
@@ -37,28 +37,45 @@ pub const MAX_DIRECT_MESSAGE_AGE_MS: u64 = 10 * MINUTE;
 /// Room for the envelope's own fields around the payload.
 const ENVELOPE_OVERHEAD: usize = 256;
 
+/// The kind of message an envelope carries; its name is part of the signed domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
+    /// A capability advert (gossip).
     Advert,
+    /// A client's job spec.
     Job,
+    /// An orchestrator's call for bids.
     CallForBids,
+    /// A provider's bid.
     Bid,
+    /// A provider's decline.
     Decline,
+    /// An orchestrator's award.
     Award,
+    /// A job status.
     Status,
+    /// A provider's signed result.
     Result,
+    /// A client's cancel.
     Cancel,
+    /// A signed receipt (gossip).
     Receipt,
+    /// A live log chunk.
     Log,
+    /// A request for part of an output file.
     Fetch,
+    /// A part of an output file.
     Chunk,
     // New kinds go last: a kind travels as its index, so inserting one
     // would renumber those after it.
+    /// A joining peer's request for adverts.
     AdvertSync,
+    /// An answer to it: advert envelopes in a bundle.
     AdvertBundle,
 }
 
 impl Kind {
+    /// Every kind, in wire order (the index is the enum's tag).
     pub const ALL: [Kind; 15] = [
         Kind::Advert,
         Kind::Job,
@@ -150,27 +167,58 @@ pub fn max_envelope_bytes() -> usize {
         + ENVELOPE_OVERHEAD
 }
 
+/// An orchestrator asks a provider to bid on a job. The one message that
+/// carries another envelope, so it lives beside [`Envelope`] rather than in
+/// the auction module, which would otherwise import this one and be
+/// imported by it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallForBids {
+    /// The client's signed `Job` envelope, forwarded unchanged so the provider
+    /// can check the client's signature and compute the job id itself.
+    pub job: Envelope,
+    /// Auction round: 0 first, +1 for each re-auction after a failure.
+    pub attempt: u32,
+    /// Bids arriving after this time are ignored.
+    pub bid_deadline: Timestamp,
+}
+
 /// Every application message, by kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
+    /// A capability advert.
     Advert(CapabilityAdvert),
+    /// A client's job spec.
     Job(JobSpec),
+    /// An orchestrator's call for bids.
     CallForBids(CallForBids),
+    /// A provider's bid.
     Bid(Bid),
+    /// A provider's decline.
     Decline(Decline),
+    /// An orchestrator's award.
     Award(Award),
+    /// A job status.
     Status(JobStatus),
+    /// A provider's signed result.
     Result(JobResult),
+    /// A client's cancel.
     Cancel(Cancel),
+    /// A signed receipt.
     Receipt(SignedReceipt),
+    /// A live log chunk.
     Log(LogChunk),
+    /// A request for part of an output file.
     Fetch(FetchOutput),
+    /// A part of an output file.
     Chunk(OutputChunk),
+    /// A joining peer's request for adverts.
     AdvertSync(AdvertSync),
+    /// An answer to it: advert envelopes in a bundle.
     AdvertBundle(AdvertBundle),
 }
 
 impl Message {
+    /// The kind this message travels as.
     pub fn kind(&self) -> Kind {
         match self {
             Message::Advert(_) => Kind::Advert,
@@ -259,31 +307,65 @@ impl Message {
 /// A message as it travels: see the module documentation for what is signed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
+    /// The protocol version of the signer ([`PROTOCOL_VERSION`]).
     pub version: u16,
+    /// The kind of message in `payload`.
     pub kind: Kind,
+    /// The signer's clock when it sealed the envelope.
     pub timestamp: Timestamp,
+    /// Who signed it.
     pub signer: NodeId,
+    /// The message, encoded.
     pub payload: Vec<u8>,
+    /// The signer's ed25519 signature over the signed bytes.
     pub signature: Signature,
 }
 
 /// Why bytes from the network were dropped. Each variant is a metrics label.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
+    /// The bytes, or the payload, are over their limit.
     #[error("envelope too large: {len} bytes, limit {limit}")]
-    TooLarge { len: usize, limit: usize },
+    TooLarge {
+        /// Their length.
+        len: usize,
+        /// The limit they broke.
+        limit: usize,
+    },
+    /// The bytes do not decode as an envelope.
     #[error("malformed envelope: {0}")]
     Malformed(String),
+    /// The signer speaks another protocol version.
     #[error("unknown protocol version {0}, this node speaks {PROTOCOL_VERSION}")]
     UnknownVersion(u16),
+    /// The signature does not verify.
     #[error("bad signature on a {0} message")]
     BadSignature(Kind),
+    /// The payload does not decode as its kind's message, or breaks its bounds.
     #[error("malformed {kind} payload: {reason}")]
-    MalformedPayload { kind: Kind, reason: String },
+    MalformedPayload {
+        /// The kind the envelope claims.
+        kind: Kind,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Timestamped further ahead of our clock than the allowed skew.
     #[error("{kind} message timestamped {skew_ms} ms in the future")]
-    FromTheFuture { kind: Kind, skew_ms: u64 },
+    FromTheFuture {
+        /// The message's kind.
+        kind: Kind,
+        /// How far ahead, in milliseconds.
+        skew_ms: u64,
+    },
+    /// Older than its kind may be.
     #[error("stale {kind} message, {age_ms} ms old")]
-    Stale { kind: Kind, age_ms: u64 },
+    Stale {
+        /// The message's kind.
+        kind: Kind,
+        /// How old, in milliseconds.
+        age_ms: u64,
+    },
 }
 
 impl Rejection {
@@ -333,6 +415,7 @@ fn signing_bytes(
 
 impl Envelope {
     /// Signs `message` as `key` at `now`.
+    #[must_use]
     pub fn seal(key: &Keypair, now: Timestamp, message: Message) -> Signed {
         let kind = message.kind();
         let payload = message.encode_payload();
@@ -360,6 +443,7 @@ impl Envelope {
         }
     }
 
+    /// The envelope as it travels on the wire.
     pub fn to_bytes(&self) -> Vec<u8> {
         codec::encode(self)
     }
@@ -433,21 +517,27 @@ pub struct Signed {
 }
 
 impl Signed {
+    /// Who signed the message.
     pub fn signer(&self) -> NodeId {
         self.envelope.signer
     }
+    /// The kind of message.
     pub fn kind(&self) -> Kind {
         self.envelope.kind
     }
+    /// The signer's clock when it sealed the message.
     pub fn timestamp(&self) -> Timestamp {
         self.envelope.timestamp
     }
+    /// The decoded message.
     pub fn message(&self) -> &Message {
         &self.message
     }
+    /// The envelope as it travelled.
     pub fn envelope(&self) -> &Envelope {
         &self.envelope
     }
+    /// The envelope as it travelled, by value.
     pub fn into_envelope(self) -> Envelope {
         self.envelope
     }
@@ -455,6 +545,7 @@ impl Signed {
     pub fn id(&self) -> Digest {
         self.id
     }
+    /// The envelope as it travels on the wire.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.envelope.to_bytes()
     }
@@ -478,5 +569,131 @@ impl Signed {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::advert_sync::{KnownAdvert, MAX_BUNDLE_ADVERTS, MAX_BUNDLE_BYTES, MAX_SYNC_KNOWN};
+    use crate::bytes::to_hex;
+    use crate::job::Cancel;
+
+    /// The test vector of docs/protocol.md §3.3: the spec and the code must
+    /// agree byte for byte, so a change to either shows here.
+    #[test]
+    fn test_vector_of_the_spec_encodes_byte_for_byte() {
+        let key = Keypair::from_seed(1);
+        let signed = Envelope::seal(
+            &key,
+            Timestamp(1_764_000_000_000),
+            Message::Cancel(Cancel {
+                job_id: Digest([0x07; 32]),
+                reason: "x".into(),
+            }),
+        );
+        let expected = concat!(
+            "02",                 // version 2
+            "08",                 // kind 8 = Cancel
+            "fd00e897b69a010000", // timestamp (varint u64)
+            "20bdf5d2e6755201de3209bbabf916664f0e3ad09e3cac6ac92fb0224cdd6c5f39",
+            "23", // payload length 35
+            "20",
+            "0707070707070707070707070707070707070707070707070707070707070707",
+            "0178",
+            "40507700024dfe3279ec2892a0807ff84ec0e6f5d939690602d596562b312f2be4",
+            "1901ad7d6c91c831042d95fa9bfa20ae6542b93198aad6fe3895bbbcbdd11b0b",
+        );
+        assert_eq!(to_hex(&signed.to_bytes()), expected);
+        assert_eq!(
+            signed.id().to_hex(),
+            "3975ffe7e27078b136e90e9f443c6863677797b97cafd9640ab597c1986ce6bd"
+        );
+    }
+
+    #[test]
+    fn packing_keeps_every_bundle_within_its_limits() {
+        // Typical adverts: the count binds.
+        let small = AdvertBundle::pack((0..2500).map(|i| vec![i as u8; 205]));
+        assert_eq!(
+            small.iter().map(|b| b.adverts.len()).collect::<Vec<_>>(),
+            [
+                MAX_BUNDLE_ADVERTS,
+                MAX_BUNDLE_ADVERTS,
+                2500 - 2 * MAX_BUNDLE_ADVERTS
+            ]
+        );
+        // The largest adverts: the bytes bind.
+        let large = AdvertBundle::pack((0..40).map(|_| vec![7u8; 64 * 1024 + 116]));
+        assert_eq!(large.iter().map(|b| b.adverts.len()).sum::<usize>(), 40);
+        assert!(large.len() >= 3);
+        for b in small.iter().chain(&large) {
+            assert!(b.within_limits());
+            assert!(codec::encode(b).len() <= Kind::AdvertBundle.max_payload_bytes());
+        }
+        assert!(AdvertBundle::pack(Vec::new()).is_empty());
+        assert!(AdvertBundle::pack([vec![0; MAX_BUNDLE_BYTES]]).is_empty());
+    }
+
+    #[test]
+    fn a_full_sync_request_fits_its_payload_limit() {
+        let known = (0..MAX_SYNC_KNOWN as u64)
+            .map(|i| KnownAdvert {
+                node: Keypair::from_seed(i % 7).node_id(),
+                sequence: u64::MAX - i,
+            })
+            .collect();
+        let sync = AdvertSync { known };
+        assert!(sync.within_limits());
+        assert!(codec::encode(&sync).len() <= Kind::AdvertSync.max_payload_bytes());
+    }
+
+    #[test]
+    fn new_kinds_come_after_every_older_one_on_the_wire() {
+        // A kind travels as its index: the older kinds keep theirs.
+        assert_eq!(codec::encode(&Kind::Chunk), [12]);
+        assert_eq!(codec::encode(&Kind::AdvertSync), [13]);
+        assert_eq!(codec::encode(&Kind::AdvertBundle), [14]);
+        assert_eq!(Kind::ALL.last(), Some(&Kind::AdvertBundle));
+    }
+
+    #[test]
+    fn counts_over_the_limit_are_refused_before_anyone_reads_them() {
+        let key = Keypair::from_seed(1);
+        let now = Timestamp::from_millis(1_700_000_000_000);
+        let over = AdvertBundle {
+            adverts: vec![Vec::new(); MAX_BUNDLE_ADVERTS + 1],
+        };
+        let bytes = Envelope::seal(&key, now, Message::AdvertBundle(over)).to_bytes();
+        assert!(matches!(
+            Envelope::open(&bytes, now),
+            Err(Rejection::MalformedPayload {
+                kind: Kind::AdvertBundle,
+                ..
+            })
+        ));
+        let known = vec![
+            KnownAdvert {
+                node: key.node_id(),
+                sequence: 1,
+            };
+            MAX_SYNC_KNOWN + 1
+        ];
+        let bytes = Envelope::seal(&key, now, Message::AdvertSync(AdvertSync { known })).to_bytes();
+        assert!(matches!(
+            Envelope::open(&bytes, now),
+            Err(Rejection::MalformedPayload {
+                kind: Kind::AdvertSync,
+                ..
+            })
+        ));
+        // Within the limits, both open; a sync is a direct message and
+        // goes stale as one.
+        let ok = Envelope::seal(&key, now, Message::AdvertSync(AdvertSync::default())).to_bytes();
+        assert!(Envelope::open(&ok, now).is_ok());
+        assert!(matches!(
+            Envelope::open(&ok, now.plus(11 * 60_000)),
+            Err(Rejection::Stale { .. })
+        ));
     }
 }

@@ -51,6 +51,7 @@ impl NodeId {
     }
 
     /// Checks `signature` over `message` against this key.
+    #[must_use]
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
         match VerifyingKey::from_bytes(&self.0) {
             Ok(key) => key
@@ -82,28 +83,59 @@ impl std::fmt::Debug for Keypair {
 /// The key file's permissions must not let anyone but the owner read it.
 const KEY_FILE_MODE: u32 = 0o600;
 
+/// Why a node key could not be loaded, stored or converted.
+#[non_exhaustive]
 #[derive(Debug, Error)]
 pub enum IdentityError {
+    /// No key file at this path.
     #[error("no node key at {0}: run `modchain init` to create one")]
     Missing(PathBuf),
+    /// The key file exists but cannot be read.
     #[error("cannot read the node key at {path}; check the file's owner and permissions")]
-    Unreadable { path: PathBuf, source: io::Error },
+    Unreadable {
+        /// The key file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The key file is not 32 bytes.
     #[error(
         "the node key at {path} is {len} bytes, expected 32; the file is damaged: restore it from a backup, or move it away and run `modchain init` for a new identity"
     )]
-    WrongLength { path: PathBuf, len: usize },
+    WrongLength {
+        /// The key file.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The key file is readable by others.
     #[error(
         "the node key at {path} has mode {mode:o}, readable by others; run `chmod 600 {path}` and start again"
     )]
-    TooOpen { path: PathBuf, mode: u32 },
+    TooOpen {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A key file exists already at this path.
     #[error("a node key already exists at {0}; refusing to overwrite it")]
     Exists(PathBuf),
+    /// The key file cannot be written.
     #[error("cannot write the node key at {path}")]
-    Unwritable { path: PathBuf, source: io::Error },
+    Unwritable {
+        /// The key file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The OS's random source failed.
     #[error("the operating system's random source failed: {0}")]
     Randomness(String),
+    /// The bytes are not an ed25519 public key.
     #[error("bytes are not a valid ed25519 public key")]
     NotAPublicKey,
+    /// The libp2p peer id does not carry an ed25519 key.
     #[error("peer id does not carry an inline ed25519 public key")]
     NotEd25519PeerId,
 }
@@ -130,14 +162,17 @@ impl Keypair {
         Self::from_secret(*digest.as_bytes())
     }
 
+    /// The node's id: its public key.
     pub fn node_id(&self) -> NodeId {
         NodeId(self.signing.verifying_key().to_bytes())
     }
 
+    /// Signs `message` (callers add the domain).
     pub fn sign(&self, message: &[u8]) -> Signature {
         Signature(self.signing.sign(message).to_bytes())
     }
 
+    /// The 32-byte secret, for writing the key file.
     pub fn secret_bytes(&self) -> [u8; 32] {
         self.signing.to_bytes()
     }
@@ -149,6 +184,7 @@ impl Keypair {
             .unwrap_or_else(|_| unreachable!("32 bytes always make an ed25519 secret key"))
     }
 
+    /// The node's libp2p peer id.
     pub fn peer_id(&self) -> PeerId {
         self.to_libp2p().public().to_peer_id()
     }

@@ -1,9 +1,10 @@
 //! Jobs: what a client asks for, how it is going, and what came of it.
 
-use crate::advert::GpuVendor;
 use crate::digest::{Digest, JobId};
 use crate::identity::Signature;
 use crate::time::Timestamp;
+use crate::vocabulary::Credits;
+pub use crate::vocabulary::Requirements;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -29,25 +30,6 @@ pub mod limits {
     pub const MAX_OUTPUT_CHUNK_BYTES: usize = 256 * 1024;
 }
 
-/// What a job needs from the machine that runs it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Requirements {
-    /// CPU cores (at least one is always reserved).
-    pub cores: u32,
-    /// Memory in bytes.
-    pub memory_bytes: u64,
-    /// Number of GPUs.
-    pub gpus: u32,
-    /// GPU vendor, if the job cares.
-    pub gpu_vendor: Option<GpuVendor>,
-    /// Minimum memory per GPU, in bytes.
-    pub min_vram_bytes: u64,
-    /// Scratch storage in bytes.
-    pub storage_bytes: u64,
-    /// A model the provider must serve (LLM jobs).
-    pub model: Option<String>,
-}
-
 /// A client's request, signed by the client (its `Job` envelope's signer).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -57,9 +39,10 @@ pub struct JobSpec {
     pub method: String,
     /// Adapter parameters as JSON text; the adapter validates them.
     pub params: String,
+    /// What the job needs from the machine that runs it.
     pub requirements: Requirements,
     /// The most the client will pay, in micro-credits.
-    pub max_price: crate::pricing::Credits,
+    pub max_price: Credits,
     /// Hard limit on execution time, in milliseconds.
     pub timeout_ms: u64,
     /// Higher runs first when orchestrators are busy.
@@ -70,19 +53,26 @@ pub struct JobSpec {
     pub nonce: u64,
 }
 
+/// Why a job spec breaks the bounds every peer enforces.
+#[non_exhaustive]
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error(
         "adapter name is empty or longer than {} bytes",
         limits::MAX_NAME_BYTES
     )]
+    /// The adapter name is empty or too long.
     BadAdapter,
+    /// The method name is empty or too long.
     #[error("method name is empty or longer than {} bytes", limits::MAX_NAME_BYTES)]
     BadMethod,
+    /// The params are over their limit (their length).
     #[error("params are {0} bytes, over the {max} byte limit", max = limits::MAX_PARAMS_BYTES)]
     ParamsTooLarge(usize),
+    /// The timeout is zero or over a day.
     #[error("timeout must be between 1 ms and {} ms", limits::MAX_TIMEOUT_MS)]
     BadTimeout,
+    /// The model name is too long.
     #[error("model name is longer than {} bytes", limits::MAX_NAME_BYTES)]
     BadModel,
 }
@@ -146,6 +136,7 @@ impl JobState {
         }
     }
 
+    /// Whether the job has ended (completed, failed or cancelled).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -153,6 +144,7 @@ impl JobState {
         )
     }
 
+    /// The state's name in lowercase, as the API and CLI show it.
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Queued => "queued",
@@ -169,17 +161,35 @@ impl JobState {
 /// A progress report about a job, from its orchestrator or its provider.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStatus {
+    /// The job reported on.
     pub job_id: JobId,
     /// Auction round the report belongs to (0 for the first).
     pub attempt: u32,
+    /// Where the job stands.
     pub state: JobState,
     /// Human-readable detail: why it is queued, why it failed.
     pub detail: String,
     /// The orchestrator numbers its reports on a job 1, 2, 3, …: each
     /// travels on its own substream, so they can arrive in any order, and
     /// the client keeps only the newest. 0 from a provider and in a reply
-    /// that is not part of the job's story (not elected).
+    /// that is not part of the job's story (a refusal).
     pub seq: u32,
+    /// Why the sender refuses the job outright, as a value the client acts
+    /// on; `Some` only with [`JobState::Failed`]. The detail says the same
+    /// for a person, but nothing reads it as a signal.
+    pub refusal: Option<Refusal>,
+}
+
+/// Why a peer refuses a job it was sent (new in protocol version 2; version 1
+/// carried it as a prefix of the status's detail text).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Refusal {
+    /// The peer is no elected orchestrator, in this epoch or the previous
+    /// one, by its own view of the candidates: the client resubmits to the
+    /// next orchestrator in the job's ranking at once, without waiting for
+    /// its silence timeout.
+    NotElected,
 }
 
 /// How an execution ended.
@@ -210,6 +220,7 @@ impl std::fmt::Display for ExitStatus {
 }
 
 impl ExitStatus {
+    /// Whether the workload exited with code 0.
     pub fn is_success(&self) -> bool {
         matches!(self, ExitStatus::Exited(0))
     }
@@ -244,6 +255,7 @@ pub struct Usage {
 pub struct OutputFile {
     /// Path relative to the output directory, `/`-separated.
     pub name: String,
+    /// Size in bytes.
     pub size: u64,
     /// BLAKE3 of the contents.
     pub digest: Digest,
@@ -255,15 +267,21 @@ pub struct OutputFile {
 /// The outcome of an execution, signed by the provider.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobResult {
+    /// The job this is the result of.
     pub job_id: JobId,
+    /// The auction round whose award the provider ran.
     pub attempt: u32,
+    /// How the execution ended.
     pub exit: ExitStatus,
     /// The last `MAX_LOG_BYTES` of stdout.
     pub stdout: Vec<u8>,
     /// The last `MAX_LOG_BYTES` of stderr.
     pub stderr: Vec<u8>,
+    /// The files the job wrote, with their digests.
     pub outputs: Vec<OutputFile>,
+    /// What the job used.
     pub usage: Usage,
+    /// When it finished, by the provider's clock.
     pub finished_at: Timestamp,
     /// The provider's signature over the receipt this result settles
     /// (see [`crate::receipt::Receipt::for_result`]); the client co-signs it.
@@ -303,14 +321,18 @@ impl JobResult {
 /// client's envelope unchanged to the provider, which checks the signer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancel {
+    /// The job to stop.
     pub job_id: JobId,
+    /// Why, for a person.
     pub reason: String,
 }
 
 /// Which output stream a log chunk belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LogStream {
+    /// The job's standard output.
     Stdout,
+    /// The job's standard error.
     Stderr,
 }
 
@@ -318,10 +340,13 @@ pub enum LogStream {
 /// client (live logs, and tokens of an LLM answer).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogChunk {
+    /// The job the output belongs to.
     pub job_id: JobId,
+    /// The auction round whose run wrote it.
     pub attempt: u32,
     /// Counts up from 0 per job and attempt, so the client can order and spot gaps.
     pub seq: u64,
+    /// stdout or stderr.
     pub stream: LogStream,
     /// At most `MAX_LOG_CHUNK_BYTES`.
     pub data: Vec<u8>,
@@ -331,9 +356,11 @@ pub struct LogChunk {
 /// travel inline in the result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchOutput {
+    /// The job whose output is asked for.
     pub job_id: JobId,
     /// The file's digest, as listed in the signed result.
     pub digest: Digest,
+    /// Where in the file the part starts, in bytes.
     pub offset: u64,
     /// At most `MAX_OUTPUT_CHUNK_BYTES`.
     pub length: u32,
@@ -342,11 +369,15 @@ pub struct FetchOutput {
 /// The provider's answer to a `FetchOutput`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputChunk {
+    /// The job the file belongs to.
     pub job_id: JobId,
+    /// The file's digest, as asked for.
     pub digest: Digest,
+    /// Where in the file this part starts, in bytes.
     pub offset: u64,
     /// The whole file's size.
     pub total_size: u64,
+    /// The bytes, at most `MAX_OUTPUT_CHUNK_BYTES`.
     pub data: Vec<u8>,
 }
 

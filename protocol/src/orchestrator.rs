@@ -7,9 +7,9 @@
 
 use crate::action::{Action, Event, Topic};
 use crate::advert::{AdvertBook, Capacity};
-use crate::auction::{self, Award, Bid, BidEntry, CallForBids, Decline, DeclineReason};
+use crate::auction::{self, Award, Bid, BidEntry, Decline, DeclineReason};
 use crate::digest::JobId;
-use crate::envelope::{Envelope, Message, Signed};
+use crate::envelope::{CallForBids, Envelope, Message, Signed};
 use crate::identity::{Keypair, NodeId};
 use crate::job::{Cancel, JobResult, JobSpec, JobState, JobStatus, bounded_text};
 use crate::pricing::Quote;
@@ -24,8 +24,11 @@ pub type ReputationTable = HashMap<NodeId, u32>;
 /// What the orchestrator reads but does not own.
 #[derive(Clone, Copy, Debug)]
 pub struct Context<'a> {
+    /// The driver's clock.
     pub now: Timestamp,
+    /// The adverts this peer holds.
     pub adverts: &'a AdvertBook,
+    /// Reputation per node, as the ledger last computed it.
     pub reputation: &'a ReputationTable,
 }
 
@@ -35,6 +38,7 @@ impl Context<'_> {
     }
 }
 
+/// How the orchestrator role runs auctions and watches providers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrchestratorConfig {
     /// How long calls for bids stay open.
@@ -123,6 +127,7 @@ enum TimerKey {
 /// Priority queue order: higher priority first, then earlier submission.
 type QueueKey = (std::cmp::Reverse<u8>, Timestamp, JobId);
 
+/// The orchestrator role: runs the auctions of the jobs it is responsible for and watches the winners.
 #[derive(Debug)]
 pub struct Orchestrator {
     key: Keypair,
@@ -136,6 +141,7 @@ pub struct Orchestrator {
 }
 
 impl Orchestrator {
+    /// An orchestrator role signing with `key`.
     pub fn new(key: Keypair, config: OrchestratorConfig) -> Self {
         Orchestrator {
             me: key.node_id(),
@@ -149,10 +155,14 @@ impl Orchestrator {
         }
     }
 
+    /// Poll: the next action of the orchestrator role, `None` when there is none.
+    #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
+    /// Timeout: when the orchestrator role next wants `handle_timeout`.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.timers.next()
     }
@@ -222,6 +232,7 @@ impl Orchestrator {
         }
     }
 
+    /// Timeout: closes bid windows, retries queued jobs, gives up on silent providers, as due by `ctx.now`.
     pub fn handle_timeout(&mut self, ctx: &Context<'_>) {
         for key in self.timers.expired(ctx.now) {
             match key {
@@ -291,6 +302,7 @@ impl Orchestrator {
                 state,
                 detail,
                 seq,
+                refusal: None,
             }),
         );
         self.send(client, msg);

@@ -10,19 +10,22 @@ use crate::digest::JobId;
 use crate::election::{Election, ElectionConfig};
 use crate::envelope::{Envelope, Kind, Message, Rejection, Signed};
 use crate::identity::{Keypair, NodeId};
-use crate::job::{JobSpec, JobState, JobStatus};
+use crate::job::{JobSpec, JobState, JobStatus, Refusal};
 use crate::orchestrator::{Context, Orchestrator, OrchestratorConfig, ReputationTable};
 use crate::provider::{ExecutionReport, Provider, ProviderConfig};
 use crate::time::{MINUTE, SECOND, Timestamp};
 use std::collections::{BTreeMap, VecDeque};
 
+/// What a peer is: its roles and their configuration.
 #[derive(Clone, Debug)]
 pub struct PeerConfig {
+    /// How this peer computes the elected orchestrators.
     pub election: ElectionConfig,
     /// Stand as orchestrator candidate with this configuration.
     pub orchestrator: Option<OrchestratorConfig>,
     /// Sell capacity with this configuration.
     pub provider: Option<ProviderConfig>,
+    /// The client role's configuration (every peer is a client).
     pub client: ClientConfig,
     /// Hardware and software description; sequence, expiry, prices, free
     /// capacity, adapters and candidacy are filled in by the peer.
@@ -50,11 +53,44 @@ impl Default for PeerConfig {
 /// Why received messages were dropped, and what arrived: the node's counters.
 #[derive(Clone, Debug, Default)]
 pub struct PeerStats {
+    /// Messages routed, per kind.
     pub received: BTreeMap<Kind, u64>,
+    /// Bytes dropped, per rejection label.
     pub rejected: BTreeMap<&'static str, u64>,
+    /// Adverts refused, per reason.
     pub adverts_rejected: BTreeMap<&'static str, u64>,
 }
 
+/// One peer of the network: the client role always, the provider and
+/// orchestrator roles when configured, the advert table and the election,
+/// behind one sans-IO interface. It never reads a clock or touches a
+/// socket; its driver passes `now` into every call.
+///
+/// Its methods come in four kinds:
+///
+/// - **handle** (input): [`start`](Self::start) once, then
+///   [`handle_bytes`](Self::handle_bytes) (or [`open`](Self::open) +
+///   [`handle_signed`](Self::handle_signed)) for messages from the network,
+///   [`submit`](Self::submit) / [`cancel`](Self::cancel) /
+///   [`fetch_output`](Self::fetch_output) for the user,
+///   [`execution_finished`](Self::execution_finished) /
+///   [`log_output`](Self::log_output) for the adapters,
+///   [`peer_gone`](Self::peer_gone) / [`rejoined`](Self::rejoined) for the
+///   connections, and the `set_*` calls for what the driver computes
+///   (reputation, adapters, admission);
+/// - **poll** (output): [`poll_action`](Self::poll_action);
+/// - **timeout**: [`poll_timeout`](Self::poll_timeout) and
+///   [`handle_timeout`](Self::handle_timeout);
+/// - **read**: [`id`](Self::id), [`job`](Self::job), [`stats`](Self::stats),
+///   [`adverts`](Self::adverts), [`elected`](Self::elected), … (no effect).
+///
+/// The order a driver must keep: after every handle call and every
+/// `handle_timeout`, drain `poll_action` until it returns `None` and
+/// perform each action; then wait for the next input or the time
+/// `poll_timeout` returns, whichever is first, and at that time call
+/// `handle_timeout`. Actions left undrained are neither sent nor lost, only
+/// late; a timeout handled early does nothing. `now` must not go back.
+/// The crate documentation shows the loop in code.
 #[derive(Debug)]
 pub struct Peer {
     key: Keypair,
@@ -73,10 +109,6 @@ pub struct Peer {
     stats: PeerStats,
 }
 
-/// Detail of the status a peer returns for a job it is not elected to run;
-/// the client fails over to the next orchestrator on seeing it.
-pub const NOT_ELECTED: &str = "not an elected orchestrator";
-
 /// Republishing after a capacity change waits at least this long since the last advert.
 const ADVERT_MIN_INTERVAL_MS: u64 = SECOND;
 
@@ -85,6 +117,9 @@ const ADVERT_MIN_INTERVAL_MS: u64 = SECOND;
 pub const REJOIN_ADVERT_DELAY_MS: u64 = 2 * SECOND;
 
 impl Peer {
+    /// A peer with this key and these roles; it does nothing until
+    /// [`start`](Self::start).
+    #[must_use]
     pub fn new(key: Keypair, config: PeerConfig) -> Self {
         let me = key.node_id();
         Peer {
@@ -111,30 +146,39 @@ impl Peer {
         }
     }
 
+    /// This peer's node id.
     pub fn id(&self) -> NodeId {
         self.me
     }
+    /// This peer's signing key.
     pub fn key(&self) -> &Keypair {
         &self.key
     }
+    /// The adverts this peer holds.
     pub fn adverts(&self) -> &AdvertBook {
         &self.adverts
     }
+    /// Why received messages were dropped, and what arrived.
     pub fn stats(&self) -> &PeerStats {
         &self.stats
     }
+    /// The client role.
     pub fn client(&self) -> &Client {
         &self.client
     }
+    /// The provider role, if configured.
     pub fn provider(&self) -> Option<&Provider> {
         self.provider.as_ref()
     }
+    /// The orchestrator role, if configured.
     pub fn orchestrator(&self) -> Option<&Orchestrator> {
         self.orchestrator.as_ref()
     }
+    /// A job this peer's user submitted, by id.
     pub fn job(&self, id: &JobId) -> Option<&ClientJob> {
         self.client.job(id)
     }
+    /// Reputation per node, as the driver last set it.
     pub fn reputation(&self) -> &ReputationTable {
         &self.reputation
     }
@@ -144,6 +188,7 @@ impl Peer {
         self.election.elected(now).to_vec()
     }
 
+    /// This peer's view of the election.
     pub fn election(&self) -> &Election {
         &self.election
     }
@@ -294,7 +339,8 @@ impl Peer {
                         o.handle_message(&ctx, &msg);
                     }
                 } else {
-                    // Tell the client at once so it moves to the next orchestrator.
+                    // Tell the client at once, as a typed refusal, so it
+                    // moves to the next orchestrator without waiting.
                     let reply = Envelope::seal(
                         &self.key,
                         now,
@@ -303,10 +349,11 @@ impl Peer {
                             attempt: 0,
                             state: JobState::Failed,
                             detail: format!(
-                                "{NOT_ELECTED}: {} is not elected this epoch; resubmit to the next in the job's ranking",
+                                "not an elected orchestrator: {} is not elected this epoch; resubmit to the next in the job's ranking",
                                 self.me.short()
                             ),
                             seq: 0,
+                            refusal: Some(Refusal::NotElected),
                         }),
                     );
                     self.actions.push_back(Action::Send {
@@ -409,6 +456,7 @@ impl Peer {
         self.client.submit(now, signed, ranking)
     }
 
+    /// Handle: the user cancels one of their jobs; false if there is no such live job.
     pub fn cancel(&mut self, now: Timestamp, job: &JobId, reason: &str) -> bool {
         self.client.cancel(now, job, reason)
     }
@@ -464,6 +512,11 @@ impl Peer {
         }
     }
 
+    /// Timeout: when the peer next wants [`handle_timeout`](Self::handle_timeout)
+    /// called (an advert to republish, a bid window to close, a silent
+    /// party to give up on). Ask again after every handle call: the answer
+    /// moves.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         [
             Some(self.next_advert_at),
@@ -478,6 +531,9 @@ impl Peer {
         .min()
     }
 
+    /// Timeout: time has reached what [`poll_timeout`](Self::poll_timeout)
+    /// said; every role acts on what is due by `now`. A call with nothing
+    /// due does nothing. Drain [`poll_action`](Self::poll_action) after it.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         if now >= self.next_advert_at {
             self.adverts.expire(now);
@@ -497,9 +553,12 @@ impl Peer {
         }
     }
 
-    /// Drains the roles' actions. Messages a role addresses to this same peer
+    /// Poll: the next thing the driver must do, or `None` when there is
+    /// nothing left; call it until `None` after every handle call and every
+    /// [`handle_timeout`](Self::handle_timeout). Messages a role addresses to this same peer
     /// (a client that is also the orchestrator) are delivered here and never
     /// reach the driver; a capacity change schedules a fresh advert.
+    #[must_use]
     pub fn poll_action(&mut self, now: Timestamp) -> Option<Action> {
         loop {
             if let Some(a) = self.actions.pop_front() {

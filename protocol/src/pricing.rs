@@ -7,34 +7,10 @@
 //! than the quote's worst case over the job's timeout, which is what the job's
 //! `max_price` bounds.
 
-use crate::job::Requirements;
+use crate::time::SECOND;
+pub use crate::vocabulary::Credits;
+use crate::vocabulary::Requirements;
 use serde::{Deserialize, Serialize};
-use std::fmt;
-
-/// Micro-credits (1 credit = 1,000,000).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Credits(pub u64);
-
-impl Credits {
-    pub const ZERO: Credits = Credits(0);
-    pub const fn from_credits(c: u64) -> Self {
-        Credits(c.saturating_mul(1_000_000))
-    }
-    pub const fn micros(self) -> u64 {
-        self.0
-    }
-    pub const fn saturating_add(self, o: Credits) -> Credits {
-        Credits(self.0.saturating_add(o.0))
-    }
-}
-
-impl fmt::Display for Credits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
-    }
-}
 
 const GIB: u128 = 1 << 30;
 
@@ -55,6 +31,7 @@ pub struct PriceTable {
 
 impl PriceTable {
     /// The quote this table gives for a job with these requirements.
+    #[must_use]
     pub fn quote(&self, req: &Requirements) -> Quote {
         let cores = u128::from(req.cores.max(1)) * u128::from(self.per_core_second.0);
         let memory = u128::from(req.memory_bytes) * u128::from(self.per_gib_memory_second.0) / GIB;
@@ -84,13 +61,15 @@ impl Quote {
     /// Tokens are not bounded by the protocol, so a receipt's price is
     /// capped by this figure whatever was generated: a client never pays
     /// more than the worst case it accepted.
+    #[must_use]
     pub fn max_total(&self, timeout_ms: u64) -> Credits {
         self.charge(timeout_ms, 0)
     }
 
     /// The price for a job that ran `wall_ms` milliseconds (seconds rounded up).
+    #[must_use]
     pub fn charge(&self, wall_ms: u64, tokens: u64) -> Credits {
-        let seconds = wall_ms.div_ceil(1000);
+        let seconds = wall_ms.div_ceil(SECOND);
         // Per started thousandth: 1 token at 2000 per 1k costs 2.
         let for_tokens = (u128::from(tokens) * u128::from(self.per_1k_tokens.0)).div_ceil(1000);
         Credits(
@@ -149,10 +128,5 @@ mod tests {
         }
         .quote(&Requirements::default());
         assert_eq!(cheap.charge(0, 1), Credits(1000 + 1));
-    }
-
-    #[test]
-    fn credits_display_whole_and_micro() {
-        assert_eq!(Credits(1_500_000).to_string(), "1.500000");
     }
 }

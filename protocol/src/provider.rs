@@ -4,22 +4,25 @@
 
 use crate::action::{Action, Event, Execution, StopReason};
 use crate::advert::{AdapterInfo, Capacity};
-use crate::auction::{Award, AwardCheck, Bid, CallForBids, Decline, DeclineReason};
+use crate::auction::{Award, AwardCheck, Bid, Decline, DeclineReason};
 use crate::digest::{BidId, JobId};
-use crate::envelope::{Envelope, Message, Signed};
+use crate::envelope::{CallForBids, Envelope, Message, Signed};
 use crate::identity::{Keypair, NodeId};
 use crate::job::{
     Cancel, ExitStatus, FetchOutput, JobResult, JobSpec, JobState, JobStatus, LogChunk, LogStream,
     OutputFile, Usage, bounded_text, limits, tail_bytes,
 };
-use crate::pricing::{Credits, PriceTable, Quote};
+use crate::pricing::{PriceTable, Quote};
 use crate::receipt::Receipt;
 use crate::time::{SECOND, Timestamp};
 use crate::timer::Timers;
+use crate::vocabulary::Credits;
 use std::collections::{HashMap, VecDeque};
 
+/// How the provider role sells capacity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProviderConfig {
+    /// What it charges.
     pub prices: PriceTable,
     /// What this provider offers to jobs in total.
     pub capacity: Capacity,
@@ -46,10 +49,15 @@ impl Default for ProviderConfig {
 /// What an adapter reports when a job ends.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecutionReport {
+    /// How the job ended; `None` if the adapter could not tell.
     pub exit: Option<ExitStatus>,
+    /// Everything the job wrote to stdout (the result keeps the tail).
     pub stdout: Vec<u8>,
+    /// Everything the job wrote to stderr (the result keeps the tail).
     pub stderr: Vec<u8>,
+    /// The files the job wrote.
     pub outputs: Vec<OutputFile>,
+    /// What the job used.
     pub usage: Usage,
 }
 
@@ -124,6 +132,7 @@ pub enum AdmissionRefusal {
     InvalidParams(String),
 }
 
+/// The provider role: bids on calls, runs what it wins and reports.
 #[derive(Debug)]
 pub struct Provider {
     key: Keypair,
@@ -138,6 +147,7 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// A provider role signing with `key`.
     pub fn new(key: Keypair, config: ProviderConfig) -> Self {
         Provider {
             me: key.node_id(),
@@ -157,14 +167,19 @@ impl Provider {
         self.admission = Some(admission);
     }
 
+    /// How this provider sells capacity.
     pub fn config(&self) -> &ProviderConfig {
         &self.config
     }
 
+    /// Poll: the next action of the provider role, `None` when there is none.
+    #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
+    /// Timeout: when the provider role next wants `handle_timeout`.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.timers.next()
     }
@@ -180,10 +195,12 @@ impl Provider {
         self.config.capacity.minus(&used)
     }
 
+    /// Capacity reserved for bids not yet decided.
     pub fn reservations(&self) -> usize {
         self.reserved.len()
     }
 
+    /// Jobs running now.
     pub fn running_jobs(&self) -> usize {
         self.running.len()
     }
@@ -198,6 +215,7 @@ impl Provider {
         self.reserved.contains_key(job) || self.running.contains_key(job)
     }
 
+    /// Handle: a verified call for bids, award, cancel or fetch.
     pub fn handle_message(&mut self, now: Timestamp, msg: &Signed) {
         let from = msg.signer();
         match msg.message() {
@@ -446,6 +464,7 @@ impl Provider {
                 state: JobState::Running,
                 detail: format!("running on {}", self.me.short()),
                 seq: 0,
+                refusal: None,
             }),
         );
         let (o, c) = (run.orchestrator, run.award.client);
@@ -517,6 +536,7 @@ impl Provider {
         });
     }
 
+    /// Timeout: stops jobs past their deadline, lets lapsed reservations go, sends heartbeats.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         for key in self.timers.expired(now) {
             match key {

@@ -11,8 +11,8 @@ use crate::codec;
 use crate::digest::{Digest, JobId, ReceiptId};
 use crate::identity::{Keypair, NodeId, Signature};
 use crate::job::{ExitStatus, JobResult, Usage};
-use crate::pricing::Credits;
 use crate::time::Timestamp;
+use crate::vocabulary::Credits;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -28,6 +28,7 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// The reason in words, for a person.
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::MissedDeadline => "missed its deadline",
@@ -36,6 +37,7 @@ impl FailureReason {
     }
 }
 
+/// How a job ended, as the receipt records it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Outcome {
     /// The provider ran the job and delivered a result (whatever its exit status).
@@ -44,19 +46,28 @@ pub enum Outcome {
     ProviderFailed(FailureReason),
 }
 
+/// The record of one job run (or failed), signed by the parties.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Receipt {
+    /// The job settled.
     pub job_id: JobId,
+    /// The auction round that ran it.
     pub attempt: u32,
+    /// The job's client.
     pub client: NodeId,
+    /// The provider that ran it (or failed to).
     pub provider: NodeId,
+    /// The orchestrator that awarded it.
     pub orchestrator: NodeId,
     /// What the client pays the provider.
     pub price: Credits,
+    /// What the job used.
     pub usage: Usage,
+    /// How it ended.
     pub outcome: Outcome,
     /// Digest of the signed result, for executed jobs.
     pub result_digest: Option<Digest>,
+    /// When the receipt was made.
     pub issued_at: Timestamp,
 }
 
@@ -114,20 +125,24 @@ impl Receipt {
         }
     }
 
+    /// What each party signs: the domain, then the encoded receipt.
     pub fn signing_bytes(&self) -> Vec<u8> {
         let mut out = RECEIPT_DOMAIN.to_vec();
         out.extend_from_slice(&codec::encode(self));
         out
     }
 
+    /// The receipt's id: the digest of its encoding.
     pub fn id(&self) -> ReceiptId {
         Digest::of(&codec::encode(self))
     }
 
+    /// Signs the receipt with `key`.
     pub fn sign(&self, key: &Keypair) -> Signature {
         key.sign(&self.signing_bytes())
     }
 
+    /// Whether it reports a provider failure.
     pub fn is_failure(&self) -> bool {
         matches!(self.outcome, Outcome::ProviderFailed(_))
     }
@@ -136,22 +151,33 @@ impl Receipt {
 /// A receipt with the signatures its outcome requires.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SignedReceipt {
+    /// The receipt.
     pub receipt: Receipt,
+    /// The client's signature, required for executed jobs.
     pub client_signature: Option<Signature>,
+    /// The provider's signature, required for executed jobs.
     pub provider_signature: Option<Signature>,
+    /// The orchestrator's signature, required for failures.
     pub orchestrator_signature: Option<Signature>,
 }
 
+/// Why a receipt does not count.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ReceiptError {
+    /// An executed job's receipt without the client's signature.
     #[error("receipt lacks the client's signature")]
     MissingClientSignature,
+    /// An executed job's receipt without the provider's signature.
     #[error("receipt lacks the provider's signature")]
     MissingProviderSignature,
+    /// A failure receipt without the orchestrator's signature.
     #[error("failure receipt lacks the orchestrator's signature")]
     MissingOrchestratorSignature,
+    /// A signature does not verify.
     #[error("a signature on the receipt does not verify")]
     BadSignature,
+    /// A failure receipt charges something.
     #[error("a failure receipt must not charge anything")]
     FailureWithPrice,
 }
@@ -190,6 +216,7 @@ impl SignedReceipt {
         Ok(self.receipt.id())
     }
 
+    /// The receipt's id.
     pub fn id(&self) -> ReceiptId {
         self.receipt.id()
     }
@@ -198,6 +225,7 @@ impl SignedReceipt {
 /// Verifies many receipts with ed25519 batch verification, which is several
 /// times faster than one at a time. When a batch fails, falls back to
 /// checking each receipt alone so one forgery does not sink its neighbours.
+#[must_use]
 pub fn verify_batch(receipts: &[SignedReceipt]) -> Vec<Result<ReceiptId, ReceiptError>> {
     let mut out: Vec<Result<ReceiptId, ReceiptError>> = Vec::with_capacity(receipts.len());
     let mut messages: Vec<Vec<u8>> = Vec::new();

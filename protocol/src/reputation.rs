@@ -14,12 +14,13 @@
 //! Computation walks nodes in id order, so every peer holding the same
 //! receipts computes bit-identical values.
 
-use crate::auction::REPUTATION_SCALE;
 use crate::identity::NodeId;
 use crate::job::ExitStatus;
 use crate::receipt::{Outcome, Receipt};
+use crate::vocabulary::REPUTATION_SCALE;
 use std::collections::HashMap;
 
+/// How trust is computed (EigenTrust).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrustConfig {
     /// Weight of the seed distribution `p` in each step (EigenTrust's `a`).
@@ -28,6 +29,7 @@ pub struct TrustConfig {
     pub pretrusted_share: f64,
     /// Stop when the L1 change of an iteration is below this.
     pub epsilon: f64,
+    /// Stop after this many iterations whatever the change.
     pub max_iterations: usize,
 }
 
@@ -59,6 +61,7 @@ pub struct TrustGraph {
 }
 
 impl TrustGraph {
+    /// An empty graph.
     pub fn new() -> Self {
         Self::default()
     }
@@ -106,15 +109,18 @@ impl TrustGraph {
         }
     }
 
+    /// How many receipts went in.
     pub fn receipts(&self) -> u64 {
         self.receipts
     }
 
+    /// How many nodes the receipts name.
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
 
     /// Global trust over the graph's nodes.
+    #[must_use]
     pub fn compute(&self, pretrusted: &[NodeId], config: &TrustConfig) -> Trust {
         let n = self.nodes.len();
         if n == 0 {
@@ -219,18 +225,22 @@ impl Trust {
         ((self.value(node) / self.max) * f64::from(REPUTATION_SCALE)).round() as u32
     }
 
+    /// The sum of every node's trust (1 after a computation).
     pub fn sum(&self) -> f64 {
         self.values.values().sum()
     }
 
+    /// How many nodes have a trust value.
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
+    /// Whether no node has a trust value.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
+    /// How many iterations the computation took.
     pub fn iterations(&self) -> usize {
         self.iterations
     }
@@ -248,9 +258,9 @@ mod tests {
     use super::*;
     use crate::digest::Digest;
     use crate::job::Usage;
-    use crate::pricing::Credits;
     use crate::receipt::FailureReason;
     use crate::time::Timestamp;
+    use crate::vocabulary::Credits;
 
     fn node(n: u8) -> NodeId {
         NodeId([n; 32])

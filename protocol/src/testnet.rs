@@ -10,13 +10,14 @@ use crate::advert::{AdapterInfo, CapabilityAdvert, Capacity, CpuInfo, MemoryInfo
 use crate::digest::JobId;
 use crate::envelope::Signed;
 use crate::identity::{Keypair, NodeId};
-use crate::job::{ExitStatus, JobSpec, Requirements, Usage};
+use crate::job::{ExitStatus, JobSpec, Usage};
 use crate::orchestrator::OrchestratorConfig;
 use crate::peer::{Peer, PeerConfig};
-use crate::pricing::{Credits, PriceTable};
+use crate::pricing::PriceTable;
 use crate::provider::{ExecutionReport, ProviderConfig};
 use crate::receipt::SignedReceipt;
 use crate::time::{MINUTE, Timestamp};
+use crate::vocabulary::{Credits, Requirements};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
@@ -25,8 +26,11 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 pub enum Executor {
     /// Finishes after `duration_ms` with this exit status and stdout.
     Runs {
+        /// How long the job runs, in milliseconds.
         duration_ms: u64,
+        /// How it ends.
         exit: ExitStatus,
+        /// What it writes to stdout.
         stdout: Vec<u8>,
     },
     /// Starts the job and never finishes it (a hung or crashed executor).
@@ -59,7 +63,9 @@ enum Delivery {
 /// The test network.
 #[derive(Debug)]
 pub struct TestNet {
+    /// The virtual clock.
     pub now: Timestamp,
+    /// How long every message takes, in milliseconds.
     pub latency_ms: u64,
     /// With a seed, delivers what is due at the same instant in an order
     /// drawn from it rather than the order it was sent. Real peers send
@@ -160,6 +166,7 @@ impl Default for TestNet {
 }
 
 impl TestNet {
+    /// An empty network at a fixed start time.
     pub fn new() -> Self {
         TestNet {
             now: Timestamp(1_700_000_000_000),
@@ -244,10 +251,12 @@ impl TestNet {
         id
     }
 
+    /// The peer with this id (panics if there is none: a test's mistake).
     pub fn peer(&self, id: &NodeId) -> &Peer {
         &self.peers[id]
     }
 
+    /// The peer with this id, to change (panics if there is none).
     pub fn peer_mut(&mut self, id: &NodeId) -> &mut Peer {
         self.peers
             .get_mut(id)
@@ -259,6 +268,7 @@ impl TestNet {
         self.outputs.insert(provider, files);
     }
 
+    /// Changes how a provider's executor behaves.
     pub fn set_executor(&mut self, provider: NodeId, executor: Executor) {
         self.executors.insert(provider, executor);
     }
@@ -282,6 +292,7 @@ impl TestNet {
         self.down.insert(id);
     }
 
+    /// Submits a job from `client` (panics if it is refused).
     pub fn submit(&mut self, client: NodeId, spec: JobSpec) -> JobId {
         let now = self.now;
         let id = self
@@ -292,6 +303,7 @@ impl TestNet {
         id
     }
 
+    /// The client cancels its job.
     pub fn cancel(&mut self, client: NodeId, job: &JobId) {
         let now = self.now;
         self.peer_mut(&client).cancel(now, job, "test cancel");
@@ -500,6 +512,7 @@ impl TestNet {
         true
     }
 
+    /// The receipts `id` stored, in id order.
     pub fn ledger(&self, id: &NodeId) -> Vec<&SignedReceipt> {
         self.ledgers
             .get(id)
@@ -507,10 +520,12 @@ impl TestNet {
             .unwrap_or_default()
     }
 
+    /// Whether `id` crashed or vanished.
     pub fn is_down(&self, id: &NodeId) -> bool {
         self.down.contains(id)
     }
 
+    /// Every peer's id.
     pub fn peer_ids(&self) -> Vec<NodeId> {
         self.peers.keys().copied().collect()
     }

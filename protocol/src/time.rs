@@ -12,12 +12,15 @@ use std::fmt;
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
+    /// The Unix epoch.
     pub const ZERO: Timestamp = Timestamp(0);
 
+    /// A time this many milliseconds after the epoch.
     pub const fn from_millis(ms: u64) -> Self {
         Timestamp(ms)
     }
 
+    /// Milliseconds since the epoch.
     pub const fn as_millis(self) -> u64 {
         self.0
     }
@@ -51,4 +54,5 @@ impl fmt::Display for Timestamp {
 
 /// Common durations in milliseconds, named so call sites read as prose.
 pub const SECOND: u64 = 1_000;
+/// A minute in milliseconds.
 pub const MINUTE: u64 = 60 * SECOND;

@@ -6,6 +6,7 @@ use crate::time::Timestamp;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+/// Deadlines keyed by what they are for, earliest first. Entries are not cancelled: the machines re-check their state when one fires.
 #[derive(Clone, Debug)]
 pub struct Timers<K: Ord> {
     heap: BinaryHeap<Reverse<(Timestamp, K)>>,
@@ -20,10 +21,13 @@ impl<K: Ord> Default for Timers<K> {
 }
 
 impl<K: Ord + Clone> Timers<K> {
+    /// Sets a deadline.
     pub fn set(&mut self, at: Timestamp, key: K) {
         self.heap.push(Reverse((at, key)));
     }
 
+    /// The earliest deadline.
+    #[must_use]
     pub fn next(&self) -> Option<Timestamp> {
         self.heap.peek().map(|Reverse((t, _))| *t)
     }
@@ -42,10 +46,12 @@ impl<K: Ord + Clone> Timers<K> {
         out
     }
 
+    /// How many deadlines are set.
     pub fn len(&self) -> usize {
         self.heap.len()
     }
 
+    /// Whether none is set.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

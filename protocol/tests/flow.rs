@@ -5,6 +5,8 @@
 use modchain_protocol::action::Event;
 use modchain_protocol::advert::{AdapterInfo, ModelInfo};
 use modchain_protocol::auction::AwardCheck;
+use modchain_protocol::client::ClientConfig;
+use modchain_protocol::election::ElectionConfig;
 use modchain_protocol::job::{ExitStatus, JobState};
 use modchain_protocol::orchestrator::OrchestratorConfig;
 use modchain_protocol::peer::PeerConfig;
@@ -639,4 +641,69 @@ fn a_provider_that_gains_a_model_advertises_it_within_a_second() {
     // A peer that provides nothing has no adapters to change.
     let now = w.net.now;
     assert!(!w.net.peer_mut(&w.client).set_adapters(now, adapters));
+}
+
+#[test]
+fn client_fails_over_at_once_when_the_orchestrator_says_it_is_not_elected() {
+    let mut net = TestNet::new();
+    let client = net.add_client(1);
+    // A candidate whose own view elects nobody: the client counts it among
+    // the elected (views of the candidates can differ), the peer does not,
+    // and refuses every job it is sent.
+    let doubter = net.add(
+        2,
+        PeerConfig {
+            advert: test_advert(),
+            orchestrator: Some(OrchestratorConfig::default()),
+            election: ElectionConfig {
+                orchestrators: 0,
+                ..ElectionConfig::default()
+            },
+            ..PeerConfig::default()
+        },
+    );
+    let other = net.add_orchestrator(3);
+    let p = net.add_provider(10, 100, Executor::default());
+    net.run_for(SECOND);
+    let now = net.now;
+    // A job for which the doubter ranks first.
+    let spec = (0..64)
+        .map(|nonce| test_job(now, nonce))
+        .find(|spec| {
+            let signed = net
+                .peer(&client)
+                .client()
+                .prepare(now, spec.clone())
+                .expect("valid");
+            let ranking = net
+                .peer(&client)
+                .election()
+                .clone()
+                .ranking(now, &signed.id());
+            ranking == [doubter, other]
+        })
+        .expect("some nonce ranks the doubter first");
+    let job = net.submit(client, spec);
+    assert!(net.run_until_cond(60 * SECOND, |n| {
+        n.peer(&client)
+            .job(&job)
+            .is_some_and(|j| j.receipt.is_some())
+    }));
+    let cj = net.peer(&client).job(&job).expect("job");
+    assert_eq!(cj.state, JobState::Completed);
+    assert_eq!(cj.orchestrator_id(), Some(other));
+    assert_eq!(cj.provider(), Some(p));
+    // At once: well before the client's silence timeout would have moved it.
+    let resubmitted_at = net
+        .events
+        .iter()
+        .find_map(|(at, who, e)| match e {
+            Event::Resubmitted {
+                job_id,
+                orchestrator,
+            } if *who == client && *job_id == job && *orchestrator == other => Some(*at),
+            _ => None,
+        })
+        .expect("the client resubmitted to the next orchestrator");
+    assert!(resubmitted_at.0 - now.0 < ClientConfig::default().silence_timeout_ms / 4);
 }

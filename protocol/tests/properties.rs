@@ -5,7 +5,7 @@ use modchain_protocol::advert_sync::{AdvertBundle, AdvertSync, KnownAdvert};
 use modchain_protocol::auction::{self, BidEntry, REPUTATION_SCALE, effective_price};
 use modchain_protocol::digest::Digest;
 use modchain_protocol::election;
-use modchain_protocol::envelope::{Envelope, Kind, Message, PROTOCOL_VERSION};
+use modchain_protocol::envelope::{CallForBids, Envelope, Kind, Message, PROTOCOL_VERSION};
 use modchain_protocol::identity::{Keypair, NodeId};
 use modchain_protocol::job::{ExitStatus, JobResult, Usage};
 use modchain_protocol::peer::{Peer, PeerConfig};
@@ -62,7 +62,7 @@ fn valid_messages() -> Vec<Vec<u8>> {
     let call = Envelope::seal(
         &key,
         NOW,
-        Message::CallForBids(auction::CallForBids {
+        Message::CallForBids(CallForBids {
             job: job.envelope().clone(),
             attempt: 0,
             bid_deadline: NOW.plus(1000),
