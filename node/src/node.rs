@@ -1283,6 +1283,9 @@ fn event_fields(event: &Event) -> (&'static str, Value) {
             "receipt_stored",
             json!({ "receipt_id": receipt_id.to_hex(), "job_id": job_id.to_hex() }),
         ),
+        // A kind of event this build does not know yet: named, not dropped,
+        // so an observer sees something happened.
+        other => ("event", json!({ "debug": format!("{other:?}") })),
     }
 }
 

@@ -97,12 +97,10 @@ pub enum Action {
 }
 
 /// What happened, in the network's words: the devnet prints these, the node
-/// logs and counts them, the simulator records them.
-//
-// Not yet #[non_exhaustive]: the node's JSON event stream (node/src/node.rs,
-// `event_fields`) matches every variant, and that file is being rewritten
-// elsewhere; the attribute and its wildcard arm go in together after that.
+/// logs and counts them, the simulator records them. New kinds of event may
+/// come: a driver that does not know one passes it by.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     // Orchestrator.
     /// Orchestrator: a client's job was accepted for auction.
