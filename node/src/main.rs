@@ -2,27 +2,22 @@
 //! messages for a person; the modules below return typed errors.
 
 mod api;
-mod api_client;
 mod benchmark;
 mod cli;
-mod commands;
 mod config;
-mod dashboard;
+mod control;
 mod datadir;
-mod devnet;
 mod executor;
 mod hardware;
 mod ledger;
-mod mcp;
 mod metrics;
 mod node;
-mod ollama_api;
 mod outputs;
 mod views;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cli::{Cli, Command, LogFormat, StartArgs};
+use cli::{Cli, Command, LogFormat, StartArgs, api_client, commands, devnet, mcp};
 use config::Config;
 use datadir::DataDir;
 use modchain_protocol::Keypair;

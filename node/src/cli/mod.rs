@@ -1,4 +1,14 @@
-//! The `modchain` command line.
+//! The `modchain` command line: its arguments (this file), the commands
+//! that talk to a running node through its local API ([`commands`],
+//! [`api_client`]), `devnet` and the MCP server, and the small parsing and
+//! formatting helpers they share ([`parse`], [`format`]).
+
+pub mod api_client;
+pub mod commands;
+pub mod devnet;
+mod format;
+pub mod mcp;
+mod parse;
 
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;

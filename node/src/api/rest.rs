@@ -1,22 +1,23 @@
-//! The local HTTP API on 127.0.0.1: health, stats, the network view, jobs,
-//! receipts, reputation, balances and the event stream. The running node
-//! answers through a channel; the API holds no state of its own but the
-//! token. At start it writes `api.url` and a fresh bearer token (`api.token`,
-//! mode 0600) to the data directory; mutating calls require
-//! `Authorization: Bearer <token>`. Every error is JSON: `{"error": "..."}`.
+//! Modchain's own REST API: health, stats, the network view, jobs,
+//! receipts, reputation, balances and the event stream, with the OpenAPI
+//! document generated from these handlers' annotations.
 
-use crate::datadir::{DataDir, DataDirError};
-use crate::node::{ApiQuery, LogFeed, Refusal};
+use super::edge::{ApiFail, ApiState, ask, authorize};
+use crate::control::{
+    ApiQuery, DEFAULT_CORES, DEFAULT_JOB_TIMEOUT_MS, DEFAULT_MAX_PRICE, DEFAULT_MEMORY_BYTES,
+    DEFAULT_START_WITHIN_MS, LogFeed,
+};
+
 use crate::views::{
     BalanceView, Cancelled, ErrorBody, JobDetail, JobResultView, JobSummary, ReceiptView,
     ReputationEntry, Submitted,
 };
+use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
 use libp2p::futures::stream;
 use modchain_protocol::advert::GpuVendor;
 use modchain_protocol::job::{JobSpec, Requirements, limits};
@@ -25,112 +26,16 @@ use modchain_protocol::{JobId, NodeId, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use thiserror::Error;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::broadcast;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-#[derive(Debug, Error)]
-pub enum ApiError {
-    #[error(
-        "cannot serve the API on {addr}: the port is in use; pick another with --api 127.0.0.1:PORT (0 for any free port) or `api` in config.toml"
-    )]
-    PortInUse { addr: SocketAddr },
-    #[error("cannot serve the API on {addr}: {cause}")]
-    Bind {
-        addr: SocketAddr,
-        cause: std::io::Error,
-    },
-    #[error("the operating system's random source failed: {0}")]
-    Randomness(String),
-    #[error(transparent)]
-    DataDir(#[from] DataDirError),
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct ApiState {
-    node: mpsc::Sender<ApiQuery>,
-    token: String,
-    /// The OpenAPI document, generated once from the routes below.
-    openapi: Arc<String>,
-}
-
-/// A bound API server, ready to run.
-#[derive(Debug)]
-pub struct Api {
-    listener: tokio::net::TcpListener,
-    router: Router,
-    pub url: String,
-}
-
-fn random_token() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| ApiError::Randomness(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-impl Api {
-    /// Binds `addr`, writes `api.url` and a new `api.token`.
-    pub async fn bind(
-        addr: SocketAddr,
-        data_dir: &DataDir,
-        node: mpsc::Sender<ApiQuery>,
-    ) -> Result<Self, ApiError> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|cause| {
-            if cause.kind() == std::io::ErrorKind::AddrInUse {
-                ApiError::PortInUse { addr }
-            } else {
-                ApiError::Bind { addr, cause }
-            }
-        })?;
-        let local = listener
-            .local_addr()
-            .map_err(|cause| ApiError::Bind { addr, cause })?;
-        let url = format!("http://{local}");
-        let token = random_token()?;
-        data_dir.write_file(&data_dir.api_token_path(), token.as_bytes(), true)?;
-        data_dir.write_file(
-            &data_dir.api_url_path(),
-            format!("{url}\n").as_bytes(),
-            false,
-        )?;
-        let (routes, doc) = api_routes().split_for_parts();
-        let openapi = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
-        let router: Router = routes
-            .merge(crate::dashboard::routes())
-            .merge(crate::ollama_api::routes())
-            .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed)
-            .with_state(ApiState {
-                node,
-                token,
-                openapi,
-            });
-        Ok(Api {
-            listener,
-            router,
-            url,
-        })
-    }
-
-    pub async fn serve(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-    }
-}
-
 /// The API's routes, each registered with its handler's `#[utoipa::path]`
 /// description, so the OpenAPI document is generated from the same list the
 /// server routes by.
-fn api_routes() -> OpenApiRouter<ApiState> {
+pub(super) fn api_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(stats))
@@ -186,22 +91,6 @@ async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-fn unavailable() -> ApiFail {
-    ApiFail(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the node is shutting down".into(),
-    )
-}
-
-pub(crate) async fn ask<T>(
-    state: &ApiState,
-    make: impl FnOnce(oneshot::Sender<T>) -> ApiQuery,
-) -> Result<T, ApiFail> {
-    let (tx, rx) = oneshot::channel();
-    state.node.send(make(tx)).await.map_err(|_| unavailable())?;
-    rx.await.map_err(|_| unavailable())
-}
-
 /// Node, network, job, receipt and ledger counters.
 #[utoipa::path(get, path = "/api/v1/stats", responses((status = 200, description = "counters", body = Object), (status = 503, description = "shutting down", body = ErrorBody)))]
 async fn stats(State(state): State<ApiState>) -> Result<Json<Value>, ApiFail> {
@@ -250,59 +139,6 @@ async fn providers(
 async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiFail> {
     let text = ask(&state, ApiQuery::Metrics).await?;
     Ok(modchain_bootstrap::metrics::exposition(&headers, text))
-}
-
-/// An error answer, as `{"error": "..."}` with its status.
-#[derive(Debug)]
-pub(crate) struct ApiFail(pub(crate) StatusCode, pub(crate) String);
-
-impl IntoResponse for ApiFail {
-    fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody { error: self.1 })).into_response()
-    }
-}
-
-pub(crate) fn refused(r: Refusal) -> ApiFail {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
-    ApiFail(status, r.error)
-}
-
-async fn method_not_allowed() -> ApiFail {
-    ApiFail(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "this endpoint does not take that method; see /api/v1/openapi.json".into(),
-    )
-}
-
-async fn not_found() -> ApiFail {
-    ApiFail(
-        StatusCode::NOT_FOUND,
-        "no such endpoint; see /api/v1/openapi.json for the API".into(),
-    )
-}
-
-/// Checks `Authorization: Bearer <token>` in constant time.
-pub(crate) fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiFail> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let ok = given.is_some_and(|g| {
-        g.len() == state.token.len()
-            && g.bytes()
-                .zip(state.token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiFail(
-            StatusCode::UNAUTHORIZED,
-            "this call needs `Authorization: Bearer <token>`; the token is in api.token in the node's data directory".into(),
-        ))
-    }
 }
 
 fn job_id(raw: &str) -> Result<JobId, ApiFail> {
@@ -363,13 +199,6 @@ pub struct RequirementsRequest {
     pub storage_bytes: Option<u64>,
     pub model: Option<String>,
 }
-
-pub const DEFAULT_MAX_PRICE: u64 = 10_000_000;
-/// How long a submitted job may run when its request does not say.
-pub const DEFAULT_JOB_TIMEOUT_MS: u64 = 60_000;
-pub const DEFAULT_CORES: u32 = 1;
-pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
-pub const DEFAULT_START_WITHIN_MS: u64 = 10 * 60_000;
 
 fn gpu_vendor(s: &str) -> Option<GpuVendor> {
     match s.to_ascii_lowercase().as_str() {
@@ -478,7 +307,7 @@ async fn submit_job(
         .map_err(|e| ApiFail(StatusCode::BAD_REQUEST, format!("invalid job: {e}")))?;
     let id = ask(&state, |reply| ApiQuery::Submit { spec, reply })
         .await?
-        .map_err(refused)?;
+        .map_err(ApiFail::from)?;
     Ok((
         StatusCode::CREATED,
         Json(Submitted {
@@ -537,7 +366,7 @@ async fn cancel_job(
     let id = job_id(&raw)?;
     ask(&state, |reply| ApiQuery::Cancel { id, reply })
         .await?
-        .map_err(refused)?;
+        .map_err(ApiFail::from)?;
     Ok(Json(Cancelled {
         job_id: id.to_hex(),
         state: "cancelled".into(),

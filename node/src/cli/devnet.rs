@@ -5,9 +5,9 @@
 //! award, run, result, receipts on every peer) as it happens. Then it stays up
 //! until Ctrl-C, and the children go down with it.
 
-use crate::api_client::Endpoint;
-use crate::cli::DevnetArgs;
-use crate::commands::{clock, credits, is_terminal_state};
+use super::DevnetArgs;
+use super::api_client::Endpoint;
+use super::format::{clock, credits, is_terminal_state, short};
 use crate::datadir::DataDir;
 use anyhow::{Context, Result, bail};
 use libp2p::Multiaddr;
@@ -734,10 +734,7 @@ async fn demo(args: &DevnetArgs, dir: &Path, exe: &Path, children: &mut Children
                 holding.insert(n.label.clone());
                 step(format!(
                     "receipt {} ({}) in {}'s ledger, {} ms after submit",
-                    r["receipt_id"]
-                        .as_str()
-                        .map(crate::commands::short)
-                        .unwrap_or_default(),
+                    r["receipt_id"].as_str().map(short).unwrap_or_default(),
                     r["outcome"].as_str().unwrap_or("?"),
                     n.label,
                     submitted.elapsed().as_millis()

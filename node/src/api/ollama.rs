@@ -9,8 +9,9 @@
 //! `images`, ...) are accepted and ignored. Submitting needs the bearer token,
 //! as every mutating call of this API does.
 
-use crate::api::{ApiFail, ApiState, SubmitRequest, ask, authorize};
-use crate::node::{ApiQuery, LogFeed};
+use super::edge::{ApiFail, ApiState, ask, authorize};
+use super::rest::{RequirementsRequest, SubmitRequest};
+use crate::control::{ApiQuery, LogFeed, NetworkModel};
 use crate::views::JobResultView;
 use axum::Json;
 use axum::body::Body;
@@ -29,13 +30,6 @@ use serde_json::{Map, Value, json};
 use std::convert::Infallible;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
-
-/// A model the network offers, with how many providers serve it.
-#[derive(Clone, Debug)]
-pub struct NetworkModel {
-    pub info: ModelInfo,
-    pub providers: usize,
-}
 
 /// The version `GET /api/version` reports: Ollama's API level we follow.
 const API_VERSION: &str = "0.6.0";
@@ -365,7 +359,7 @@ async fn run(
         adapter: "llm".into(),
         method: Some(method.into()),
         params,
-        requirements: crate::api::RequirementsRequest {
+        requirements: RequirementsRequest {
             model: Some(name.clone()),
             ..Default::default()
         },
@@ -379,7 +373,7 @@ async fn run(
         .map_err(|e| ApiFail(StatusCode::BAD_REQUEST, format!("invalid request: {e}")))?;
     let id = ask(&state, |reply| ApiQuery::Submit { spec, reply })
         .await?
-        .map_err(crate::api::refused)?;
+        .map_err(ApiFail::from)?;
     tracing::info!(job = %id.to_hex(), model = %model, "ollama-compatible request became a job");
     // The job's output so far (nothing yet) and the feed of what follows,
     // taken atomically by the node, so no token falls between the two.

@@ -1,20 +1,22 @@
 //! `modchain mcp`: the network as tools for an AI agent. Serves the Model
 //! Context Protocol over stdio (rmcp) and answers every tool call through the
 //! running node's local API, like the other CLI commands (see
-//! [`crate::api_client`]). It keeps no state of its own and finds the node
+//! [`super::api_client`]). It keeps no state of its own and finds the node
 //! afresh on every call, so it may be started before the node and outlives
 //! the node's restarts.
 //!
 //! stdout is the protocol channel: nothing but rmcp writes there; logs go to
 //! stderr (see `init_tracing` in main.rs).
 
-use crate::api::DEFAULT_JOB_TIMEOUT_MS;
-use crate::api_client::{ApiClientError, Endpoint};
-use crate::commands::{MICRO_PER_CREDIT, is_terminal_state, parse_size};
+use super::api_client::{ApiClientError, Endpoint};
+use super::format::is_terminal_state;
+use super::parse::parse_size;
+use crate::control::DEFAULT_JOB_TIMEOUT_MS;
 use crate::datadir::DataDir;
 use anyhow::Context;
 use modchain_protocol::NodeId;
 use modchain_protocol::advert::CapabilityAdvert;
+use modchain_protocol::vocabulary::MICROS_PER_CREDIT;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
@@ -345,7 +347,7 @@ fn micro_credits(credits: f64) -> Result<u64, String> {
             "max_price {credits}: expected a positive number of credits, like 0.5"
         ));
     }
-    Ok((credits * MICRO_PER_CREDIT as f64).round() as u64)
+    Ok((credits * MICROS_PER_CREDIT as f64).round() as u64)
 }
 
 /// The end of a long text, with a note saying what was left out.

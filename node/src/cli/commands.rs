@@ -1,9 +1,11 @@
 //! The client side of the CLI: `submit`, `jobs`, `job`, `logs`, `cancel`,
 //! `result`, `receipts`, `reputation`, `balance`. Each talks to the running
-//! node's local API (see [`crate::api_client`]); none touches the network itself.
+//! node's local API (see [`super::api_client`]); none touches the network itself.
 
-use crate::api_client::Endpoint;
-use crate::cli::{SubmitCommand, SubmitCommon, SubmitDockerArgs, SubmitWasmArgs};
+use super::api_client::Endpoint;
+use super::format::*;
+use super::parse::*;
+use super::{SubmitCommand, SubmitCommon, SubmitDockerArgs, SubmitWasmArgs};
 use crate::datadir::DataDir;
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
@@ -11,261 +13,15 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Micro-credits in one credit.
-pub const MICRO_PER_CREDIT: u64 = 1_000_000;
 /// How often `--wait` asks the node about the job.
 const POLL: Duration = Duration::from_millis(25);
-
-// ---------------------------------------------------------------- parsing
-
-/// `512m`, `2g`, `1.5GiB`, `4096` (bytes) → bytes. Units are binary.
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let unit = unit.trim();
-    let unit = unit
-        .strip_suffix("ib")
-        .or_else(|| unit.strip_suffix('b'))
-        .unwrap_or(unit);
-    let mult: u64 = match unit {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => bail!("size {s:?}: unknown unit (use k, m, g or t, e.g. 512m or 2g)"),
-    };
-    let bytes = parse_scaled(num, mult).with_context(|| format!("size {s:?}: not a number"))?;
-    if bytes == 0 {
-        bail!("size {s:?} is zero");
-    }
-    Ok(bytes)
-}
-
-/// `30s`, `5m`, `1h`, `250ms`, `90` (seconds) → duration.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let ms_per: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" | "sec" | "secs" => 1000,
-        "m" | "min" | "mins" => 60_000,
-        "h" | "hr" | "hrs" => 3_600_000,
-        _ => bail!("duration {s:?}: unknown unit (use ms, s, m or h, e.g. 30s or 5m)"),
-    };
-    let ms = parse_scaled(num, ms_per).with_context(|| format!("duration {s:?}: not a number"))?;
-    if ms == 0 {
-        bail!("duration {s:?} is zero");
-    }
-    Ok(Duration::from_millis(ms))
-}
-
-/// Credits as a decimal (`0.25`, `3`) → micro-credits, exactly.
-pub fn parse_credits(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-    if (whole.is_empty() && frac.is_empty())
-        || !whole.chars().all(|c| c.is_ascii_digit())
-        || !frac.chars().all(|c| c.is_ascii_digit())
-    {
-        bail!("price {s:?}: expected credits as a decimal number, like 0.5");
-    }
-    if frac.len() > 6 {
-        bail!("price {s:?}: at most six decimals (one micro-credit is 0.000001)");
-    }
-    let whole: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole
-            .parse()
-            .with_context(|| format!("price {s:?} is too large"))?
-    };
-    let frac_micro: u64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<6}").parse().unwrap_or(0)
-    };
-    whole
-        .checked_mul(MICRO_PER_CREDIT)
-        .and_then(|w| w.checked_add(frac_micro))
-        .with_context(|| format!("price {s:?} is too large"))
-}
-
-/// `1.5` × `mult` without floating point rounding surprises for integers.
-fn parse_scaled(num: &str, mult: u64) -> Result<u64> {
-    if num.is_empty() {
-        bail!("empty");
-    }
-    match num.split_once('.') {
-        None => num
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(mult))
-            .context("too large"),
-        Some(_) => {
-            let f: f64 = num.parse().context("not a number")?;
-            let v = f * mult as f64;
-            if !v.is_finite() || v >= u64::MAX as f64 {
-                bail!("too large");
-            }
-            Ok(v.round() as u64)
-        }
-    }
-}
-
-fn parse_env(pairs: &[String]) -> Result<Map<String, Value>> {
-    let mut env = Map::new();
-    for p in pairs {
-        let (k, v) = p
-            .split_once('=')
-            .with_context(|| format!("--env {p:?}: expected KEY=VALUE"))?;
-        if k.is_empty() {
-            bail!("--env {p:?}: the name is empty");
-        }
-        env.insert(k.to_string(), Value::String(v.to_string()));
-    }
-    Ok(env)
-}
-
-/// Standard base64 (with padding), for `.wasm` modules.
-pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-// ---------------------------------------------------------------- formatting
-
-/// Micro-credits as credits with six decimals.
-pub fn credits(v: &Value) -> String {
-    match v.as_u64() {
-        Some(m) => format!("{}.{:06}", m / MICRO_PER_CREDIT, m % MICRO_PER_CREDIT),
-        None if v.is_null() => "-".into(),
-        None => v.to_string(),
-    }
-}
-
-/// A value as table text: strings bare, null as `-`.
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Long ids shortened for tables (the full ones are in `--json`).
-pub fn short(s: &str) -> String {
-    if s.len() > 16 && s.is_ascii() {
-        format!("{}…{}", &s[..8], &s[s.len() - 4..])
-    } else {
-        s.to_string()
-    }
-}
-
-fn print_json(v: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
-/// An array of objects as a table over the given columns; anything else as JSON.
-fn print_table(v: &Value, columns: &[(&str, &str)], empty: &str) -> Result<()> {
-    let Some(rows) = v.as_array() else {
-        return print_json(v);
-    };
-    if rows.is_empty() {
-        println!("{empty}");
-        return Ok(());
-    }
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            columns
-                .iter()
-                .map(|(key, _)| {
-                    let c = &r[*key];
-                    if key.contains("price") || *key == "balance" {
-                        credits(c)
-                    } else if key.ends_with("_at_ms") {
-                        c.as_u64().map_or_else(|| cell(c), clock)
-                    } else {
-                        short(&cell(c))
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, (_, title))| {
-            cells
-                .iter()
-                .map(|r| r[i].chars().count())
-                .chain([title.chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |items: Vec<String>| {
-        items
-            .iter()
-            .zip(&widths)
-            .map(|(s, w)| format!("{s:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    println!(
-        "{}",
-        line(columns.iter().map(|(_, t)| t.to_string()).collect())
-    );
-    for r in cells {
-        println!("{}", line(r));
-    }
-    Ok(())
-}
-
-/// UTC wall-clock time of day, `HH:MM:SS.mmm`.
-pub fn clock(at_ms: u64) -> String {
-    let day_ms = at_ms % 86_400_000;
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        day_ms / 3_600_000,
-        day_ms / 60_000 % 60,
-        day_ms / 1000 % 60,
-        day_ms % 1000
-    )
-}
 
 // ---------------------------------------------------------------- submit
 
 /// `modchain submit llm`: through the node's Ollama-compatible endpoint, so
 /// the answer streams to the terminal token by token as the provider
 /// generates it. Returns the exit code (1 when the job failed).
-async fn submit_llm(data_dir: &DataDir, a: crate::cli::SubmitLlmArgs) -> Result<i32> {
+async fn submit_llm(data_dir: &DataDir, a: super::SubmitLlmArgs) -> Result<i32> {
     use std::io::Write as _;
     let mut options = serde_json::Map::new();
     if let Some(t) = a.temperature {
@@ -521,10 +277,6 @@ fn wasm_spec(a: SubmitWasmArgs) -> Result<(Value, SubmitCommon)> {
     body.insert("params".into(), Value::Object(params));
     common_requirements(&a.common, &mut body, req)?;
     Ok((Value::Object(body), a.common))
-}
-
-pub fn is_terminal_state(state: &str) -> bool {
-    matches!(state, "completed" | "failed" | "cancelled")
 }
 
 /// Progress lines on stderr: above a spinner on a terminal, plain otherwise.

@@ -1,0 +1,242 @@
+//! What the network layer reports (`DriverEvent`s), logged and counted
+//! here, once; provider lookups for the API completed from them.
+
+use super::*;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{PeerId, kad};
+use modchain_net::behaviour::NodeBehaviourEvent;
+use modchain_net::driver::{
+    ProvideUpdate, Publication, PublishOutcome, Retry, Sent, SyncAnswer, Verdict,
+};
+use modchain_net::{DirectOutcome, DriverEvent};
+use modchain_protocol::envelope::Message;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use tokio::sync::oneshot;
+
+/// A DHT provider lookup the API is waiting on.
+#[derive(Debug)]
+pub(super) struct ProviderLookup {
+    pub(super) key: String,
+    pub(super) reply: oneshot::Sender<Value>,
+    pub(super) found: BTreeSet<PeerId>,
+}
+
+/// A draw from [0, 1] for the bootstrap backoff's jitter, so peers that
+/// lost the same bootstrap peer do not all come back at the same instant
+/// (none when the OS has no randomness to give).
+pub(super) fn jitter() -> f64 {
+    let mut b = [0u8; 2];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.0;
+    }
+    f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
+}
+
+/// The warning for each bootstrap peer a failed dial leaves waiting.
+pub(super) fn log_retries(retries: &[Retry], error: &str) {
+    for r in retries {
+        tracing::warn!(
+            bootstrap = %r.peer,
+            attempt = r.attempt,
+            retry_in_ms = r.wait.as_millis() as u64,
+            error,
+            "bootstrap peer unreachable; retrying with backoff"
+        );
+    }
+}
+
+impl Node {
+    pub(super) fn note_publication(&mut self, p: Publication) {
+        match p.outcome {
+            PublishOutcome::Sent => {
+                self.gossip.published += 1;
+                self.gossip.published_bytes += p.len as u64;
+            }
+            PublishOutcome::Held => tracing::debug!(
+                topic = p.topic.name(),
+                "no subscriber yet; holding the message"
+            ),
+            PublishOutcome::Duplicate => {}
+            PublishOutcome::Failed(e) => {
+                tracing::warn!(topic = p.topic.name(), error = %e, "publish failed")
+            }
+        }
+    }
+
+    /// One swarm event: libp2p's own metrics record it, then the driver
+    /// translates it.
+    pub(super) fn handle_swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
+        self.metrics.record(&ev);
+        if let SwarmEvent::Behaviour(b) = &ev {
+            match b {
+                NodeBehaviourEvent::Identify(e) => self.metrics.record(e),
+                NodeBehaviourEvent::Kad(e) => self.metrics.record(e),
+                NodeBehaviourEvent::Ping(e) => self.metrics.record(e),
+                NodeBehaviourEvent::Gossipsub(e) => self.metrics.record(e),
+                _ => {}
+            }
+        }
+        self.net.handle_swarm_event(now(), ev);
+        self.drain_net_events();
+    }
+
+    /// What the network layer did: logged and counted here, nowhere else.
+    pub(super) fn drain_net_events(&mut self) {
+        while let Some(event) = self.net.poll_event() {
+            match event {
+                DriverEvent::Listening(address) => tracing::info!(%address, "listening"),
+                DriverEvent::BootstrapConnected(b) => {
+                    tracing::info!(bootstrap = %b, "connected to bootstrap peer")
+                }
+                DriverEvent::Joined(Ok(())) => {
+                    tracing::info!("joined: walking the DHT for other peers")
+                }
+                DriverEvent::Joined(Err(e)) => {
+                    tracing::debug!(error = %e, "kademlia bootstrap not started")
+                }
+                DriverEvent::Disconnected {
+                    peer,
+                    connections: 0,
+                    cause,
+                } => tracing::debug!(%peer, ?cause, "peer disconnected"),
+                DriverEvent::BootstrapLost(peer) => {
+                    tracing::warn!(%peer, "lost the bootstrap peer; will redial")
+                }
+                DriverEvent::BootstrapUnreachable { error, retries } => {
+                    log_retries(&retries, &error)
+                }
+                DriverEvent::DialFailed { peer, error } => {
+                    tracing::debug!(%peer, %error, "dial failed")
+                }
+                DriverEvent::Gossip { len, verdict, .. } => {
+                    self.gossip.received += 1;
+                    self.gossip.received_bytes += len as u64;
+                    if matches!(verdict, Verdict::Rejected(_) | Verdict::Misrouted(_)) {
+                        self.gossip.rejected += 1;
+                    }
+                    self.note_verdict(&verdict);
+                }
+                DriverEvent::Direct { from, outcome, .. } => {
+                    self.gossip.direct_received += 1;
+                    self.note_direct(from, outcome);
+                }
+                DriverEvent::DirectFailed { peer, error } => {
+                    self.gossip.direct_failed += 1;
+                    tracing::debug!(%peer, %error, "direct message not delivered");
+                }
+                DriverEvent::AdvertsAsked { to, listed } => {
+                    self.gossip.direct_sent += 1;
+                    tracing::debug!(%to, listed, "asked a peer for the adverts it holds");
+                }
+                DriverEvent::Published { publication, .. }
+                | DriverEvent::Republished(publication) => self.note_publication(publication),
+                DriverEvent::Sent {
+                    how: Sent::Request, ..
+                } => self.gossip.direct_sent += 1,
+                DriverEvent::Unaddressable { to, error } => {
+                    tracing::warn!(to = %to.short(), %error, "cannot address a direct message")
+                }
+                DriverEvent::Provided(ProvideUpdate::Changed { failed }) => {
+                    for (key, e) in failed {
+                        tracing::warn!(key, error = %e, "cannot provide capability key");
+                    }
+                    tracing::debug!(keys = ?self.net.provided().keys(), "providing capability keys");
+                }
+                DriverEvent::ProvidersFound {
+                    query,
+                    providers,
+                    done,
+                    error,
+                } => self.providers_found(query, providers, done, error),
+                DriverEvent::DhtWalked => tracing::debug!("kademlia bootstrap finished"),
+                _ => {}
+            }
+        }
+    }
+
+    /// A step of a provider lookup the API asked for: answered when it ends.
+    pub(super) fn providers_found(
+        &mut self,
+        query: kad::QueryId,
+        providers: Vec<PeerId>,
+        done: bool,
+        error: Option<String>,
+    ) {
+        if let Some(e) = error {
+            tracing::debug!(error = %e, "provider lookup ended early");
+        }
+        if let Some(l) = self.provider_lookups.get_mut(&query) {
+            l.found.extend(providers);
+        }
+        if done && let Some(l) = self.provider_lookups.remove(&query) {
+            let providers: Vec<String> = l.found.iter().map(|p| p.to_string()).collect();
+            let _ = l
+                .reply
+                .send(json!({ "key": l.key, "providers": providers }));
+        }
+    }
+
+    /// Logs a message dropped, and tells the events stream of an advert
+    /// that is news to us.
+    pub(super) fn note_verdict(&self, verdict: &Verdict) {
+        match verdict {
+            Verdict::Taken(Some(signed)) => {
+                if let Message::Advert(ad) = signed.message() {
+                    self.emit(
+                        "advert_received",
+                        json!({
+                            "from": signed.signer().to_hex(),
+                            "adapters": ad.adapters.iter().map(|a| a.name.clone()).collect::<Vec<_>>(),
+                            "free_cores": ad.free.cores,
+                            "orchestrator_candidate": ad.orchestrator_candidate,
+                        }),
+                    );
+                }
+            }
+            Verdict::Rejected(rejection) => {
+                tracing::warn!(reason = rejection.label(), %rejection, "rejected a message");
+            }
+            Verdict::Misrouted(kind) => {
+                tracing::warn!(%kind, "rejected a gossiped message of a direct-only kind");
+            }
+            Verdict::Taken(None) | Verdict::Stale => {}
+        }
+    }
+
+    /// What became of a direct message from `from`.
+    pub(super) fn note_direct(&mut self, from: PeerId, outcome: DirectOutcome) {
+        match outcome {
+            DirectOutcome::Message(verdict) => {
+                if matches!(verdict, Verdict::Rejected(_)) {
+                    tracing::debug!(%from, "rejected a direct message");
+                }
+                self.note_verdict(&verdict);
+            }
+            DirectOutcome::SyncAnswered {
+                answer: SyncAnswer::Sent { bundles, adverts },
+                known,
+            } => {
+                self.gossip.direct_sent += bundles;
+                tracing::debug!(%from, bundles, adverts, known, "sent a joining peer our adverts");
+            }
+            DirectOutcome::SyncAnswered {
+                answer: SyncAnswer::TooSoon,
+                ..
+            } => {
+                tracing::debug!(%from, "advert sync asked again too soon; not answered");
+            }
+            DirectOutcome::Bundle(taken) => {
+                for verdict in &taken.adverts {
+                    self.note_verdict(verdict);
+                }
+                tracing::debug!(
+                    %from,
+                    new = taken.kept().count(),
+                    dropped = taken.dropped(),
+                    "took an advert bundle"
+                );
+            }
+        }
+    }
+}
