@@ -87,7 +87,7 @@ impl BootstrapPeer {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(max))
-                    .with_max_established_per_peer(Some(4))
+                    .with_max_established_per_peer(Some(wire::CONNECTIONS_PER_PEER))
                     .with_max_pending_incoming(Some(max / 2 + 1)),
             ),
             identify: wire::identify(k, concat!("modchain-bootstrap/", env!("CARGO_PKG_VERSION"))),

@@ -14,7 +14,6 @@ use modchain_protocol::advert::{CapabilityAdvert, GpuVendor};
 use modchain_protocol::envelope::max_envelope_bytes;
 use std::collections::BTreeSet;
 use std::io;
-use std::time::Duration;
 
 /// How a node drives this behaviour and its `Peer`: the node and the
 /// simulator's libp2p engine both read these, so the engine keeps the
@@ -60,7 +59,7 @@ impl NodeBehaviour {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(max_connections))
-                    .with_max_established_per_peer(Some(4))
+                    .with_max_established_per_peer(Some(wire::CONNECTIONS_PER_PEER))
                     .with_max_pending_incoming(Some(max_connections / 4 + 1)),
             ),
             identify: wire::identify(key, concat!("modchain/", env!("CARGO_PKG_VERSION"))),
@@ -69,7 +68,8 @@ impl NodeBehaviour {
             gossipsub,
             messages: request_response::Behaviour::new(
                 [(MESSAGE_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(15)),
+                request_response::Config::default()
+                    .with_request_timeout(wire::DIRECT_REQUEST_TIMEOUT),
             ),
         }
     }

@@ -27,6 +27,13 @@ pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most connections a node holds at once unless its config says otherwise
 /// (`max_connections`); the simulator's peers hold the same.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
+/// A Kademlia query (a lookup, a provider search, the walk on joining)
+/// gives up after this long.
+pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A direct message not acknowledged within this long counts as not delivered.
+pub const DIRECT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Connections one peer may hold to us at once.
+pub const CONNECTIONS_PER_PEER: u32 = 4;
 /// Gossipsub's `mesh_n_low` (libp2p's default, stated here so that the
 /// simulator's "joined" threshold reads the same number): a peer with this
 /// many mesh peers on a topic is not short of any.
@@ -115,7 +122,7 @@ pub fn gossipsub(key: &identity::Keypair) -> Result<gossipsub::Behaviour, Networ
 pub fn kademlia(key: &identity::Keypair) -> kad::Behaviour<kad::store::MemoryStore> {
     let me = key.public().to_peer_id();
     let mut config = kad::Config::new(KAD_PROTOCOL);
-    config.set_query_timeout(Duration::from_secs(30));
+    config.set_query_timeout(KAD_QUERY_TIMEOUT);
     let mut k = kad::Behaviour::with_config(me, kad::store::MemoryStore::new(me), config);
     k.set_mode(Some(kad::Mode::Server));
     k

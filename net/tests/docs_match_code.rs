@@ -6,10 +6,9 @@
 //!
 //! Each table is found by its heading and read row by row (cells split on
 //! `|`); a failure names the section, the row, what the page says and what
-//! the code says. A few settings are literals inside a function rather than
-//! constants (the Kademlia query timeout, the request timeout, the connection
-//! limits per peer and pending): those are read from the source text, and
-//! the test says so when it cannot find them.
+//! the code says. One setting is a formula inside a function rather than a
+//! constant (the limit of pending incoming connections): it is read from the
+//! source text, and the test says so when it cannot find it.
 
 use libp2p::futures::executor::block_on;
 use libp2p::gossipsub;
@@ -199,7 +198,7 @@ fn grouped(n: u64) -> String {
     out
 }
 
-// ---- Reading the source, for settings that are no constants ------------------
+// ---- Reading the source, for a setting that is no constant ---------------------
 
 /// The text between `needle` and the next `)` in `src` (a file of this
 /// crate named `file`): the literal argument of a builder call.
@@ -215,12 +214,6 @@ fn argument_after(file: &str, src: &str, needle: &str) -> String {
         .find(')')
         .unwrap_or_else(|| panic!("{file}: no `)` after `{needle}`"));
     rest[..end].trim().to_string()
-}
-
-fn seconds_after(file: &str, src: &str, needle: &str) -> u64 {
-    let arg = argument_after(file, src, needle);
-    arg.parse()
-        .unwrap_or_else(|e| panic!("{file}: `{needle}{arg})` is no number of seconds: {e}"))
 }
 
 // ---- Expectations ------------------------------------------------------------
@@ -595,24 +588,9 @@ fn rejection_labels_match_the_code() {
 fn libp2p_settings_match_wire() {
     let heading = "### 7.2 The libp2p layer";
     let config = wire::gossipsub_config().expect("the gossipsub configuration builds");
-    let kad_timeout = seconds_after(
-        "net/src/wire.rs",
-        WIRE_RS,
-        "set_query_timeout(Duration::from_secs(",
-    );
-    let request_timeout = seconds_after(
-        "net/src/behaviour.rs",
-        BEHAVIOUR_RS,
-        "with_request_timeout(Duration::from_secs(",
-    );
-    let per_peer = argument_after(
-        "net/src/behaviour.rs",
-        BEHAVIOUR_RS,
-        "with_max_established_per_peer(Some(",
-    );
-    let per_peer: f64 = per_peer
-        .parse()
-        .unwrap_or_else(|e| panic!("the per-peer limit `{per_peer}` is no number: {e}"));
+    let kad_timeout = secs(wire::KAD_QUERY_TIMEOUT);
+    let request_timeout = secs(wire::DIRECT_REQUEST_TIMEOUT);
+    let per_peer = f64::from(wire::CONNECTIONS_PER_PEER);
     let pending = argument_after(
         "net/src/behaviour.rs",
         BEHAVIOUR_RS,
@@ -747,11 +725,7 @@ fn direct_messages_are_framed_and_acknowledged_as_documented() {
         );
     }
 
-    let timeout = seconds_after(
-        "net/src/behaviour.rs",
-        BEHAVIOUR_RS,
-        "with_request_timeout(Duration::from_secs(",
-    );
+    let timeout = secs(wire::DIRECT_REQUEST_TIMEOUT);
     let t = table(heading, "Step");
     let rows = rows_by_key(heading, &t);
     let row = rows
