@@ -461,7 +461,7 @@ impl Peer {
         self.client.cancel(now, job, reason)
     }
 
-    /// Installs the provider role's admission check (see [`crate::provider::Admission`]).
+    /// Installs the provider role's admission check (see [`Admission`](crate::Admission)).
     pub fn set_admission(&mut self, admission: Box<dyn crate::provider::Admission>) {
         if let Some(p) = self.provider.as_mut() {
             p.set_admission(admission);
