@@ -194,13 +194,10 @@ pub use reputation::{Trust, TrustConfig, TrustGraph};
 pub use vocabulary::{Credits, MICROS_PER_CREDIT};
 
 // The peer and its machines: what a driver holds, what it is asked to do,
-// and the three roles behind it. The orchestrator's `Context` is renamed at
-// the root, where a bare `Context` would not say whose it is.
+// and the three roles behind it.
 pub use action::{Action, Event, Execution, StopReason, Topic};
 pub use client::{Client, ClientConfig, ClientJob, SubmitError};
-pub use orchestrator::{
-    Context as OrchestratorContext, Orchestrator, OrchestratorConfig, ReputationTable,
-};
+pub use orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorContext, ReputationTable};
 pub use peer::{Peer, PeerConfig, PeerStats, REJOIN_ADVERT_DELAY_MS};
 pub use provider::{
     Admission, AdmissionRefusal, ExecutionReport, MAX_OUTPUT_NAME_BYTES, OUTPUT_RETENTION_MS,
