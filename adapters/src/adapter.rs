@@ -1,8 +1,6 @@
 //! The adapter trait and what an execution gets to work with.
 
-use modchain_protocol::JobId;
-use modchain_protocol::advert::{AdapterInfo, ModelInfo};
-use modchain_protocol::provider::ExecutionReport;
+use modchain_protocol::{AdapterInfo, ExecutionReport, JobId, ModelInfo};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -44,7 +42,7 @@ impl Default for Limits {
 
 /// Which output stream a chunk belongs to: the protocol's own type, so a
 /// line goes from the adapter to the wire without a translation.
-pub use modchain_protocol::job::LogStream;
+pub use modchain_protocol::LogStream;
 
 /// A chunk of a job's output as it is produced.
 #[derive(Clone, Debug, PartialEq, Eq)]

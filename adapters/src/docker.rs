@@ -21,8 +21,7 @@ use bollard::query_parameters::{
     LogsOptions, RemoveContainerOptions,
 };
 use futures_util::StreamExt;
-use modchain_protocol::job::{ExitStatus, Usage, limits};
-use modchain_protocol::provider::ExecutionReport;
+use modchain_protocol::{ExecutionReport, ExitStatus, Usage, limits};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};

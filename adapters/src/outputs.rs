@@ -1,7 +1,6 @@
 //! Collecting the files a job wrote to its output directory.
 
-use modchain_protocol::digest::Digest;
-use modchain_protocol::job::{OutputFile, limits};
+use modchain_protocol::{Digest, OutputFile, limits};
 use std::fs;
 use std::io;
 use std::path::Path;

@@ -14,9 +14,7 @@ use crate::adapter::{
 };
 use crate::outputs;
 use base64::Engine as _;
-use modchain_protocol::digest::Digest;
-use modchain_protocol::job::{ExitStatus, Usage, limits, tail_bytes};
-use modchain_protocol::provider::ExecutionReport;
+use modchain_protocol::{Digest, ExecutionReport, ExitStatus, Usage, limits, tail_bytes};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -4,9 +4,7 @@
 
 use modchain_adapters::docker::{DockerAdapter, DockerConfig, MANAGED_LABEL, NODE_LABEL};
 use modchain_adapters::{Adapter, AdapterError, ExecutionContext, Limits, LogSink};
-use modchain_protocol::digest::Digest;
-use modchain_protocol::job::ExitStatus;
-use modchain_protocol::provider::ExecutionReport;
+use modchain_protocol::{Digest, ExecutionReport, ExitStatus};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;

@@ -15,9 +15,7 @@ use modchain_adapters::llm::{
 };
 use modchain_adapters::testing::{LLM_TEST_MODEL as MODEL, llm_test_model as model_path};
 use modchain_adapters::{Adapter, AdapterError, ExecutionContext, Limits, LogSink, LogStream};
-use modchain_protocol::digest::Digest;
-use modchain_protocol::job::ExitStatus;
-use modchain_protocol::provider::ExecutionReport;
+use modchain_protocol::{Digest, ExecutionReport, ExitStatus};
 use serde_json::json;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};

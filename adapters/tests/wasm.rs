@@ -2,9 +2,7 @@
 
 use modchain_adapters::wasm::WasmAdapter;
 use modchain_adapters::{Adapter, AdapterError, ExecutionContext, Limits, LogSink};
-use modchain_protocol::digest::Digest;
-use modchain_protocol::job::ExitStatus;
-use modchain_protocol::provider::ExecutionReport;
+use modchain_protocol::{Digest, ExecutionReport, ExitStatus};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 

@@ -15,12 +15,9 @@ use modchain_bootstrap::{BootstrapConfig, BootstrapPeer};
 use modchain_net::behaviour::NodeBehaviour;
 use modchain_net::driver::{BootstrapPeers, Verdict};
 use modchain_net::{BootstrapAddr, DriverEvent, SwarmDriver, wire};
-use modchain_protocol::action::Topic;
-use modchain_protocol::advert_sync::AdvertSync;
-use modchain_protocol::envelope::{Envelope, Message};
-use modchain_protocol::identity::Keypair;
-use modchain_protocol::peer::{Peer, PeerConfig};
-use modchain_protocol::time::Timestamp;
+use modchain_protocol::{
+    AdvertSync, Envelope, Keypair, Message, Peer, PeerConfig, Timestamp, Topic,
+};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;

@@ -10,8 +10,7 @@ use crate::wire::{self, MESSAGE_PROTOCOL, NetworkError};
 use libp2p::futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{StreamProtocol, connection_limits, gossipsub, identify, kad, ping, request_response};
-use modchain_protocol::advert::{CapabilityAdvert, GpuVendor};
-use modchain_protocol::envelope::max_envelope_bytes;
+use modchain_protocol::{CapabilityAdvert, GpuVendor, max_envelope_bytes};
 use std::collections::BTreeSet;
 use std::io;
 
@@ -198,7 +197,7 @@ mod tests {
     use super::*;
     use libp2p::futures::executor::block_on;
     use libp2p::request_response::Codec;
-    use modchain_protocol::advert::{AdapterInfo, ContainerRuntime, GpuInfo, ModelInfo};
+    use modchain_protocol::{AdapterInfo, ContainerRuntime, GpuInfo, ModelInfo};
 
     #[test]
     fn capabilities_become_dht_keys() {

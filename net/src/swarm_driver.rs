@@ -31,12 +31,7 @@ use crate::wire;
 use libp2p::futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, request_response};
-use modchain_protocol::action::{Action, Topic};
-use modchain_protocol::digest::Digest;
-use modchain_protocol::envelope::{Kind, Signed};
-use modchain_protocol::identity::NodeId;
-use modchain_protocol::peer::Peer;
-use modchain_protocol::time::Timestamp;
+use modchain_protocol::{Action, Digest, Kind, NodeId, Peer, Signed, Timestamp, Topic};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use tokio::time::Instant;
 
@@ -640,7 +635,7 @@ impl SwarmDriver {
     /// A direct message from `from` into the peer: an advert sync is
     /// answered, each advert of a bundle taken as if gossiped.
     fn take_direct(&mut self, now: Timestamp, from: PeerId, bytes: &[u8]) {
-        let kind = modchain_protocol::envelope::Envelope::decode(bytes)
+        let kind = modchain_protocol::Envelope::decode(bytes)
             .ok()
             .map(|e| e.kind);
         let outcome =

@@ -9,8 +9,7 @@ use libp2p::gossipsub::{
 };
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{StreamProtocol, Swarm, SwarmBuilder, identity, kad, noise, tcp, yamux};
-use modchain_protocol::Topic;
-use modchain_protocol::envelope::max_envelope_bytes;
+use modchain_protocol::{Topic, max_envelope_bytes};
 use std::time::Duration;
 use thiserror::Error;
 

@@ -16,26 +16,15 @@ use libp2p::request_response::Codec;
 use modchain_net::behaviour::{EnvelopeCodec, capability_keys};
 use modchain_net::driver::{SYNC_ANSWER_INTERVAL, SYNC_PEERS_PER_JOIN, Verdict, screen_gossip};
 use modchain_net::wire;
-use modchain_protocol::advert::{
-    AdapterInfo, CapabilityAdvert, ContainerRuntime, GpuInfo, GpuVendor, MAX_ADVERT_ITEMS,
-    ModelInfo,
+use modchain_protocol::{
+    AdapterInfo, AdvertBundle, AdvertSync, Cancel, CapabilityAdvert, ContainerRuntime, Credits,
+    Digest, Envelope, FetchOutput, GpuInfo, GpuVendor, KNOWN_ADVERT_MAX_BYTES, Keypair, Kind,
+    LogChunk, LogStream, MAX_ADVERT_ITEMS, MAX_BUNDLE_ADVERTS, MAX_BUNDLE_BYTES, MAX_CLOCK_SKEW_MS,
+    MAX_DECODE_BYTES, MAX_DIRECT_MESSAGE_AGE_MS, MAX_OUTPUT_NAME_BYTES, MAX_SYNC_KNOWN, Message,
+    ModelInfo, Outcome, OutputChunk, PROTOCOL_VERSION, Peer, PeerConfig, REJOIN_ADVERT_DELAY_MS,
+    REPUTATION_SCALE, Receipt, Rejection, SignedReceipt, Timestamp, Topic, limits,
+    max_envelope_bytes,
 };
-use modchain_protocol::advert_sync::{
-    AdvertBundle, AdvertSync, KNOWN_ADVERT_MAX_BYTES, MAX_BUNDLE_ADVERTS, MAX_BUNDLE_BYTES,
-    MAX_SYNC_KNOWN,
-};
-use modchain_protocol::auction::REPUTATION_SCALE;
-use modchain_protocol::codec::MAX_DECODE_BYTES;
-use modchain_protocol::envelope::{
-    Envelope, Kind, MAX_CLOCK_SKEW_MS, MAX_DIRECT_MESSAGE_AGE_MS, Message, PROTOCOL_VERSION,
-    Rejection, max_envelope_bytes,
-};
-use modchain_protocol::job::{Cancel, FetchOutput, LogChunk, LogStream, OutputChunk, limits};
-use modchain_protocol::peer::{Peer, PeerConfig, REJOIN_ADVERT_DELAY_MS};
-use modchain_protocol::pricing::Credits;
-use modchain_protocol::provider::MAX_OUTPUT_NAME_BYTES;
-use modchain_protocol::receipt::{Outcome, Receipt, SignedReceipt};
-use modchain_protocol::{Digest, Keypair, Timestamp, Topic};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -369,7 +358,7 @@ fn kinds_table_lists_every_kind_with_its_wire_index_and_name() {
             )
         });
         // The index on the wire is bincode's variant index.
-        let wire = modchain_protocol::codec::encode(&kind);
+        let wire = modchain_protocol::encode(&kind);
         let index = u64::from(wire[0]);
         assert_eq!(wire.len(), 1, "kind indices above 250 need a new reading");
         check(
@@ -523,7 +512,7 @@ fn rejection_labels_match_the_code() {
             orchestrator: me,
             price: Credits(0),
             usage: Default::default(),
-            outcome: Outcome::Executed(modchain_protocol::job::ExitStatus::Exited(0)),
+            outcome: Outcome::Executed(modchain_protocol::ExitStatus::Exited(0)),
             result_digest: None,
             issued_at: NOW,
         },

@@ -16,7 +16,7 @@ mod support;
 use common::{TestNet, TestNode, test_image};
 use modchain_adapters::wasm::WasmAdapter;
 use modchain_adapters::{ExecutionContext, Limits, LogSink};
-use modchain_protocol::digest::Digest;
+use modchain_protocol::Digest;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

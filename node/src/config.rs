@@ -3,7 +3,7 @@
 
 use libp2p::Multiaddr;
 use modchain_net::BootstrapAddr;
-use modchain_protocol::pricing::{Credits, PriceTable};
+use modchain_protocol::{Credits, PriceTable};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

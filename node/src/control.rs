@@ -8,9 +8,7 @@ use crate::views::{
     BalanceView, JobDetail, JobResultView, JobSummary, ReceiptView, ReputationEntry,
 };
 use libp2p::PeerId;
-use modchain_protocol::advert::ModelInfo;
-use modchain_protocol::job::JobSpec;
-use modchain_protocol::{JobId, NodeId};
+use modchain_protocol::{JobId, JobSpec, ModelInfo, NodeId};
 use serde_json::Value;
 use thiserror::Error;
 use tokio::sync::{broadcast, oneshot};

@@ -3,13 +3,10 @@
 //! one's end back to the node's event loop.
 
 use modchain_adapters::{Adapter, AdapterError, ExecutionContext, Limits, LogLine, LogSink};
-use modchain_protocol::JobId;
-use modchain_protocol::action::Execution;
-use modchain_protocol::advert::AdapterInfo;
-use modchain_protocol::job::LogStream as ProtoStream;
-use modchain_protocol::job::{ExitStatus, limits};
-use modchain_protocol::provider::ExecutionReport;
-use modchain_protocol::time::Timestamp;
+use modchain_protocol::{
+    AdapterInfo, Execution, ExecutionReport, ExitStatus, JobId, LogStream as ProtoStream,
+    Timestamp, limits,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -36,7 +33,7 @@ pub struct Finished {
 pub enum ExecutorEvent {
     Output {
         job_id: JobId,
-        stream: modchain_protocol::job::LogStream,
+        stream: modchain_protocol::LogStream,
         data: Vec<u8>,
     },
     Finished(Finished),
@@ -306,9 +303,7 @@ fn rejected_error(e: &AdapterError) -> ExecutionReport {
 mod tests {
     use super::*;
     use modchain_adapters::wasm::WasmAdapter;
-    use modchain_protocol::digest::Digest;
-    use modchain_protocol::job::{JobSpec, Requirements};
-    use modchain_protocol::pricing::Credits;
+    use modchain_protocol::{Credits, Digest, JobSpec, Requirements};
 
     fn exec(adapter: &str, params: &str, timeout_ms: u64, now: Timestamp) -> Execution {
         Execution {

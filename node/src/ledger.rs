@@ -6,13 +6,10 @@
 //! node acknowledged survives a crash. Reputation and credit balances are
 //! derived from the stored receipts with the protocol crate's own functions.
 
-use modchain_protocol::codec;
-use modchain_protocol::credit::Balances;
-use modchain_protocol::digest::ReceiptId;
-use modchain_protocol::identity::NodeId;
-use modchain_protocol::pricing::Credits;
-use modchain_protocol::receipt::{ReceiptError, SignedReceipt};
-use modchain_protocol::reputation::{Trust, TrustConfig, TrustGraph};
+use modchain_protocol::{
+    Balances, Credits, NodeId, ReceiptError, ReceiptId, SignedReceipt, Trust, TrustConfig,
+    TrustGraph, decode, encode,
+};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -72,7 +69,7 @@ impl Ledger {
             return Ok(Appended::Duplicate);
         }
         let id = receipt.verify()?;
-        let value = codec::encode(receipt);
+        let value = encode(receipt);
         let inserted =
             self.receipts
                 .compare_and_swap(id.as_bytes(), None as Option<&[u8]>, Some(value))?;
@@ -95,7 +92,7 @@ impl Ledger {
         Ok(self
             .receipts
             .get(id.as_bytes())?
-            .and_then(|v| codec::decode(&v, MAX_STORED_RECEIPT_BYTES).ok()))
+            .and_then(|v| decode(&v, MAX_STORED_RECEIPT_BYTES).ok()))
     }
 
     pub fn len(&self) -> usize {
@@ -126,7 +123,7 @@ impl Ledger {
                 continue;
             };
             match self.receipts.get(id) {
-                Ok(Some(v)) => match codec::decode::<SignedReceipt>(&v, MAX_STORED_RECEIPT_BYTES) {
+                Ok(Some(v)) => match decode::<SignedReceipt>(&v, MAX_STORED_RECEIPT_BYTES) {
                     Ok(r) if r.verify().is_ok() => out.push(r),
                     _ => damaged += 1,
                 },
@@ -164,11 +161,7 @@ fn time_key(issued_at_ms: u64, id: &ReceiptId) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modchain_protocol::Keypair;
-    use modchain_protocol::digest::Digest;
-    use modchain_protocol::job::{ExitStatus, Usage};
-    use modchain_protocol::receipt::{Outcome, Receipt};
-    use modchain_protocol::time::Timestamp;
+    use modchain_protocol::{Digest, ExitStatus, Keypair, Outcome, Receipt, Timestamp, Usage};
 
     fn temp(name: &str) -> PathBuf {
         let dir =

@@ -20,8 +20,7 @@ use clap::Parser;
 use cli::{Cli, Command, LogFormat, StartArgs, api_client, commands, devnet, mcp};
 use config::Config;
 use datadir::DataDir;
-use modchain_protocol::Keypair;
-use modchain_protocol::identity::IdentityError;
+use modchain_protocol::{IdentityError, Keypair};
 use serde_json::json;
 use std::time::Duration;
 use tracing::Instrument;
@@ -349,7 +348,7 @@ async fn start(data_dir: &DataDir, args: StartArgs) -> Result<()> {
         data_dir: data_dir.root().to_path_buf(),
         provider: config.provider,
         docker: config.docker.clone(),
-        grant: modchain_protocol::pricing::Credits::ZERO,
+        grant: modchain_protocol::Credits::ZERO,
     };
     let mut node = node::Node::new(&key, options).await?;
     let addrs = node.wait_listening().await?;

@@ -12,9 +12,7 @@
 use libp2p::metrics::{Metrics as Libp2pMetrics, Recorder, Registry};
 #[cfg(test)]
 use modchain_net::metrics::to_prometheus_text;
-use modchain_protocol::JobId;
-use modchain_protocol::action::Event;
-use modchain_protocol::envelope::Rejection;
+use modchain_protocol::{Event, JobId, Rejection};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -458,9 +456,7 @@ fn sync(c: &Counter, total: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modchain_protocol::digest::Digest;
-    use modchain_protocol::job::ExitStatus;
-    use modchain_protocol::pricing::Credits;
+    use modchain_protocol::{Credits, Digest, ExitStatus};
 
     #[test]
     fn figures_appear_with_prometheus_names_and_units() {

@@ -8,9 +8,7 @@
 //! the provider, so only plain relative paths are accepted: no `..`, no root,
 //! no `.`.
 
-use modchain_protocol::JobId;
-use modchain_protocol::digest::Digest;
-use modchain_protocol::job::{OutputChunk, OutputFile};
+use modchain_protocol::{Digest, JobId, OutputChunk, OutputFile};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
@@ -97,7 +95,7 @@ impl Fetch {
 }
 
 /// The chunk size the client asks for (the protocol's maximum).
-const CHUNK: u64 = modchain_protocol::job::limits::MAX_OUTPUT_CHUNK_BYTES as u64;
+const CHUNK: u64 = modchain_protocol::limits::MAX_OUTPUT_CHUNK_BYTES as u64;
 
 /// The client side of results: the files stored per job, and the fetches in flight.
 #[derive(Debug)]

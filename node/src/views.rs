@@ -3,8 +3,7 @@
 //! document is generated from their `ToSchema` derives, so the document, the
 //! server and the CLI (which reads the same shapes) cannot disagree.
 
-use modchain_protocol::job::ExitStatus;
-use modchain_protocol::receipt::{Outcome, SignedReceipt};
+use modchain_protocol::{ExitStatus, Outcome, SignedReceipt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -11,7 +11,7 @@
 //! info, as prometheus-client writes them.
 
 use modchain_net::driver::Verdict;
-use modchain_protocol::envelope::{Kind, Rejection};
+use modchain_protocol::{Kind, Rejection};
 use std::collections::{BTreeMap, BTreeSet};
 
 const OPERATORS_MD: &str = include_str!("../../docs/operators.md");

@@ -4,17 +4,12 @@
 //! prints one line per figure. Everything runs on one thread, so "per second"
 //! means per core.
 
-use modchain_protocol::advert::CapabilityAdvert;
-use modchain_protocol::auction::{Award, Bid, BidEntry};
-use modchain_protocol::digest::Digest;
-use modchain_protocol::envelope::{CallForBids, Envelope, Message};
-use modchain_protocol::identity::{Keypair, NodeId};
-use modchain_protocol::job::{Cancel, ExitStatus, JobResult, JobState, JobStatus, Usage};
-use modchain_protocol::pricing::{Credits, Quote};
-use modchain_protocol::receipt::{Outcome, Receipt, SignedReceipt, verify_batch};
-use modchain_protocol::reputation::{TrustConfig, TrustGraph};
 use modchain_protocol::testnet::{test_advert, test_job};
-use modchain_protocol::time::Timestamp;
+use modchain_protocol::{
+    Award, Bid, BidEntry, CallForBids, Cancel, CapabilityAdvert, Credits, Digest, Envelope,
+    ExitStatus, JobResult, JobState, JobStatus, Keypair, Message, NodeId, Outcome, Quote, Receipt,
+    SignedReceipt, Timestamp, TrustConfig, TrustGraph, Usage, verify_batch,
+};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -113,7 +108,7 @@ fn sample_messages(key: &Keypair) -> Vec<(&'static str, Message)> {
                 winner: NodeId([0; 32]),
                 winning_bid: Digest([0; 32]),
                 quote: Quote::default(),
-                bids_digest: modchain_protocol::auction::bids_digest(&bids),
+                bids_digest: modchain_protocol::bids_digest(&bids),
                 bids,
                 execution_deadline: NOW.plus(40_000),
             }),
@@ -182,7 +177,7 @@ fn synthetic_receipt(i: u64, peers: u64) -> Receipt {
         price: Credits(1000),
         usage: Usage::default(),
         outcome: if i.is_multiple_of(17) {
-            Outcome::ProviderFailed(modchain_protocol::receipt::FailureReason::MissedDeadline)
+            Outcome::ProviderFailed(modchain_protocol::FailureReason::MissedDeadline)
         } else {
             Outcome::Executed(ExitStatus::Exited(0))
         },

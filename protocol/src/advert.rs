@@ -5,7 +5,7 @@ use crate::identity::NodeId;
 use crate::job::JobSpec;
 use crate::pricing::PriceTable;
 use crate::time::{MINUTE, Timestamp};
-pub use crate::vocabulary::GpuVendor;
+use crate::vocabulary::GpuVendor;
 use crate::vocabulary::Requirements;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -62,7 +62,7 @@ impl AdvertSync {
 }
 
 /// A batch of signed advert envelopes, each the encoded bytes of an
-/// [`Envelope`](crate::envelope::Envelope) of kind `advert` as it travelled.
+/// [`Envelope`](crate::Envelope) of kind `advert` as it travelled.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdvertBundle {
     /// At most [`MAX_BUNDLE_ADVERTS`]; their encoding at most [`MAX_BUNDLE_BYTES`].

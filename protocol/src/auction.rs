@@ -9,7 +9,7 @@ use crate::identity::NodeId;
 use crate::pricing::Quote;
 use crate::time::Timestamp;
 use crate::vocabulary::Credits;
-pub use crate::vocabulary::REPUTATION_SCALE;
+use crate::vocabulary::REPUTATION_SCALE;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

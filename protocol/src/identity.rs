@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-pub use libp2p_identity::PeerId;
+use libp2p_identity::PeerId;
 
 byte_newtype!(
     /// A node's ed25519 public key: its identity in every protocol message.

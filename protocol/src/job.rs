@@ -4,7 +4,7 @@ use crate::digest::{Digest, JobId};
 use crate::identity::Signature;
 use crate::time::Timestamp;
 use crate::vocabulary::Credits;
-pub use crate::vocabulary::Requirements;
+use crate::vocabulary::Requirements;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -284,7 +284,7 @@ pub struct JobResult {
     /// When it finished, by the provider's clock.
     pub finished_at: Timestamp,
     /// The provider's signature over the receipt this result settles
-    /// (see [`crate::receipt::Receipt::for_result`]); the client co-signs it.
+    /// (see [`Receipt::for_result`](crate::Receipt::for_result)); the client co-signs it.
     pub receipt_signature: Signature,
 }
 
@@ -387,7 +387,7 @@ pub fn tail_bytes(bytes: &[u8], max: usize) -> Vec<u8> {
 }
 
 /// Truncates free text to the protocol's bound on a char boundary.
-pub fn bounded_text(s: &str) -> String {
+pub(crate) fn bounded_text(s: &str) -> String {
     if s.len() <= limits::MAX_TEXT_BYTES {
         return s.to_string();
     }

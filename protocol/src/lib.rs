@@ -3,16 +3,15 @@
 //! The Modchain wire types and the job protocol as pure state machines.
 //!
 //! Nothing here opens a socket, reads a clock or spawns a task: the
-//! [`client::Client`], [`provider::Provider`] and
-//! [`orchestrator::Orchestrator`] (gathered in [`peer::Peer`]) take events
-//! and a `now`, and queue [`Action`]s for their driver. The node drives them
-//! from libp2p and tokio, the simulator from a seeded event queue, and
+//! [`Client`], [`Provider`] and [`Orchestrator`] (gathered in [`Peer`]) take
+//! events and a `now`, and queue [`Action`]s for their driver. The node drives
+//! them from libp2p and tokio, the simulator from a seeded event queue, and
 //! [`testnet::TestNet`] from a hand-cranked clock, so all three run the same
 //! rules.
 //!
 //! ## Driving a `Peer`
 //!
-//! A driver owns the clock, the network and the adapters; a [`peer::Peer`]
+//! A driver owns the clock, the network and the adapters; a [`Peer`]
 //! owns the rules. Three kinds of call pass between them, always in this
 //! order:
 //!
@@ -32,11 +31,10 @@
 //! puts libp2p and tokio where the queue and the jumps in time are):
 //!
 //! ```
-//! use modchain_protocol::orchestrator::OrchestratorConfig;
-//! use modchain_protocol::peer::{Peer, PeerConfig};
 //! use modchain_protocol::testnet::test_job;
-//! use modchain_protocol::time::SECOND;
-//! use modchain_protocol::{Action, JobState, Keypair, NodeId, Timestamp};
+//! use modchain_protocol::{
+//!     Action, JobState, Keypair, NodeId, OrchestratorConfig, Peer, PeerConfig, SECOND, Timestamp,
+//! };
 //! use std::collections::VecDeque;
 //!
 //! let client = Peer::new(Keypair::from_seed(1), PeerConfig::default());
@@ -103,48 +101,115 @@
 //! assert_eq!(peers[0].job(&job).map(|j| j.state), Some(JobState::Queued));
 //! ```
 //!
-//! [`poll_action`]: peer::Peer::poll_action
-//! [`poll_timeout`]: peer::Peer::poll_timeout
-//! [`handle_timeout`]: peer::Peer::handle_timeout
+//! [`poll_action`]: Peer::poll_action
+//! [`poll_timeout`]: Peer::poll_timeout
+//! [`handle_timeout`]: Peer::handle_timeout
 //!
-//! Map of the crate:
-//! - identity and bytes: [`identity`], [`digest`], [`codec`], [`envelope`]
-//! - the shared words: [`vocabulary`], [`time`]
-//! - what travels: [`advert`], [`advert_sync`], [`job`], [`auction`], [`receipt`], [`pricing`]
-//! - the machines: [`orchestrator`], [`provider`], [`client`], [`peer`]
-//! - network-wide views: [`election`], [`reputation`], [`credit`]
+//! Every item is named at the crate root (`modchain_protocol::Peer`,
+//! `modchain_protocol::CapabilityAdvert`); the modules are private. By domain:
+//! - identity and messages: [`Keypair`], [`NodeId`], [`Digest`], [`Envelope`],
+//!   [`Message`], [`Signed`], [`encode`]/[`decode`]
+//! - jobs: [`JobSpec`], [`JobState`], [`JobResult`], [`ExitStatus`], [`limits`]
+//! - adverts: [`CapabilityAdvert`], [`AdvertBook`], [`AdvertSync`], [`AdvertBundle`]
+//! - election and auction: [`Election`], [`Bid`], [`Award`], [`PriceTable`]
+//! - receipts, reputation and credit: [`SignedReceipt`], [`TrustGraph`],
+//!   [`Balances`], [`Credits`]
+//! - the peer and its machines: [`Peer`], [`Action`], [`Event`], [`Client`],
+//!   [`Provider`], [`Orchestrator`]
+//! - time: [`Timestamp`], [`SECOND`], [`MINUTE`]
+//! - testing: the [`testnet`] module
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub)]
+#![warn(missing_docs, unreachable_pub, unnameable_types)]
 
+// The modules are the file layout, not the interface: everything a driver,
+// an adapter or a simulator names is re-exported below, by its own name.
+mod action;
+mod advert;
+mod advert_sync;
+mod auction;
 mod bytes;
+mod client;
+mod codec;
+mod credit;
+mod digest;
+mod election;
+mod envelope;
+mod identity;
+mod job;
+mod orchestrator;
+mod peer;
+mod pricing;
+mod provider;
+mod receipt;
+mod reputation;
+mod time;
+mod timer;
+mod vocabulary;
 
-pub mod action;
-pub mod advert;
-pub mod advert_sync;
-pub mod auction;
-pub mod client;
-pub mod codec;
-pub mod credit;
-pub mod digest;
-pub mod election;
-pub mod envelope;
-pub mod identity;
-pub mod job;
-pub mod orchestrator;
-pub mod peer;
-pub mod pricing;
-pub mod provider;
-pub mod receipt;
-pub mod reputation;
+// Identity and messages: keys, ids, the signed envelope, its encoding and limits.
+pub use codec::{DecodeError, MAX_DECODE_BYTES, decode, encode};
+pub use digest::{BidId, Digest, JobId, ReceiptId};
+pub use envelope::{
+    CallForBids, Envelope, Kind, MAX_CLOCK_SKEW_MS, MAX_DIRECT_MESSAGE_AGE_MS, Message,
+    PROTOCOL_VERSION, Rejection, Signed, max_envelope_bytes,
+};
+pub use identity::{IdentityError, Keypair, NodeId, Signature};
+
+// Jobs: the spec, its lifecycle, results, logs and outputs; `limits` is the
+// namespace of the job messages' size bounds.
+pub use job::{
+    Cancel, ExitStatus, FetchOutput, JobResult, JobSpec, JobState, JobStatus, LogChunk, LogStream,
+    OutputChunk, OutputFile, Refusal, SpecError, Usage, limits, tail_bytes,
+};
+pub use vocabulary::Requirements;
+
+// Adverts: what a provider offers, matching it against a job, the advert
+// table, and the exchange that hands a joining peer the adverts it lacks.
+pub use advert::{
+    AdapterInfo, AdvertBook, AdvertRejection, CapabilityAdvert, Capacity, ContainerRuntime,
+    CpuInfo, GpuInfo, MAX_ADVERT_ITEMS, MAX_ADVERT_TTL_MS, MemoryInfo, ModelInfo, StorageInfo,
+    StorageKind, Unmet,
+};
+pub use advert_sync::{
+    AdvertBundle, AdvertSync, KNOWN_ADVERT_MAX_BYTES, KnownAdvert, MAX_BUNDLE_ADVERTS,
+    MAX_BUNDLE_BYTES, MAX_SYNC_KNOWN,
+};
+pub use vocabulary::GpuVendor;
+
+// Election and auction: who orchestrates, bids, prices and the winner rule.
+pub use auction::{
+    Award, AwardCheck, Bid, BidEntry, Decline, DeclineReason, bids_digest, effective_price,
+    select_winner,
+};
+pub use election::{Election, ElectionConfig, elect, epoch_at, rank_for_job};
+pub use pricing::{PriceTable, Quote};
+pub use vocabulary::REPUTATION_SCALE;
+
+// Receipts, reputation and credit: what a finished job leaves, and the
+// network-wide views computed from it.
+pub use credit::Balances;
+pub use receipt::{FailureReason, Outcome, Receipt, ReceiptError, SignedReceipt, verify_batch};
+pub use reputation::{Trust, TrustConfig, TrustGraph};
+pub use vocabulary::{Credits, MICROS_PER_CREDIT};
+
+// The peer and its machines: what a driver holds, what it is asked to do,
+// and the three roles behind it.
+pub use action::{Action, Event, Execution, StopReason, Topic};
+pub use client::{Client, ClientConfig, ClientJob, SubmitError};
+pub use orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorContext, ReputationTable};
+pub use peer::{Peer, PeerConfig, PeerStats, REJOIN_ADVERT_DELAY_MS};
+pub use provider::{
+    Admission, AdmissionRefusal, ExecutionReport, MAX_OUTPUT_NAME_BYTES, OUTPUT_RETENTION_MS,
+    Provider, ProviderConfig,
+};
+
+// Time: the protocol's only clock type and its units.
+pub use time::{MINUTE, SECOND, Timestamp};
+
+// Testing: `testnet` stays a public module rather than a set of root names.
+// It is a harness around the protocol (a virtual clock and an in-memory
+// network for this crate's tests, benches and examples), not part of it, and
+// its helpers (`TestNet`, `Executor`, `test_job`, …) read right only under
+// their module's name.
 pub mod testnet;
-pub mod time;
-pub mod timer;
-pub mod vocabulary;
-
-pub use action::{Action, Event, Topic};
-pub use digest::{Digest, JobId};
-pub use envelope::{Envelope, Kind, Message, Signed};
-pub use identity::{Keypair, NodeId};
-pub use job::JobState;
-pub use time::Timestamp;

@@ -1,8 +1,9 @@
 //! The orchestrator: queues jobs, runs their auctions, watches the winners,
 //! and re-auctions a job when its provider fails.
 //!
-//! Sans-IO: every call takes a [`Context`] (the time, the advert table and
-//! the reputations) and queues [`Action`]s, drained with `poll_action`.
+//! Sans-IO: every call takes an [`OrchestratorContext`] (the time, the advert
+//! table and the reputations) and queues [`Action`]s, drained with
+//! `poll_action`.
 //! `poll_timeout` says when `handle_timeout` must next be called.
 
 use crate::action::{Action, Event, Topic};
@@ -23,7 +24,7 @@ pub type ReputationTable = HashMap<NodeId, u32>;
 
 /// What the orchestrator reads but does not own.
 #[derive(Clone, Copy, Debug)]
-pub struct Context<'a> {
+pub struct OrchestratorContext<'a> {
     /// The driver's clock.
     pub now: Timestamp,
     /// The adverts this peer holds.
@@ -32,7 +33,7 @@ pub struct Context<'a> {
     pub reputation: &'a ReputationTable,
 }
 
-impl Context<'_> {
+impl OrchestratorContext<'_> {
     fn reputation_of(&self, node: &NodeId) -> u32 {
         self.reputation.get(node).copied().unwrap_or(0)
     }
@@ -189,7 +190,7 @@ impl Orchestrator {
     }
 
     /// A verified message addressed to this orchestrator.
-    pub fn handle_message(&mut self, ctx: &Context<'_>, msg: &Signed) {
+    pub fn handle_message(&mut self, ctx: &OrchestratorContext<'_>, msg: &Signed) {
         let from = msg.signer();
         match msg.message() {
             Message::Job(spec) => self.on_job(ctx, msg, spec.clone()),
@@ -204,7 +205,7 @@ impl Orchestrator {
     }
 
     /// The connection to `node` is gone: whatever it was running for us failed.
-    pub fn handle_peer_gone(&mut self, ctx: &Context<'_>, node: &NodeId) {
+    pub fn handle_peer_gone(&mut self, ctx: &OrchestratorContext<'_>, node: &NodeId) {
         let mut failed = Vec::new();
         let mut answered = Vec::new();
         for (id, job) in &self.jobs {
@@ -233,7 +234,7 @@ impl Orchestrator {
     }
 
     /// Timeout: closes bid windows, retries queued jobs, gives up on silent providers, as due by `ctx.now`.
-    pub fn handle_timeout(&mut self, ctx: &Context<'_>) {
+    pub fn handle_timeout(&mut self, ctx: &OrchestratorContext<'_>) {
         for key in self.timers.expired(ctx.now) {
             match key {
                 TimerKey::BidWindow(id, attempt) => {
@@ -286,7 +287,13 @@ impl Orchestrator {
 
     /// Tells the client where its job stands. Repeats are sent too: they are
     /// the client's sign that this orchestrator is alive.
-    fn status_to_client(&mut self, ctx: &Context<'_>, id: JobId, state: JobState, detail: String) {
+    fn status_to_client(
+        &mut self,
+        ctx: &OrchestratorContext<'_>,
+        id: JobId,
+        state: JobState,
+        detail: String,
+    ) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -308,7 +315,7 @@ impl Orchestrator {
         self.send(client, msg);
     }
 
-    fn end(&mut self, ctx: &Context<'_>, id: JobId, state: JobState, detail: String) {
+    fn end(&mut self, ctx: &OrchestratorContext<'_>, id: JobId, state: JobState, detail: String) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -333,7 +340,7 @@ impl Orchestrator {
         });
     }
 
-    fn on_job(&mut self, ctx: &Context<'_>, msg: &Signed, spec: JobSpec) {
+    fn on_job(&mut self, ctx: &OrchestratorContext<'_>, msg: &Signed, spec: JobSpec) {
         let id = msg.id();
         let client = msg.signer();
         if let Some(job) = self.jobs.get(&id) {
@@ -393,7 +400,7 @@ impl Orchestrator {
     }
 
     /// Opens auctions for ready jobs, highest priority first, while slots remain.
-    fn dispatch(&mut self, ctx: &Context<'_>) {
+    fn dispatch(&mut self, ctx: &OrchestratorContext<'_>) {
         while self.auctions_open < self.config.max_concurrent_auctions {
             let Some(first) = self.queue.pop_first() else {
                 break;
@@ -402,7 +409,7 @@ impl Orchestrator {
         }
     }
 
-    fn wait(&mut self, ctx: &Context<'_>, id: JobId, reason: String) {
+    fn wait(&mut self, ctx: &OrchestratorContext<'_>, id: JobId, reason: String) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -421,7 +428,7 @@ impl Orchestrator {
         self.status_to_client(ctx, id, JobState::Queued, reason);
     }
 
-    fn open_auction(&mut self, ctx: &Context<'_>, id: JobId) {
+    fn open_auction(&mut self, ctx: &OrchestratorContext<'_>, id: JobId) {
         let Some(job) = self.jobs.get(&id) else {
             return;
         };
@@ -502,7 +509,7 @@ impl Orchestrator {
         );
     }
 
-    fn on_bid(&mut self, ctx: &Context<'_>, from: NodeId, msg: &Signed, bid: &Bid) {
+    fn on_bid(&mut self, ctx: &OrchestratorContext<'_>, from: NodeId, msg: &Signed, bid: &Bid) {
         let enough = self.config.enough_bids;
         let Some(job) = self.jobs.get_mut(&bid.job_id) else {
             return;
@@ -550,7 +557,7 @@ impl Orchestrator {
         }
     }
 
-    fn on_decline(&mut self, ctx: &Context<'_>, from: NodeId, d: &Decline) {
+    fn on_decline(&mut self, ctx: &OrchestratorContext<'_>, from: NodeId, d: &Decline) {
         let Some(job) = self.jobs.get_mut(&d.job_id) else {
             return;
         };
@@ -581,7 +588,7 @@ impl Orchestrator {
         }
     }
 
-    fn close_auction(&mut self, ctx: &Context<'_>, id: JobId) {
+    fn close_auction(&mut self, ctx: &OrchestratorContext<'_>, id: JobId) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -681,7 +688,7 @@ impl Orchestrator {
         );
     }
 
-    fn watch(&mut self, ctx: &Context<'_>, id: JobId, attempt: u32) {
+    fn watch(&mut self, ctx: &OrchestratorContext<'_>, id: JobId, attempt: u32) {
         let Some(job) = self.jobs.get(&id) else {
             return;
         };
@@ -704,7 +711,7 @@ impl Orchestrator {
     }
 
     /// Publishes a failure receipt against the winner and re-auctions without it.
-    fn fail_provider(&mut self, ctx: &Context<'_>, id: JobId, reason: FailureReason) {
+    fn fail_provider(&mut self, ctx: &OrchestratorContext<'_>, id: JobId, reason: FailureReason) {
         let max_attempts = self.config.max_attempts;
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
@@ -762,7 +769,7 @@ impl Orchestrator {
         }
     }
 
-    fn on_status(&mut self, ctx: &Context<'_>, from: NodeId, s: &JobStatus) {
+    fn on_status(&mut self, ctx: &OrchestratorContext<'_>, from: NodeId, s: &JobStatus) {
         if let Some(job) = self.jobs.get_mut(&s.job_id)
             && job.attempt == s.attempt
             && let Phase::Awarded { award, last_heard } = &mut job.phase
@@ -772,7 +779,7 @@ impl Orchestrator {
         }
     }
 
-    fn on_result(&mut self, ctx: &Context<'_>, from: NodeId, r: &JobResult) {
+    fn on_result(&mut self, ctx: &OrchestratorContext<'_>, from: NodeId, r: &JobResult) {
         let done = self.jobs.get(&r.job_id).is_some_and(|job| {
             job.attempt == r.attempt
                 && matches!(&job.phase, Phase::Awarded { award, .. } if award.winner == from)
@@ -783,7 +790,7 @@ impl Orchestrator {
         }
     }
 
-    fn on_receipt(&mut self, ctx: &Context<'_>, r: &SignedReceipt) {
+    fn on_receipt(&mut self, ctx: &OrchestratorContext<'_>, r: &SignedReceipt) {
         if r.verify().is_err() || !matches!(r.receipt.outcome, Outcome::Executed(_)) {
             return;
         }
@@ -797,7 +804,7 @@ impl Orchestrator {
         }
     }
 
-    fn on_cancel(&mut self, ctx: &Context<'_>, from: NodeId, msg: &Signed, c: &Cancel) {
+    fn on_cancel(&mut self, ctx: &OrchestratorContext<'_>, from: NodeId, msg: &Signed, c: &Cancel) {
         let Some(job) = self.jobs.get(&c.job_id) else {
             return;
         };
@@ -821,7 +828,7 @@ impl Orchestrator {
         );
     }
 
-    fn start_by_passed(&mut self, ctx: &Context<'_>, id: JobId) {
+    fn start_by_passed(&mut self, ctx: &OrchestratorContext<'_>, id: JobId) {
         let Some(job) = self.jobs.get(&id) else {
             return;
         };

@@ -11,7 +11,7 @@ use crate::election::{Election, ElectionConfig};
 use crate::envelope::{Envelope, Kind, Message, Rejection, Signed};
 use crate::identity::{Keypair, NodeId};
 use crate::job::{JobSpec, JobState, JobStatus, Refusal};
-use crate::orchestrator::{Context, Orchestrator, OrchestratorConfig, ReputationTable};
+use crate::orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorContext, ReputationTable};
 use crate::provider::{ExecutionReport, Provider, ProviderConfig};
 use crate::time::{MINUTE, SECOND, Timestamp};
 use std::collections::{BTreeMap, VecDeque};
@@ -331,7 +331,7 @@ impl Peer {
                 let accept = self.orchestrator.is_some() && self.recently_elected(now);
                 if accept {
                     if let Some(o) = self.orchestrator.as_mut() {
-                        let ctx = Context {
+                        let ctx = OrchestratorContext {
                             now,
                             adverts: &self.adverts,
                             reputation: &ctx_rep,
@@ -369,7 +369,7 @@ impl Peer {
             }
             Message::Bid(_) | Message::Decline(_) => {
                 if let Some(o) = self.orchestrator.as_mut() {
-                    let ctx = Context {
+                    let ctx = OrchestratorContext {
                         now,
                         adverts: &self.adverts,
                         reputation: &ctx_rep,
@@ -386,7 +386,7 @@ impl Peer {
             Message::Status(_) | Message::Result(_) => {
                 self.client.handle_message(now, &msg);
                 if let Some(o) = self.orchestrator.as_mut() {
-                    let ctx = Context {
+                    let ctx = OrchestratorContext {
                         now,
                         adverts: &self.adverts,
                         reputation: &ctx_rep,
@@ -396,7 +396,7 @@ impl Peer {
             }
             Message::Cancel(_) => {
                 if let Some(o) = self.orchestrator.as_mut() {
-                    let ctx = Context {
+                    let ctx = OrchestratorContext {
                         now,
                         adverts: &self.adverts,
                         reputation: &ctx_rep,
@@ -423,7 +423,7 @@ impl Peer {
                     self.actions.push_back(Action::StoreReceipt(r.clone()));
                     self.client.handle_message(now, &msg);
                     if let Some(o) = self.orchestrator.as_mut() {
-                        let ctx = Context {
+                        let ctx = OrchestratorContext {
                             now,
                             adverts: &self.adverts,
                             reputation: &ctx_rep,
@@ -461,7 +461,7 @@ impl Peer {
         self.client.cancel(now, job, reason)
     }
 
-    /// Installs the provider role's admission check (see [`crate::provider::Admission`]).
+    /// Installs the provider role's admission check (see [`Admission`](crate::Admission)).
     pub fn set_admission(&mut self, admission: Box<dyn crate::provider::Admission>) {
         if let Some(p) = self.provider.as_mut() {
             p.set_admission(admission);
@@ -503,7 +503,7 @@ impl Peer {
     pub fn peer_gone(&mut self, now: Timestamp, node: &NodeId) {
         self.client.handle_peer_gone(now, node);
         if let Some(o) = self.orchestrator.as_mut() {
-            let ctx = Context {
+            let ctx = OrchestratorContext {
                 now,
                 adverts: &self.adverts,
                 reputation: &self.reputation,
@@ -544,7 +544,7 @@ impl Peer {
             p.handle_timeout(now);
         }
         if let Some(o) = self.orchestrator.as_mut() {
-            let ctx = Context {
+            let ctx = OrchestratorContext {
                 now,
                 adverts: &self.adverts,
                 reputation: &self.reputation,

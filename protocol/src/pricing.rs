@@ -8,7 +8,7 @@
 //! `max_price` bounds.
 
 use crate::time::SECOND;
-pub use crate::vocabulary::Credits;
+use crate::vocabulary::Credits;
 use crate::vocabulary::Requirements;
 use serde::{Deserialize, Serialize};
 

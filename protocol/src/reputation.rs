@@ -9,7 +9,7 @@
 //! bootstrap peers) with a uniform share for everyone in the graph, and rows
 //! with no outgoing trust spend their mass according to `p`. Trust values sum to 1.
 //!
-//! Only receipts that passed [`crate::receipt::SignedReceipt::verify`] may be
+//! Only receipts that passed [`SignedReceipt::verify`](crate::SignedReceipt::verify) may be
 //! added; a forged or half-signed receipt must never reach this module.
 //! Computation walks nodes in id order, so every peer holding the same
 //! receipts computes bit-identical values.

@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 
 /// Deadlines keyed by what they are for, earliest first. Entries are not cancelled: the machines re-check their state when one fires.
 #[derive(Clone, Debug)]
-pub struct Timers<K: Ord> {
+pub(crate) struct Timers<K: Ord> {
     heap: BinaryHeap<Reverse<(Timestamp, K)>>,
 }
 
@@ -22,18 +22,18 @@ impl<K: Ord> Default for Timers<K> {
 
 impl<K: Ord + Clone> Timers<K> {
     /// Sets a deadline.
-    pub fn set(&mut self, at: Timestamp, key: K) {
+    pub(crate) fn set(&mut self, at: Timestamp, key: K) {
         self.heap.push(Reverse((at, key)));
     }
 
     /// The earliest deadline.
     #[must_use]
-    pub fn next(&self) -> Option<Timestamp> {
+    pub(crate) fn next(&self) -> Option<Timestamp> {
         self.heap.peek().map(|Reverse((t, _))| *t)
     }
 
     /// Removes and returns every entry due at or before `now`.
-    pub fn expired(&mut self, now: Timestamp) -> Vec<K> {
+    pub(crate) fn expired(&mut self, now: Timestamp) -> Vec<K> {
         let mut out = Vec::new();
         while let Some(Reverse((t, _))) = self.heap.peek() {
             if *t > now {
@@ -44,15 +44,5 @@ impl<K: Ord + Clone> Timers<K> {
             }
         }
         out
-    }
-
-    /// How many deadlines are set.
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    /// Whether none is set.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
     }
 }

@@ -90,7 +90,7 @@ pub struct Requirements {
 }
 
 /// Reputation in the selection rule: parts per million of the best trust
-/// value among the bidders' peers (see [`crate::reputation`]).
+/// value among the bidders' peers (see [`Trust::reputation`](crate::Trust::reputation)).
 pub const REPUTATION_SCALE: u32 = 1_000_000;
 
 #[cfg(test)]

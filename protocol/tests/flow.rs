@@ -2,18 +2,11 @@
 //! one orchestrator and three providers, with the failures the protocol
 //! must survive.
 
-use modchain_protocol::action::Event;
-use modchain_protocol::advert::{AdapterInfo, ModelInfo};
-use modchain_protocol::auction::AwardCheck;
-use modchain_protocol::client::ClientConfig;
-use modchain_protocol::election::ElectionConfig;
-use modchain_protocol::job::{ExitStatus, JobState};
-use modchain_protocol::orchestrator::OrchestratorConfig;
-use modchain_protocol::peer::PeerConfig;
-use modchain_protocol::receipt::Outcome;
 use modchain_protocol::testnet::{Executor, TestNet, test_advert, test_job, test_provider};
-use modchain_protocol::time::SECOND;
-use modchain_protocol::{JobId, NodeId};
+use modchain_protocol::{
+    AdapterInfo, AwardCheck, ClientConfig, ElectionConfig, Event, ExitStatus, JobId, JobState,
+    ModelInfo, NodeId, OrchestratorConfig, Outcome, PeerConfig, SECOND,
+};
 
 struct World {
     net: TestNet,
@@ -265,7 +258,7 @@ fn job_over_every_price_waits_and_says_so() {
     let mut w = world();
     let now = w.net.now;
     let mut spec = test_job(now, 5);
-    spec.max_price = modchain_protocol::pricing::Credits(10);
+    spec.max_price = modchain_protocol::Credits(10);
     let job = w.net.submit(w.client, spec);
     w.net.run_for(3 * SECOND);
     let cj = w.net.peer(&w.client).job(&job).expect("job");
@@ -359,8 +352,7 @@ fn forged_messages_never_reach_the_state_machines() {
 
 #[test]
 fn output_streams_live_and_large_outputs_are_fetched_from_the_provider() {
-    use modchain_protocol::digest::Digest;
-    use modchain_protocol::job::{LogStream, OutputFile};
+    use modchain_protocol::{Digest, LogStream, OutputFile};
     let mut w = world();
     // Every provider's job writes a 5 MiB file: too large to travel inline.
     let big = OutputFile {
@@ -504,12 +496,12 @@ fn a_client_sees_its_job_move_only_forward_whatever_order_messages_arrive_in() {
 #[derive(Debug)]
 struct NoImage;
 
-impl modchain_protocol::provider::Admission for NoImage {
+impl modchain_protocol::Admission for NoImage {
     fn admit(
         &self,
-        _spec: &modchain_protocol::job::JobSpec,
-    ) -> Result<(), modchain_protocol::provider::AdmissionRefusal> {
-        Err(modchain_protocol::provider::AdmissionRefusal::Unsupported(
+        _spec: &modchain_protocol::JobSpec,
+    ) -> Result<(), modchain_protocol::AdmissionRefusal> {
+        Err(modchain_protocol::AdmissionRefusal::Unsupported(
             "image `x:1` is not present".into(),
         ))
     }

@@ -1,19 +1,13 @@
 //! Invariants, checked over generated inputs.
 
-use modchain_protocol::advert::CapabilityAdvert;
-use modchain_protocol::advert_sync::{AdvertBundle, AdvertSync, KnownAdvert};
-use modchain_protocol::auction::{self, BidEntry, REPUTATION_SCALE, effective_price};
-use modchain_protocol::digest::Digest;
-use modchain_protocol::election;
-use modchain_protocol::envelope::{CallForBids, Envelope, Kind, Message, PROTOCOL_VERSION};
-use modchain_protocol::identity::{Keypair, NodeId};
-use modchain_protocol::job::{ExitStatus, JobResult, Usage};
-use modchain_protocol::peer::{Peer, PeerConfig};
-use modchain_protocol::pricing::{Credits, Quote};
-use modchain_protocol::receipt::{FailureReason, Outcome, Receipt, SignedReceipt, verify_batch};
-use modchain_protocol::reputation::{TrustConfig, TrustGraph};
 use modchain_protocol::testnet::{Executor, TestNet, test_advert, test_job};
-use modchain_protocol::time::{SECOND, Timestamp};
+use modchain_protocol::{
+    AdvertBundle, AdvertSync, AwardCheck, Bid, BidEntry, CallForBids, CapabilityAdvert, Credits,
+    Digest, Envelope, ExitStatus, FailureReason, JobResult, Keypair, Kind, KnownAdvert, Message,
+    NodeId, Outcome, PROTOCOL_VERSION, Peer, PeerConfig, Quote, REPUTATION_SCALE, Receipt, SECOND,
+    SignedReceipt, Timestamp, TrustConfig, TrustGraph, Usage, effective_price, elect,
+    select_winner, verify_batch,
+};
 use proptest::prelude::*;
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
@@ -33,7 +27,7 @@ fn valid_messages() -> Vec<Vec<u8>> {
     let bid = Envelope::seal(
         &key,
         NOW,
-        Message::Bid(auction::Bid {
+        Message::Bid(Bid {
             job_id: job.id(),
             attempt: 0,
             quote: Quote {
@@ -200,14 +194,14 @@ proptest! {
             max_total: Credits(*price),
             reputation: *rep,
         }).collect();
-        let w = auction::select_winner(&entries).expect("non-empty");
+        let w = select_winner(&entries).expect("non-empty");
         let best = entries.iter().map(effective_price).min().expect("non-empty");
         prop_assert_eq!(effective_price(&entries[w]), best);
         let mut shuffled = entries.clone();
         let n = shuffled.len();
         shuffled.rotate_left((seed as usize) % n);
         shuffled.reverse();
-        let w2 = auction::select_winner(&shuffled).expect("non-empty");
+        let w2 = select_winner(&shuffled).expect("non-empty");
         prop_assert_eq!(&shuffled[w2].bid_id, &entries[w].bid_id);
     }
 
@@ -226,12 +220,12 @@ proptest! {
         let mut canonical = std::collections::BTreeMap::new();
         for (n, r) in &list { canonical.entry(*n).or_insert(*r); }
         let list: Vec<(NodeId, u32)> = list.iter().map(|(n, _)| (*n, canonical[n])).collect();
-        let a = election::elect(u64::from(epoch), &list, k);
+        let a = elect(u64::from(epoch), &list, k);
         let mut other = list.clone();
         let len = other.len();
         other.rotate_left(rot % len);
         other.reverse();
-        prop_assert_eq!(&a, &election::elect(u64::from(epoch), &other, k));
+        prop_assert_eq!(&a, &elect(u64::from(epoch), &other, k));
         prop_assert_eq!(a.len(), k.min(canonical.len()));
     }
 
@@ -349,7 +343,7 @@ proptest! {
         for id in &ids {
             let cj = net.peer(&client).job(id).expect("job");
             if let Some(a) = &cj.award {
-                prop_assert_eq!(a.check(), auction::AwardCheck::Valid);
+                prop_assert_eq!(a.check(), AwardCheck::Valid);
             }
             prop_assert!(cj.state.is_terminal(), "job still {:?} after 100 s: {}", cj.state, cj.detail);
         }

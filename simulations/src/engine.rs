@@ -26,16 +26,11 @@ use crate::network::{Network, NetworkParams};
 use crate::population::{self, Population};
 use crate::rng::{Purpose, Stream};
 use crate::scenario::{Behaviour, Fault, Scenario};
-use modchain_protocol::action::{Action, Execution, StopReason, Topic};
-use modchain_protocol::digest::{Digest, JobId};
-use modchain_protocol::envelope::{Envelope, Message, Signed};
-use modchain_protocol::identity::{Keypair, NodeId, Signature};
-use modchain_protocol::job::{ExitStatus, JobState, Usage};
-use modchain_protocol::orchestrator::ReputationTable;
-use modchain_protocol::peer::{Peer, PeerConfig};
-use modchain_protocol::pricing::Credits;
-use modchain_protocol::receipt::{Outcome, Receipt, SignedReceipt};
-use modchain_protocol::time::Timestamp;
+use modchain_protocol::{
+    Action, Credits, Digest, Envelope, Execution, ExitStatus, JobId, JobState, Keypair, Message,
+    NodeId, Outcome, Peer, PeerConfig, Receipt, ReputationTable, Signature, Signed, SignedReceipt,
+    StopReason, Timestamp, Topic, Usage,
+};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::rc::Rc;
@@ -678,7 +673,7 @@ impl Engine {
         if bytes > 0 {
             self.net.received[to as usize].add(bytes);
         }
-        if msg.kind() != modchain_protocol::envelope::Kind::Advert {
+        if msg.kind() != modchain_protocol::Kind::Advert {
             self.flush_adverts(to);
         }
         if let Some(peer) = self.slots[to as usize].peer.as_mut() {

@@ -1,7 +1,7 @@
 //! # modchain-sim
 //!
 //! The Modchain simulation harness. The model engine ([`engine`]) runs the
-//! protocol crate's own state machines ([`modchain_protocol::peer::Peer`])
+//! protocol crate's own state machines ([`modchain_protocol::Peer`])
 //! for thousands of peers on a discrete-event simulated network
 //! ([`network`]), in virtual time, deterministic from a seed. Scenarios are
 //! data ([`scenario`]); a run writes its figures with [`output`]. The libp2p

@@ -9,8 +9,7 @@ mod tally;
 pub use ledger::Ledger;
 pub use tally::{CandidateView, CommonSummary, Tally};
 
-use modchain_protocol::digest::JobId;
-use modchain_protocol::job::JobState;
+use modchain_protocol::{JobId, JobState};
 use serde::Serialize;
 use std::collections::BTreeMap;
 

@@ -7,19 +7,12 @@
 
 use crate::rng::{Purpose, Stream};
 use crate::scenario::{Behaviour, DurationDist, JobClass, PeerGroup, ProtocolSpec, Scenario};
-use modchain_protocol::advert::{
-    AdapterInfo, CapabilityAdvert, Capacity, CpuInfo, GpuInfo, GpuVendor, MemoryInfo, StorageInfo,
-    StorageKind,
+use modchain_protocol::{
+    AdapterInfo, CapabilityAdvert, Capacity, ClientConfig, CpuInfo, Credits, ElectionConfig,
+    ExecutionReport, ExitStatus, GpuInfo, GpuVendor, JobSpec, Keypair, MemoryInfo, NodeId,
+    OrchestratorConfig, PeerConfig, PriceTable, ProviderConfig, Requirements, StorageInfo,
+    StorageKind, Timestamp, Usage,
 };
-use modchain_protocol::client::ClientConfig;
-use modchain_protocol::election::ElectionConfig;
-use modchain_protocol::identity::{Keypair, NodeId};
-use modchain_protocol::job::{ExitStatus, JobSpec, Requirements, Usage};
-use modchain_protocol::orchestrator::OrchestratorConfig;
-use modchain_protocol::peer::PeerConfig;
-use modchain_protocol::pricing::{Credits, PriceTable};
-use modchain_protocol::provider::{ExecutionReport, ProviderConfig};
-use modchain_protocol::time::Timestamp;
 
 /// One peer of the scenario, before anything runs.
 #[derive(Clone, Debug)]

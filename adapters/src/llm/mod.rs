@@ -12,7 +12,7 @@
 //! of messages), `embed` and `list_models`. Generated text streams to the
 //! execution's log sink as standard output while it is produced; the final
 //! report carries the whole text as stdout, the completion token count in
-//! [`Usage::tokens`](modchain_protocol::job::Usage), and a `result.json`
+//! [`Usage::tokens`](modchain_protocol::Usage), and a `result.json`
 //! output file ([`Completion`]) with both token counts.
 
 pub mod embedded;
@@ -25,9 +25,7 @@ use crate::adapter::{
     unknown_method,
 };
 use crate::outputs;
-use modchain_protocol::advert::ModelInfo;
-use modchain_protocol::job::{ExitStatus, Usage, limits, tail_bytes};
-use modchain_protocol::provider::ExecutionReport;
+use modchain_protocol::{ExecutionReport, ExitStatus, ModelInfo, Usage, limits, tail_bytes};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

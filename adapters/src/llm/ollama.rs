@@ -19,7 +19,7 @@ use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use modchain_protocol::advert::ModelInfo;
+use modchain_protocol::ModelInfo;
 use serde::Deserialize;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

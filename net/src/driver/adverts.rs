@@ -14,12 +14,10 @@
 
 use crate::behaviour::EnvelopeCodec;
 use libp2p::{PeerId, request_response};
-use modchain_protocol::advert::{AdvertBook, CapabilityAdvert};
-use modchain_protocol::advert_sync::{AdvertBundle, AdvertSync, KnownAdvert, MAX_SYNC_KNOWN};
-use modchain_protocol::envelope::{Envelope, Message, Signed};
-use modchain_protocol::identity::NodeId;
-use modchain_protocol::peer::Peer;
-use modchain_protocol::time::Timestamp;
+use modchain_protocol::{
+    AdvertBook, AdvertBundle, AdvertSync, CapabilityAdvert, Envelope, KnownAdvert, MAX_SYNC_KNOWN,
+    Message, NodeId, Peer, Signed, Timestamp,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -277,7 +275,7 @@ pub fn answer_sync(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modchain_protocol::identity::Keypair;
+    use modchain_protocol::Keypair;
 
     fn advert(key: &Keypair, sequence: u64, now: Timestamp) -> (Signed, CapabilityAdvert) {
         let ad = CapabilityAdvert {

@@ -7,11 +7,9 @@ use super::adverts::AdvertEnvelopes;
 use crate::behaviour::EnvelopeCodec;
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::{PeerId, request_response};
-use modchain_protocol::advert_sync::AdvertSync;
-use modchain_protocol::envelope::{Envelope, Kind, Message, Rejection, Signed};
-use modchain_protocol::identity::{IdentityError, NodeId};
-use modchain_protocol::peer::Peer;
-use modchain_protocol::time::Timestamp;
+use modchain_protocol::{
+    AdvertSync, Envelope, IdentityError, Kind, Message, NodeId, Peer, Rejection, Signed, Timestamp,
+};
 
 /// What became of bytes from the network.
 #[derive(Debug)]
@@ -228,11 +226,9 @@ pub fn send_direct(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modchain_protocol::advert::CapabilityAdvert;
-    use modchain_protocol::advert_sync::{AdvertBundle, KnownAdvert};
-    use modchain_protocol::identity::Keypair;
-    use modchain_protocol::job::FetchOutput;
-    use modchain_protocol::peer::PeerConfig;
+    use modchain_protocol::{
+        AdvertBundle, CapabilityAdvert, FetchOutput, Keypair, KnownAdvert, PeerConfig,
+    };
     use proptest::prelude::*;
 
     const NOW: Timestamp = Timestamp(1_700_000_000_000);

@@ -79,7 +79,7 @@ pub fn walk_dht(kad: &mut Kad, provided: &ProvidedKeys) -> Result<kad::QueryId, 
 mod tests {
     use super::*;
     use crate::behaviour::capability_keys;
-    use modchain_protocol::advert::{CapabilityAdvert, ContainerRuntime};
+    use modchain_protocol::{CapabilityAdvert, ContainerRuntime};
 
     fn kad() -> Kad {
         let key = libp2p::identity::Keypair::generate_ed25519();

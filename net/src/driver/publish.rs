@@ -5,7 +5,7 @@
 use crate::behaviour::timings::MAX_PENDING_PUBLISH;
 use crate::wire;
 use libp2p::gossipsub::{self, PublishError};
-use modchain_protocol::action::Topic;
+use modchain_protocol::Topic;
 use std::collections::VecDeque;
 
 /// What became of one message handed to gossipsub.

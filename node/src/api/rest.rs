@@ -19,10 +19,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use libp2p::futures::stream;
-use modchain_protocol::advert::GpuVendor;
-use modchain_protocol::job::{JobSpec, Requirements, limits};
-use modchain_protocol::pricing::Credits;
-use modchain_protocol::{JobId, NodeId, Timestamp};
+use modchain_protocol::{
+    Credits, GpuVendor, JobId, JobSpec, NodeId, Requirements, Timestamp, limits,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;

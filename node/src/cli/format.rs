@@ -3,7 +3,7 @@
 //! and `mcp`.
 
 use anyhow::Result;
-use modchain_protocol::vocabulary::MICROS_PER_CREDIT;
+use modchain_protocol::MICROS_PER_CREDIT;
 use serde_json::Value;
 
 /// Micro-credits as credits with six decimals.

@@ -2,7 +2,7 @@
 //! environment pairs. Shared by the commands, `devnet` and `mcp`.
 
 use anyhow::{Context, Result, bail};
-use modchain_protocol::vocabulary::MICROS_PER_CREDIT;
+use modchain_protocol::MICROS_PER_CREDIT;
 use serde_json::{Map, Value};
 use std::time::Duration;
 

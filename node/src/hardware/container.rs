@@ -1,7 +1,7 @@
 //! The container runtime: whether Docker answers on its socket, its version,
 //! and whether an NVIDIA runtime is registered (GPU containers).
 
-use modchain_protocol::advert::ContainerRuntime;
+use modchain_protocol::ContainerRuntime;
 use std::collections::HashMap;
 use std::time::Duration;
 use thiserror::Error;

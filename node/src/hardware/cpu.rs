@@ -1,7 +1,7 @@
 //! The CPU: vendor, model, cores and threads from sysinfo; instruction-set
 //! features from `/proc/cpuinfo` (x86 `flags`, Arm `Features`).
 
-use modchain_protocol::advert::CpuInfo;
+use modchain_protocol::CpuInfo;
 
 /// The features jobs select on; everything else in `flags` is noise here.
 const INTERESTING: &[&str] = &[

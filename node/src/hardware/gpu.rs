@@ -2,7 +2,7 @@
 //! machine without it just has no NVIDIA GPUs) and AMD through `rocm-smi`'s
 //! JSON output.
 
-use modchain_protocol::advert::{GpuInfo, GpuVendor};
+use modchain_protocol::{GpuInfo, GpuVendor};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]

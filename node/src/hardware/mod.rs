@@ -7,7 +7,7 @@ pub mod cpu;
 pub mod gpu;
 pub mod storage;
 
-use modchain_protocol::advert::{
+use modchain_protocol::{
     CapabilityAdvert, ContainerRuntime, CpuInfo, GpuInfo, MemoryInfo, StorageInfo,
 };
 use serde::Serialize;

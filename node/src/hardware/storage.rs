@@ -2,7 +2,7 @@
 //! (NVMe, SSD or HDD) from the block device's name and
 //! `/sys/block/<dev>/queue/rotational`.
 
-use modchain_protocol::advert::{StorageInfo, StorageKind};
+use modchain_protocol::{StorageInfo, StorageKind};
 use std::path::Path;
 
 /// The whole-disk name for a partition's device name: `nvme0n1p2` →

@@ -9,13 +9,10 @@ use crate::ledger::Appended;
 use crate::outputs::ChunkOutcome;
 use crate::views::{ReceiptView, exit_text};
 use modchain_net::behaviour::timings::REPUTATION_DEBOUNCE;
-use modchain_protocol::action::Event;
-use modchain_protocol::digest::Digest;
-use modchain_protocol::envelope::{Envelope, Message};
-use modchain_protocol::job::{FetchOutput, OutputChunk, limits};
-use modchain_protocol::provider::OUTPUT_RETENTION_MS;
-use modchain_protocol::receipt::{Outcome, SignedReceipt};
-use modchain_protocol::{JobId, NodeId, Timestamp};
+use modchain_protocol::{
+    Digest, Envelope, Event, FetchOutput, JobId, Message, NodeId, OUTPUT_RETENTION_MS, Outcome,
+    OutputChunk, SignedReceipt, Timestamp, limits,
+};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -182,7 +179,7 @@ fn event_fields(event: &Event) -> (&'static str, Value) {
             "log_received",
             json!({
                 "job_id": job_id.to_hex(), "seq": seq,
-                "stream": match stream { modchain_protocol::job::LogStream::Stdout => "stdout", modchain_protocol::job::LogStream::Stderr => "stderr" },
+                "stream": match stream { modchain_protocol::LogStream::Stdout => "stdout", modchain_protocol::LogStream::Stderr => "stderr" },
                 "text": String::from_utf8_lossy(data),
             }),
         ),
@@ -461,8 +458,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modchain_protocol::job::{ExitStatus, JobState, Usage};
-    use modchain_protocol::receipt::{FailureReason, Receipt};
+    use modchain_protocol::{ExitStatus, FailureReason, JobState, Receipt, Usage};
 
     fn receipt(outcome: Outcome) -> SignedReceipt {
         let (c, p, o) = (

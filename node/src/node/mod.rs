@@ -34,15 +34,11 @@ use modchain_net::behaviour::timings::REPUTATION_INTERVAL;
 use modchain_net::behaviour::{NodeBehaviour, node_gossipsub};
 use modchain_net::driver::BootstrapPeers;
 use modchain_net::wire::{self, NetworkError};
-use modchain_protocol::action::Action;
-use modchain_protocol::advert::{CapabilityAdvert, Capacity};
-use modchain_protocol::digest::Digest;
-use modchain_protocol::orchestrator::{OrchestratorConfig, ReputationTable};
-use modchain_protocol::peer::{Peer, PeerConfig};
-use modchain_protocol::pricing::Credits;
-use modchain_protocol::provider::ProviderConfig;
-use modchain_protocol::reputation::{Trust, TrustConfig};
-use modchain_protocol::{JobId, Keypair, NodeId, Timestamp};
+use modchain_protocol::{
+    Action, CapabilityAdvert, Capacity, Credits, Digest, JobId, Keypair, NodeId,
+    OrchestratorConfig, Peer, PeerConfig, ProviderConfig, ReputationTable, Timestamp, Trust,
+    TrustConfig,
+};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;

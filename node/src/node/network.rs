@@ -9,7 +9,7 @@ use modchain_net::driver::{
     ProvideUpdate, Publication, PublishOutcome, Retry, Sent, SyncAnswer, Verdict,
 };
 use modchain_net::{DirectOutcome, DriverEvent};
-use modchain_protocol::envelope::Message;
+use modchain_protocol::Message;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use tokio::sync::oneshot;

@@ -11,9 +11,7 @@ use crate::views::{
     ReputationEntry, UsageView, exit_text,
 };
 use libp2p::{PeerId, kad};
-use modchain_protocol::client::ClientJob;
-use modchain_protocol::job::JobSpec;
-use modchain_protocol::{JobId, NodeId};
+use modchain_protocol::{ClientJob, JobId, JobSpec, NodeId};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -282,7 +280,7 @@ impl Node {
                 .map_err(|e| Refusal::Invalid(e.to_string()))?;
         }
         let id = self.net.peer_mut().submit(t, spec).map_err(|e| match e {
-            modchain_protocol::client::SubmitError::NoOrchestrator => {
+            modchain_protocol::SubmitError::NoOrchestrator => {
                 Refusal::NoOrchestrator(e.to_string())
             }
             other => Refusal::Invalid(other.to_string()),

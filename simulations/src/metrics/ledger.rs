@@ -3,11 +3,9 @@
 //! has no other ledger; on the libp2p engine every peer keeps its own and
 //! this one is the union of the receipts any of them stored.
 
-use modchain_protocol::credit::Balances;
-use modchain_protocol::digest::ReceiptId;
-use modchain_protocol::identity::NodeId;
-use modchain_protocol::receipt::{Outcome, SignedReceipt};
-use modchain_protocol::reputation::{Trust, TrustConfig, TrustGraph};
+use modchain_protocol::{
+    Balances, NodeId, Outcome, ReceiptId, SignedReceipt, Trust, TrustConfig, TrustGraph,
+};
 use std::collections::{BTreeMap, HashSet};
 
 /// Every receipt stored anywhere, each counted once.

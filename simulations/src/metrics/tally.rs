@@ -9,10 +9,7 @@ use super::{
     Counters, JobRecord, JobTable, ORCHESTRATOR_HEADER, OrchestratorLoad, OrchestratorRow,
     Percentiles, REPUTATION_HEADER, ReputationRow, TIME_HEADER, TimeRow, Traffic, round3,
 };
-use modchain_protocol::action::Event;
-use modchain_protocol::digest::JobId;
-use modchain_protocol::identity::NodeId;
-use modchain_protocol::job::JobState;
+use modchain_protocol::{Event, JobId, JobState, NodeId};
 use std::collections::{BTreeMap, HashMap};
 
 /// Counts since the last time-series sample.
@@ -386,8 +383,7 @@ fn csv_file(header: &str, rows: impl Iterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modchain_protocol::digest::Digest;
-    use modchain_protocol::identity::Keypair;
+    use modchain_protocol::{Digest, Keypair};
 
     fn state(job_id: JobId, state: JobState) -> Event {
         Event::StateChanged {

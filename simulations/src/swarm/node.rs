@@ -22,15 +22,10 @@ use modchain_net::behaviour::{NodeBehaviour, NodeBehaviourEvent};
 use modchain_net::driver::{BootstrapPeers, Sent, SyncAnswer};
 use modchain_net::wire::{self, NetworkError};
 use modchain_net::{DirectOutcome, DriverEvent, SwarmDriver};
-use modchain_protocol::action::{Action, StopReason, Topic};
-use modchain_protocol::digest::{JobId, ReceiptId};
-use modchain_protocol::envelope::{Kind, Message, Signed};
-use modchain_protocol::identity::{Keypair, NodeId};
-use modchain_protocol::job::{ExitStatus, JobState};
-use modchain_protocol::orchestrator::ReputationTable;
-use modchain_protocol::peer::{Peer, PeerConfig};
-use modchain_protocol::reputation::{TrustConfig, TrustGraph};
-use modchain_protocol::time::Timestamp;
+use modchain_protocol::{
+    Action, ExitStatus, JobId, JobState, Keypair, Kind, Message, NodeId, Peer, PeerConfig,
+    ReceiptId, ReputationTable, Signed, StopReason, Timestamp, Topic, TrustConfig, TrustGraph,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -4,9 +4,7 @@
 use super::link::LinkTable;
 use super::node::{LiveCounters, LiveNode, NodeSetup, NodeSummary};
 use super::{Command, Observation};
-use modchain_protocol::identity::Keypair;
-use modchain_protocol::peer::PeerConfig;
-use modchain_protocol::time::MINUTE;
+use modchain_protocol::{Keypair, MINUTE, PeerConfig};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
