@@ -2,7 +2,7 @@
 //! daemon answers; llm when it has models or an Ollama server), and the
 //! provider's bid-time check against them.
 
-use super::*;
+use super::state::*;
 use crate::config::{DockerSettings, LlmSettings};
 use libp2p::PeerId;
 use modchain_adapters::docker::{DockerAdapter, DockerConfig};

@@ -2,7 +2,7 @@
 //! outputs it serves, a client's live output, results and fetched files,
 //! receipts into the ledger, and the JSON event stream.
 
-use super::*;
+use super::state::*;
 use crate::control::LogFeed;
 use crate::executor::{ExecutorEvent, Finished};
 use crate::ledger::Appended;
@@ -458,6 +458,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use modchain_protocol::{Credits, Keypair};
     use modchain_protocol::{ExitStatus, FailureReason, JobState, Receipt, Usage};
 
     fn receipt(outcome: Outcome) -> SignedReceipt {

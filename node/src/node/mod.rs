@@ -4,7 +4,8 @@
 //!
 //! | Module | Holds |
 //! |---|---|
-//! | this file | `Node`, its construction and its run loop: what wakes it, and the drain of the peer's actions |
+//! | [`state`] | `Node`, its options and errors, the job state beside the protocol's machines, shared constants; imported by every other module here, importing none of them |
+//! | this file | the node's construction and its run loop: what wakes it, and the drain of the peer's actions |
 //! | [`network`] | what the network layer reports: logged and counted here, once |
 //! | [`queries`] | answers to the local API's queries (`control::ApiQuery`) |
 //! | [`jobs`] | jobs around the protocol's machines: executions, outputs, results, receipts into the ledger, the event stream |
@@ -14,143 +15,35 @@ mod adapters;
 mod jobs;
 mod network;
 mod queries;
+mod state;
+
+pub use state::{Node, NodeError, NodeOptions};
 
 use adapters::{AdapterAdmission, llm_adapter, local_adapters};
-use jobs::{event_job, hex_list, lossy};
-use network::{ProviderLookup, jitter};
+use jobs::{event_job, hex_list};
+use network::jitter;
+use state::*;
 
-use crate::config::{DockerSettings, LlmSettings};
-use crate::control::{ApiQuery, LogFeed};
+use crate::control::ApiQuery;
 use crate::executor::{Executor, ExecutorEvent};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::Ledger;
 use crate::metrics::NodeMetrics;
 use crate::outputs::ResultStore;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, kad};
-use modchain_adapters::AdapterError;
-use modchain_net::BootstrapAddr;
+use libp2p::{Multiaddr, PeerId};
 use modchain_net::SwarmDriver;
 use modchain_net::behaviour::timings::REPUTATION_INTERVAL;
 use modchain_net::behaviour::{NodeBehaviour, node_gossipsub};
 use modchain_net::driver::BootstrapPeers;
 use modchain_net::wire::{self, NetworkError};
 use modchain_protocol::{
-    Action, CapabilityAdvert, Capacity, Credits, Digest, JobId, Keypair, NodeId,
-    OrchestratorConfig, Peer, PeerConfig, ProviderConfig, ReputationTable, Timestamp, Trust,
-    TrustConfig,
+    Action, Capacity, JobId, Keypair, NodeId, OrchestratorConfig, Peer, PeerConfig, ProviderConfig,
+    ReputationTable, Trust, TrustConfig,
 };
 use serde_json::json;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
-
-/// What `modchain start` resolved from config and flags.
-#[derive(Clone, Debug)]
-pub struct NodeOptions {
-    pub listen: Vec<Multiaddr>,
-    pub bootstrap: Vec<BootstrapAddr>,
-    pub orchestrator: bool,
-    pub max_connections: u32,
-    pub advert: CapabilityAdvert,
-    pub advert_interval: Duration,
-    pub advert_ttl: Duration,
-    pub summary_interval: Duration,
-    /// The data directory: ledger, results, job work directories.
-    pub data_dir: PathBuf,
-    /// Sell capacity (the provider role).
-    pub provider: bool,
-    pub docker: DockerSettings,
-    pub llm: LlmSettings,
-    /// Credits every node starts with, in micro-credits (balances only).
-    pub grant: Credits,
-}
-
-#[derive(Debug, Error)]
-pub enum NodeError {
-    #[error(transparent)]
-    Network(#[from] NetworkError),
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-    #[error("the wasm adapter cannot start: {0}")]
-    Wasm(AdapterError),
-    #[error("cannot create {path}: {source}")]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// Live output kept per client job for the API, from the end.
-const JOB_LOG_BYTES: usize = 1 << 20;
-/// Events waiting for slow observers before they miss some.
-const EVENT_BUFFER: usize = 4096;
-/// How long running jobs get to stop at shutdown.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
-/// An output fetch with no answer for this long is asked again.
-const FETCH_QUIET: Duration = Duration::from_secs(10);
-/// How long the docker daemon gets to answer at start-up.
-const DOCKER_PING_TIMEOUT: Duration = Duration::from_secs(3);
-
-#[derive(Clone, Debug, Default)]
-struct GossipCounters {
-    published: u64,
-    published_bytes: u64,
-    received: u64,
-    received_bytes: u64,
-    rejected: u64,
-    direct_sent: u64,
-    direct_received: u64,
-    direct_failed: u64,
-}
-
-pub struct Node {
-    /// The swarm and the protocol peer, run one over the other.
-    net: SwarmDriver,
-    me: NodeId,
-    metrics: NodeMetrics,
-    started: Instant,
-    gossip: GossipCounters,
-    options: NodeOptions,
-    provider_lookups: HashMap<kad::QueryId, ProviderLookup>,
-    jobs: JobDriver,
-}
-
-/// Everything about jobs the node keeps beside the protocol's machines:
-/// the executor (provider), served outputs, stored results (client), the
-/// ledger, reputation, and the event feeds for observers.
-struct JobDriver {
-    executor: Executor,
-    executor_events: mpsc::UnboundedReceiver<ExecutorEvent>,
-    provider: bool,
-    /// Provider: output files of finished jobs by digest, until retention ends.
-    served: HashMap<JobId, (Instant, HashMap<Digest, PathBuf>)>,
-    results: ResultStore,
-    ledger: Ledger,
-    grant: Credits,
-    pretrusted: Vec<NodeId>,
-    trust: Trust,
-    reputation_due: Option<Instant>,
-    receipts_seen: u64,
-    receipts_new: u64,
-    receipts_failed: u64,
-    /// Client: live output received per job.
-    job_logs: HashMap<JobId, Vec<u8>>,
-    log_feed: broadcast::Sender<LogFeed>,
-    events: broadcast::Sender<String>,
-    elected: Vec<NodeId>,
-}
-
-impl std::fmt::Debug for Node {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("me", &self.me).finish()
-    }
-}
-
-fn now() -> Timestamp {
-    Timestamp::now_wall()
-}
 
 impl Node {
     /// Builds the swarm and starts listening (errors name the address),

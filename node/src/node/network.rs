@@ -1,7 +1,7 @@
 //! What the network layer reports (`DriverEvent`s), logged and counted
 //! here, once; provider lookups for the API completed from them.
 
-use super::*;
+use super::state::*;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, kad};
 use modchain_net::behaviour::NodeBehaviourEvent;
@@ -10,17 +10,7 @@ use modchain_net::driver::{
 };
 use modchain_net::{DirectOutcome, DriverEvent};
 use modchain_protocol::Message;
-use serde_json::{Value, json};
-use std::collections::BTreeSet;
-use tokio::sync::oneshot;
-
-/// A DHT provider lookup the API is waiting on.
-#[derive(Debug)]
-pub(super) struct ProviderLookup {
-    pub(super) key: String,
-    pub(super) reply: oneshot::Sender<Value>,
-    pub(super) found: BTreeSet<PeerId>,
-}
+use serde_json::json;
 
 /// A draw from [0, 1] for the bootstrap backoff's jitter, so peers that
 /// lost the same bootstrap peer do not all come back at the same instant

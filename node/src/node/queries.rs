@@ -3,7 +3,8 @@
 //! and balances. Refusals are typed (`control::Refusal`); the HTTP edge
 //! chooses their status.
 
-use super::*;
+use super::jobs::{hex_list, lossy};
+use super::state::*;
 use crate::control::{ApiQuery, LogView, Refusal};
 use crate::metrics::Snapshot;
 use crate::views::{

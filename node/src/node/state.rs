@@ -1,0 +1,139 @@
+//! What the node is made of: its options, its errors, the `Node` itself
+//! and the job state it keeps beside the protocol's machines, and the
+//! constants its parts share. Every other module of `node/` imports this
+//! one and nothing imports them back.
+
+use crate::config::{DockerSettings, LlmSettings};
+use crate::control::LogFeed;
+use crate::executor::{Executor, ExecutorEvent};
+use crate::ledger::{Ledger, LedgerError};
+use crate::metrics::NodeMetrics;
+use crate::outputs::ResultStore;
+use libp2p::{Multiaddr, PeerId, kad};
+use modchain_adapters::AdapterError;
+use modchain_net::BootstrapAddr;
+use modchain_net::SwarmDriver;
+use modchain_net::wire::NetworkError;
+use modchain_protocol::{CapabilityAdvert, Credits, Digest, JobId, NodeId, Timestamp, Trust};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::oneshot;
+use tokio::sync::{broadcast, mpsc};
+
+/// What `modchain start` resolved from config and flags.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<BootstrapAddr>,
+    pub orchestrator: bool,
+    pub max_connections: u32,
+    pub advert: CapabilityAdvert,
+    pub advert_interval: Duration,
+    pub advert_ttl: Duration,
+    pub summary_interval: Duration,
+    /// The data directory: ledger, results, job work directories.
+    pub data_dir: PathBuf,
+    /// Sell capacity (the provider role).
+    pub provider: bool,
+    pub docker: DockerSettings,
+    pub llm: LlmSettings,
+    /// Credits every node starts with, in micro-credits (balances only).
+    pub grant: Credits,
+}
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("the wasm adapter cannot start: {0}")]
+    Wasm(AdapterError),
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Live output kept per client job for the API, from the end.
+pub(super) const JOB_LOG_BYTES: usize = 1 << 20;
+/// Events waiting for slow observers before they miss some.
+pub(super) const EVENT_BUFFER: usize = 4096;
+/// How long running jobs get to stop at shutdown.
+pub(super) const SHUTDOWN_WAIT: Duration = Duration::from_secs(4);
+/// An output fetch with no answer for this long is asked again.
+pub(super) const FETCH_QUIET: Duration = Duration::from_secs(10);
+/// How long the docker daemon gets to answer at start-up.
+pub(super) const DOCKER_PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Debug, Default)]
+pub(super) struct GossipCounters {
+    pub(super) published: u64,
+    pub(super) published_bytes: u64,
+    pub(super) received: u64,
+    pub(super) received_bytes: u64,
+    pub(super) rejected: u64,
+    pub(super) direct_sent: u64,
+    pub(super) direct_received: u64,
+    pub(super) direct_failed: u64,
+}
+
+pub struct Node {
+    /// The swarm and the protocol peer, run one over the other.
+    pub(super) net: SwarmDriver,
+    pub(super) me: NodeId,
+    pub(super) metrics: NodeMetrics,
+    pub(super) started: Instant,
+    pub(super) gossip: GossipCounters,
+    pub(super) options: NodeOptions,
+    pub(super) provider_lookups: HashMap<kad::QueryId, ProviderLookup>,
+    pub(super) jobs: JobDriver,
+}
+
+/// Everything about jobs the node keeps beside the protocol's machines:
+/// the executor (provider), served outputs, stored results (client), the
+/// ledger, reputation, and the event feeds for observers.
+pub(super) struct JobDriver {
+    pub(super) executor: Executor,
+    pub(super) executor_events: mpsc::UnboundedReceiver<ExecutorEvent>,
+    pub(super) provider: bool,
+    /// Provider: output files of finished jobs by digest, until retention ends.
+    pub(super) served: HashMap<JobId, (Instant, HashMap<Digest, PathBuf>)>,
+    pub(super) results: ResultStore,
+    pub(super) ledger: Ledger,
+    pub(super) grant: Credits,
+    pub(super) pretrusted: Vec<NodeId>,
+    pub(super) trust: Trust,
+    pub(super) reputation_due: Option<Instant>,
+    pub(super) receipts_seen: u64,
+    pub(super) receipts_new: u64,
+    pub(super) receipts_failed: u64,
+    /// Client: live output received per job.
+    pub(super) job_logs: HashMap<JobId, Vec<u8>>,
+    pub(super) log_feed: broadcast::Sender<LogFeed>,
+    pub(super) events: broadcast::Sender<String>,
+    pub(super) elected: Vec<NodeId>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("me", &self.me).finish()
+    }
+}
+
+pub(super) fn now() -> Timestamp {
+    Timestamp::now_wall()
+}
+
+/// A DHT provider lookup the API is waiting on.
+#[derive(Debug)]
+pub(super) struct ProviderLookup {
+    pub(super) key: String,
+    pub(super) reply: oneshot::Sender<Value>,
+    pub(super) found: BTreeSet<PeerId>,
+}
