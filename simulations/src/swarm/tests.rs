@@ -8,6 +8,7 @@ use modchain_protocol::identity::Keypair;
 use modchain_protocol::peer::PeerConfig;
 use modchain_protocol::time::MINUTE;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -163,6 +164,7 @@ fn a_newcomer_is_handed_every_advert_by_at_most_two_peers() {
         .await;
 
         // The newcomer starts (as a node does, before it dials) and joins.
+        let shared_before = counters.adverts_shared.load(Ordering::Relaxed);
         send(newcomer, Command::Start { at: Instant::now() });
         send(newcomer, Command::Join { bootstrap });
         until(
@@ -171,8 +173,22 @@ fn a_newcomer_is_handed_every_advert_by_at_most_two_peers() {
             |o| matches!(o, Observation::DhtSettled { peer } if peer as usize == newcomer),
         )
         .await;
-        // Room for the adverts handed over after the join.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The adverts are handed over after the join, in bundles, and no
+        // observation reports a bundle taken: wait until the established
+        // peers have sent the newcomer all of theirs (the shared counters
+        // are the one thing the machines show while they run).
+        let deadline = Instant::now() + STEP;
+        loop {
+            let shared = counters.adverts_shared.load(Ordering::Relaxed) - shared_before;
+            if shared >= ESTABLISHED as u64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after {STEP:?} the newcomer was handed {shared} of the {ESTABLISHED} adverts"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         for i in 0..n {
             send(i, Command::Stop);
