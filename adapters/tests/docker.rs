@@ -2,7 +2,9 @@
 //! built locally from Debian's busybox-static (nothing is pulled); `.ci/run`
 //! installs docker.io and busybox-static and starts dockerd.
 
-use modchain_adapters::docker::{DockerAdapter, DockerConfig, MANAGED_LABEL, NODE_LABEL};
+use modchain_adapters::docker::{
+    DockerAdapter, DockerConfig, JOB_LABEL, MANAGED_LABEL, NODE_LABEL,
+};
 use modchain_adapters::{Adapter, AdapterError, ExecutionContext, Limits, LogSink};
 use modchain_protocol::{Digest, ExecutionReport, ExitStatus};
 use std::path::PathBuf;
@@ -161,18 +163,94 @@ async fn a_job_past_its_timeout_is_stopped() {
     assert!(r.usage.wall_ms < 10_000);
 }
 
+/// Ids of the job's containers that are running now.
+fn running_containers_of(job: &Digest) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label={JOB_LABEL}={}", job.to_hex()),
+            "--filter",
+            "status=running",
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Removes the job's containers when dropped. A test that fails while the
+/// adapter still runs the job drops the adapter's task with its runtime, and
+/// the adapter never gets to remove the container itself.
+struct RemoveContainersOf(Digest);
+
+impl Drop for RemoveContainersOf {
+    fn drop(&mut self) {
+        let label = format!("label={JOB_LABEL}={}", self.0.to_hex());
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for id in ids.lines() {
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+        }
+    }
+}
+
 #[tokio::test]
 async fn cancel_stops_the_container() {
-    let a = adapter();
-    let c = ctx("cancel", Limits::default(), Duration::from_secs(60));
+    let a = adapter_for("cancel");
+    let (sink, mut logs) = LogSink::new();
+    let mut c = ctx("cancel", Limits::default(), Duration::from_secs(600));
+    c.logs = sink;
+    let job = c.job_id;
+    let _cleanup = RemoveContainersOf(job);
     let token = c.cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        token.cancel();
+    // The job would run for ten minutes: only the cancel can end it within
+    // the ceilings below.
+    let params = serde_json::json!({
+        "image": test_image(),
+        "cmd": ["sh", "-c", "echo started; exec sleep 600"],
     });
-    let params = serde_json::json!({"image": test_image(), "cmd": ["sleep", "60"]});
-    let r = a.execute(c, "run", &params).await.expect("ran");
+    let run = tokio::spawn(async move { a.execute(c, "run", &params).await });
+
+    // Cancel only once the job is really running: its first line has come
+    // back through the log stream and its container is up.
+    let up = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("started") {
+            match logs.recv().await {
+                Some(line) => seen.extend_from_slice(&line.data),
+                None => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(up, Ok(true), "the job never printed its first line");
+    assert_eq!(
+        running_containers_of(&job).len(),
+        1,
+        "the job's container is not running before the cancel"
+    );
+    token.cancel();
+
+    let r = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the cancelled job did not end")
+        .expect("the job's task")
+        .expect("ran");
     assert_eq!(r.exit, Some(ExitStatus::Cancelled));
+    assert_eq!(r.stdout, b"started\n");
+    assert_eq!(
+        containers_labelled(&format!("{JOB_LABEL}={}", job.to_hex())),
+        0,
+        "a container of the cancelled job is left behind"
+    );
 }
 
 #[tokio::test]

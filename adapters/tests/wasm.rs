@@ -91,15 +91,40 @@ async fn a_module_that_never_ends_is_stopped_at_its_timeout() {
 #[tokio::test]
 async fn cancel_stops_a_running_module() {
     let a = WasmAdapter::new().expect("engine");
-    let c = ctx("cancel", Duration::from_secs(60));
+    // Ended by its timeout only after the ceiling below: a module that
+    // ignored the cancel fails the test (the runtime then waits for the
+    // module's thread until this timeout).
+    let c = ctx("cancel", Duration::from_secs(240));
     let token = c.cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        token.cancel();
-    });
-    let params = serde_json::json!({"wat": module("(loop $l (br $l))", "")});
-    let r = a.execute(c, "run", &params).await.expect("ran");
+    let started = c.output_dir.join("started.txt");
+    // Writes "started\n" to /outputs/started.txt and to stdout, then spins:
+    // the file is the sign, seen from outside while the module runs, that it
+    // has started.
+    let body = "(drop (call $path_open (i32.const 3) (i32.const 0) (i32.const 1024) (i32.const 11) (i32.const 1) \
+                (i64.const 536870911) (i64.const 536870911) (i32.const 0) (i32.const 64))) \
+                (call $write (i32.load (i32.const 64)) (i32.const 1035) (i32.const 8)) \
+                (call $write (i32.const 1) (i32.const 1035) (i32.const 8)) \
+                (loop $l (br $l))";
+    let params = serde_json::json!({"wat": module(body, "started.txtstarted\\0a")});
+    let run = tokio::spawn(async move { a.execute(c, "run", &params).await });
+
+    let up = tokio::time::timeout(Duration::from_secs(120), async {
+        while std::fs::read(&started).ok().as_deref() != Some(&b"started\n"[..]) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(up.is_ok(), "the module never wrote {}", started.display());
+    assert!(!run.is_finished(), "the module ended before the cancel");
+    token.cancel();
+
+    let r = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the cancelled module did not stop")
+        .expect("the job's task")
+        .expect("ran");
     assert_eq!(r.exit, Some(ExitStatus::Cancelled));
+    assert_eq!(r.stdout, b"started\n");
 }
 
 #[tokio::test]

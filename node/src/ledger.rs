@@ -233,54 +233,83 @@ mod tests {
         assert_eq!(ledger.len(), 0);
     }
 
-    /// Child half of the crash test: appends receipts forever, printing each
-    /// id once `append` returned (acknowledged). Does nothing unless the
-    /// parent test started it.
-    #[test]
-    fn ledger_crash_child() {
-        let Some(dir) = std::env::var_os("MODCHAIN_LEDGER_CRASH_DIR") else {
-            return;
-        };
-        let ledger = Ledger::open(Path::new(&dir)).expect("open");
+    /// Set in the copy of the test binary that the crash test starts as its
+    /// writer: the directory of the ledger to write.
+    const CRASH_DIR: &str = "MODCHAIN_LEDGER_CRASH_DIR";
+
+    /// The writer half of the crash test (not a test of its own): appends
+    /// receipts until killed, printing each id once `append` returned
+    /// (acknowledged).
+    fn append_until_killed(dir: &Path) -> ! {
         use std::io::Write;
+        let ledger = Ledger::open(dir).expect("open");
         let mut out = std::io::stdout();
-        for n in 0.. {
+        let mut n = 0;
+        loop {
             let r = receipt(n);
             ledger.append(&r).expect("append");
             let _ = writeln!(out, "ACK {}", r.id());
             let _ = out.flush();
+            n += 1;
         }
     }
 
     #[test]
     fn acknowledged_receipts_survive_kill_9_mid_write() {
+        // In the copy started below, this test is the writer.
+        if let Some(dir) = std::env::var_os(CRASH_DIR) {
+            append_until_killed(Path::new(&dir));
+        }
         let dir = temp("crash");
         let exe = std::env::current_exe().expect("test binary");
         let mut child = std::process::Command::new(exe)
             .args([
                 "--exact",
-                "ledger::tests::ledger_crash_child",
+                "ledger::tests::acknowledged_receipts_survive_kill_9_mid_write",
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env("MODCHAIN_LEDGER_CRASH_DIR", &dir)
+            .env(CRASH_DIR, &dir)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn writer");
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // The writer's lines, read on a thread so the wait below has a ceiling.
+        let stdout = child.stdout.take().expect("writer's stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let acked_id = |l: String| l.strip_prefix("ACK ").map(str::to_string);
+        // Kill it only once it is well into writing, in the middle of some
+        // append: 20 receipts acknowledged, however slow the machine.
+        let mut acked: Vec<String> = Vec::new();
+        while acked.len() < 20 {
+            match lines.recv_timeout(std::time::Duration::from_secs(120)) {
+                Ok(line) => acked.extend(acked_id(line)),
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!(
+                        "the writer acknowledged only {} receipts ({e})",
+                        acked.len()
+                    );
+                }
+            }
+        }
         // SIGKILL: no destructors, no final flush.
         child.kill().expect("kill -9");
-        let output = child.wait_with_output().expect("reap");
-        let acked: Vec<String> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix("ACK ").map(str::to_string))
-            .collect();
-        assert!(
-            acked.len() > 5,
-            "the writer acknowledged only {} receipts",
-            acked.len()
-        );
+        let _ = child.wait();
+        // What it acknowledged up to the kill is still in the pipe.
+        acked.extend(lines.iter().filter_map(acked_id));
+        let _ = reader.join();
         let ledger = Ledger::open(&dir).expect("reopen after kill -9");
         let (stored, damaged) = ledger.receipts();
         assert_eq!(damaged, 0, "damaged entries after kill -9");

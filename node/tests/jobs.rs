@@ -6,8 +6,9 @@
 
 mod common;
 
-use common::{TestNet, containers_of_job, test_image, wait_until};
+use common::{Proc, TestNet, containers_of_job, modchain, test_image, wait_until};
 use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -124,7 +125,7 @@ fn jobs_run_end_to_end_on_a_four_node_network() {
     a_wasm_job_runs_and_its_output_comes_back(&net);
     eprintln!("[{:?}] wasm job done", t0.elapsed());
 
-    cancel_stops_the_container_and_frees_capacity(&net, image);
+    cancel_stops_the_container_frees_capacity_and_fails_the_waiting_cli(&net, image);
     eprintln!("[{:?}] cancel done", t0.elapsed());
 
     a_killed_provider_leads_to_a_failure_receipt_and_a_rerun_elsewhere(&mut net, image);
@@ -368,24 +369,48 @@ fn a_wasm_job_runs_and_its_output_comes_back(net: &TestNet) {
     assert!(text(&out.stdout).contains("completed"));
 }
 
-fn cancel_stops_the_container_and_frees_capacity(net: &TestNet, image: &str) {
+fn cancel_stops_the_container_frees_capacity_and_fails_the_waiting_cli(net: &TestNet, image: &str) {
     let free_before: Vec<Value> = net
         .nodes
         .iter()
         .map(|n| n.own_advert()["free"].clone())
         .collect();
-    let out = net.nodes[0].cli(&[
-        "submit",
-        "docker",
-        image,
-        "--timeout",
-        "5m",
-        "--",
-        "sleep",
-        "300",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let id = text(&out.stdout).trim().to_string();
+    // The client waits on the job as a user would (`submit --wait`); its
+    // progress lines on stderr start with the job's id.
+    let mut waiter = Proc {
+        name: "submit --wait".into(),
+        child: Command::new(modchain())
+            .arg("--data-dir")
+            .arg(&net.nodes[0].dir)
+            .args([
+                "submit",
+                "docker",
+                image,
+                "--timeout",
+                "5m",
+                "--wait",
+                "--",
+                "sleep",
+                "300",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run modchain submit --wait"),
+    };
+    let mut progress = BufReader::new(waiter.child.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    progress
+        .read_line(&mut first)
+        .expect("the first progress line");
+    // "[  0.00s] job <id> submitted"
+    let id = first
+        .split_whitespace()
+        .skip_while(|w| *w != "job")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no job id in {first:?}"))
+        .to_string();
     let job = wait_until(
         Duration::from_secs(30),
         "the sleeper's container runs",
@@ -393,6 +418,11 @@ fn cancel_stops_the_container_and_frees_capacity(net: &TestNet, image: &str) {
             let j = net.nodes[0].job(&id);
             (!j["provider"].is_null() && containers_of_job(&id) > 0).then_some(j)
         },
+    );
+    assert_eq!(
+        waiter.child.try_wait().expect("the waiting CLI's status"),
+        None,
+        "the waiting CLI ended before the job did"
     );
     let provider = net
         .by_peer(job["provider"].as_str().expect("provider"))
@@ -405,6 +435,19 @@ fn cancel_stops_the_container_and_frees_capacity(net: &TestNet, image: &str) {
     wait_until(Duration::from_secs(15), "the container is gone", || {
         (containers_of_job(&id) == 0).then_some(())
     });
+    // The CLI that waited on the job sees it end and exits non-zero.
+    let status = wait_until(
+        Duration::from_secs(30),
+        "the CLI waiting on the cancelled job exits",
+        || waiter.child.try_wait().ok().flatten(),
+    );
+    let mut rest = String::new();
+    let _ = progress.read_to_string(&mut rest);
+    assert!(
+        !status.success(),
+        "the CLI waiting on a cancelled job exited {status}; stderr:\n{first}{rest}"
+    );
+    assert!(rest.contains("cancelled"), "stderr:\n{first}{rest}");
     let t = Instant::now();
     loop {
         let free = net.nodes[provider].own_advert()["free"].clone();
@@ -419,7 +462,6 @@ fn cancel_stops_the_container_and_frees_capacity(net: &TestNet, image: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // A cancelled job exits the CLI non-zero when waited on.
     let out = net.nodes[0].cli(&["job", &id, "--json"]);
     assert_eq!(stdout_json(&out)["state"], "cancelled");
 }

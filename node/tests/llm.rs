@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TestNet, test_python, wait_until};
+use common::{TestNet, serve_model, test_python, wait_until};
 use modchain_adapters::llm::VIA_HEADER;
 use modchain_adapters::testing::{LLM_TEST_MODEL as MODEL, llm_test_model as model_file};
 use serde_json::Value;
@@ -15,15 +15,6 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn serve_model(model: &Path, node_dir: &Path) {
-    let dir = node_dir.join("models");
-    std::fs::create_dir_all(&dir).expect("models dir");
-    let dest = dir.join(model.file_name().expect("file name"));
-    std::fs::hard_link(model, &dest)
-        .or_else(|_| std::os::unix::fs::symlink(model, &dest))
-        .expect("link the model");
-}
 
 fn executed_llm_receipts(net: &TestNet, i: usize) -> usize {
     net.nodes[i]

@@ -1,10 +1,12 @@
 //! `modchain mcp` driven by a real MCP client: the official Python SDK (`mcp`
 //! on PyPI) launches `modchain --data-dir DIR mcp` over stdio against a
-//! two-node network on 127.0.0.1, lists the tools and their input schemas,
-//! runs a WebAssembly job through them and reads it back, looks at the
-//! providers, models, balance and reputation, cancels a job, and checks that
-//! bad calls and a missing node come back as tool errors that say why
-//! (`tests/mcp/client.py`).
+//! two-node network on 127.0.0.1 (both run docker jobs; the second serves the
+//! test model, SmolLM2-135M-Instruct, fetched by scripts/fetch-test-model.sh),
+//! lists the tools and their input schemas, runs a WebAssembly job, a docker
+//! job in the locally built busybox image and an LLM prompt through them to
+//! their end and reads them back, looks at the providers, models, balance and
+//! reputation, cancels a job, and checks that bad calls and a missing node
+//! come back as tool errors that say why (`tests/mcp/client.py`).
 //!
 //! Needs `pip install 'mcp==2.3.*'` in the test Python (`.ci/run` puts it in
 //! `~/.cache/modchain-venv`; `MODCHAIN_PYTHON` points at another). Without
@@ -12,13 +14,15 @@
 
 mod common;
 
-use common::{TestNet, modchain, node_hex, run_python_script, temp_root};
+use common::{TestNet, modchain, node_hex, run_python_script, serve_model, temp_root, test_image};
+use modchain_adapters::testing::{LLM_TEST_MODEL, llm_test_model};
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The whole client run: a handful of quick jobs and reads.
-const CLIENT_WITHIN: Duration = Duration::from_secs(180);
+/// The whole client run: a handful of quick jobs (one a short LLM answer on
+/// the CPU) and reads.
+const CLIENT_WITHIN: Duration = Duration::from_secs(300);
 
 /// The test Python, checked to have the MCP SDK before any node starts.
 fn python() -> String {
@@ -45,12 +49,20 @@ fn python() -> String {
 }
 
 #[test]
-fn an_mcp_client_lists_the_tools_and_runs_a_job_through_them() {
+fn an_mcp_client_lists_the_tools_and_runs_wasm_docker_and_llm_jobs_through_them() {
     // Checked first: a missing package is a failure that says what to install.
     let python = python();
+    let model = llm_test_model();
+    let image = test_image();
 
     let t0 = Instant::now();
-    let net = TestNet::start("mcp-test", 2);
+    // node-1 runs the MCP server; node-2 also serves the model, so the LLM
+    // job can only run there.
+    let net = TestNet::start_with("mcp-test", 2, |i, dir| {
+        if i == 2 {
+            serve_model(&model, dir);
+        }
+    });
     eprintln!("[{:?}] two nodes converged", t0.elapsed());
     let node = &net.nodes[0];
     let peers = net
@@ -71,6 +83,9 @@ fn an_mcp_client_lists_the_tools_and_runs_a_job_through_them() {
             &node.dir.display().to_string(),
             &peers,
             &empty.display().to_string(),
+            LLM_TEST_MODEL,
+            &node_hex(&net.nodes[1].peer_id),
+            image,
         ],
         &net.root,
         "mcp-client",

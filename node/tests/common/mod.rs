@@ -237,7 +237,12 @@ pub struct TestNet {
     pub bootstrap: Proc,
     pub bootstrap_addr: String,
     pub nodes: Vec<TestNode>,
+    /// The one address every peer of the network listens on (port 0).
+    pub listen: String,
 }
+
+/// What the test networks listen on unless a test says otherwise.
+pub const TCP_LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
 impl TestNet {
     pub fn start(what: &str, n: usize) -> TestNet {
@@ -248,8 +253,19 @@ impl TestNet {
     /// after `init` wrote its data directory and before it starts, e.g. to
     /// write its `config.toml`.
     pub fn start_with(what: &str, n: usize, configure: impl Fn(usize, &Path)) -> TestNet {
+        Self::start_on(what, n, TCP_LOOPBACK, configure)
+    }
+
+    /// Like `start_with`, with the bootstrap peer and every node listening
+    /// only on `listen` (a multiaddr with port 0).
+    pub fn start_on(
+        what: &str,
+        n: usize,
+        listen: &str,
+        configure: impl Fn(usize, &Path),
+    ) -> TestNet {
         let root = temp_root(what);
-        let (bootstrap, bootstrap_addr) = spawn_bootstrap(&root.join("bootstrap"));
+        let (bootstrap, bootstrap_addr) = spawn_bootstrap_on(&root.join("bootstrap"), listen);
         let mut nodes = Vec::new();
         for i in 1..=n {
             let label = format!("node-{i}");
@@ -272,7 +288,7 @@ impl TestNet {
                 proc: None,
                 peer_id: String::new(),
             };
-            node.proc = Some(spawn_node(&node.dir, &bootstrap_addr));
+            node.proc = Some(spawn_node_on(&node.dir, &bootstrap_addr, true, &[], listen));
             nodes.push(node);
         }
         for node in &mut nodes {
@@ -283,6 +299,7 @@ impl TestNet {
             bootstrap,
             bootstrap_addr,
             nodes,
+            listen: listen.to_string(),
         };
         net.converge(Duration::from_secs(45));
         net
@@ -318,11 +335,12 @@ impl TestNet {
         configure(&dir);
         let mut node = TestNode {
             label,
-            proc: Some(spawn_node_with(
+            proc: Some(spawn_node_on(
                 &dir,
                 &self.bootstrap_addr,
                 orchestrator,
                 args,
+                &self.listen,
             )),
             dir,
             peer_id: String::new(),
@@ -395,6 +413,11 @@ impl Drop for TestNet {
 /// Starts a bootstrap peer (`modchain bootstrap-peer`) with its data and
 /// log in `dir`; returns it and the address it prints.
 pub fn spawn_bootstrap(dir: &Path) -> (Proc, String) {
+    spawn_bootstrap_on(dir, TCP_LOOPBACK)
+}
+
+/// `spawn_bootstrap`, listening only on `listen`.
+pub fn spawn_bootstrap_on(dir: &Path, listen: &str) -> (Proc, String) {
     std::fs::create_dir_all(dir).expect("bootstrap dir");
     let mut child = Command::new(modchain())
         .arg("--data-dir")
@@ -402,7 +425,7 @@ pub fn spawn_bootstrap(dir: &Path) -> (Proc, String) {
         .args([
             "bootstrap-peer",
             "--listen",
-            "/ip4/127.0.0.1/tcp/0",
+            listen,
             "--metrics",
             "127.0.0.1:0",
         ])
@@ -441,6 +464,17 @@ pub fn spawn_node_as(dir: &Path, bootstrap: &str, orchestrator: bool) -> Proc {
 
 /// Starts a node with extra global arguments (e.g. `--log-format json`).
 pub fn spawn_node_with(dir: &Path, bootstrap: &str, orchestrator: bool, args: &[&str]) -> Proc {
+    spawn_node_on(dir, bootstrap, orchestrator, args, TCP_LOOPBACK)
+}
+
+/// `spawn_node_with`, listening only on `listen`.
+pub fn spawn_node_on(
+    dir: &Path,
+    bootstrap: &str,
+    orchestrator: bool,
+    args: &[&str],
+    listen: &str,
+) -> Proc {
     let _ = std::fs::remove_file(dir.join("api.url"));
     let log = std::fs::File::create(dir.join("node.log")).expect("log file");
     let child = Command::new(modchain())
@@ -450,7 +484,7 @@ pub fn spawn_node_with(dir: &Path, bootstrap: &str, orchestrator: bool, args: &[
         .args([
             "start",
             "--listen",
-            "/ip4/127.0.0.1/tcp/0",
+            listen,
             "--api",
             "127.0.0.1:0",
             "--bootstrap",
@@ -480,6 +514,17 @@ pub fn not_a_provider(dir: &Path) {
     let changed = config.replace("\nprovider = true\n", "\nprovider = false\n");
     assert_ne!(changed, config, "config.toml has no `provider = true` line");
     std::fs::write(&path, changed).expect("write config.toml");
+}
+
+/// Gives the node in `node_dir` the model file `model` to serve (linked into
+/// its `models` directory, which the llm adapter scans).
+pub fn serve_model(model: &Path, node_dir: &Path) {
+    let dir = node_dir.join("models");
+    std::fs::create_dir_all(&dir).expect("models dir");
+    let dest = dir.join(model.file_name().expect("file name"));
+    std::fs::hard_link(model, &dest)
+        .or_else(|_| std::os::unix::fs::symlink(model, &dest))
+        .expect("link the model");
 }
 
 /// Polls `f` every 50 ms until it gives `Some`, or panics with `what` after `within`.

@@ -7,6 +7,7 @@ Usage: ollama_client.py URL TOKEN MODEL
 import json
 import sys
 import time
+from datetime import datetime
 
 import ollama
 
@@ -40,19 +41,34 @@ check("Paris" in r.response, "generate answers Paris")
 check(r.done and r.eval_count and r.eval_count > 0, "generate counts tokens")
 check(r.prompt_eval_count and r.prompt_eval_count > 0, "generate counts prompt tokens")
 
-# generate, streaming: several chunks, the first long before the last.
-t0 = time.monotonic()
+# generate, streaming: several chunks, and the first piece of text reaches
+# this client before the node has even produced the last one. Both times are
+# the same machine's wall clock (`created_at` is the node's, stamped as it
+# writes the chunk), so the comparison is one of cause and effect, not of
+# speed: an answer buffered anywhere on the way (provider, network, HTTP)
+# would reach this client only after its last piece was made.
 chunks = []
-first_at = None
+arrived = []
 for c in client.generate(model=model, prompt=question, options=options, stream=True):
-    if first_at is None:
-        first_at = time.monotonic() - t0
+    arrived.append(time.time())
     chunks.append(c)
-last_at = time.monotonic() - t0
 text = "".join(c.response for c in chunks)
-seen["generate_stream"] = {"chunks": len(chunks), "text": text, "first_s": first_at, "last_s": last_at}
+pieces = [i for i, c in enumerate(chunks) if not c.done and c.response]
+seen["generate_stream"] = {
+    "chunks": len(chunks),
+    "text_chunks": len(pieces),
+    "text": text,
+    "first_text_arrived": arrived[pieces[0]] if pieces else None,
+    "last_text_created": chunks[pieces[-1]].created_at if pieces else None,
+}
 check(len(chunks) >= 3, "streamed in several chunks")
 check(chunks[-1].done and not chunks[0].done, "only the last chunk is done")
+check(len(pieces) >= 2, "the text came in more than one chunk")
+last_made = datetime.fromisoformat(chunks[pieces[-1]].created_at).timestamp()
+check(
+    arrived[pieces[0]] < last_made,
+    "the first piece of text arrived before the node made the last one",
+)
 check(text == r.response, "the same seed gives the same text streamed or not")
 
 # chat, both ways.

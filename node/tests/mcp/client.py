@@ -2,12 +2,15 @@
 
 Started by node/tests/mcp.rs against a running test network:
 
-    python client.py MODCHAIN_BINARY NODE_DATA_DIR PEER_ID[,PEER_ID...] EMPTY_DIR
+    python client.py MODCHAIN_BINARY NODE_DATA_DIR PEER_ID=NODE_ID[,...] EMPTY_DIR \
+        MODEL MODEL_PROVIDER_NODE_ID IMAGE
 
 It launches `modchain --data-dir NODE_DATA_DIR mcp` over stdio, lists the
-tools, runs a WebAssembly job through them, reads the job back, looks at the
-network, checks that bad calls come back as tool errors, and that a data
-directory with no node running gives an error saying how to start one.
+tools, runs a WebAssembly job, a docker job (in IMAGE, already on every
+provider) and an LLM prompt (to MODEL, which only MODEL_PROVIDER serves)
+through them, reads the jobs back, looks at the network, checks that bad calls
+come back as tool errors, and that a data directory with no node running
+gives an error saying how to start one.
 Progress goes to stderr; any failed check raises and exits non-zero.
 """
 
@@ -98,7 +101,7 @@ def server(binary, data_dir):
     )
 
 
-async def agent(binary, data_dir, peers):
+async def agent(binary, data_dir, peers, model, model_provider, image):
     async with stdio_client(server(binary, data_dir)) as (read, write):
         async with ClientSession(read, write) as session:
             init = await session.initialize()
@@ -151,6 +154,48 @@ async def agent(binary, data_dir, peers):
             assert isinstance(result["outputs"], list), result
             log(f"job_result: {result['exit']}, {len(result['outputs'])} outputs, digest {result['result_digest'][:12]}…")
 
+            # A docker job, run to its end in one call: output, exit code and
+            # an output file come back.
+            ran = await call(
+                session,
+                "submit_docker",
+                {
+                    "image": image,
+                    "command": ["sh", "-c", f"echo {GREETING} in docker; echo result > /outputs/answer.txt; exit 3"],
+                    "wait": True,
+                    "timeout_seconds": 60,
+                },
+            )
+            assert ran["state"] == "completed" and ran["ended"] is True, f"docker job did not complete: {ran}"
+            assert ran["exit_code"] == 3, ran
+            assert f"{GREETING} in docker" in (ran["stdout"] or ""), f"stdout: {ran['stdout']!r}"
+            assert ran["provider"] in peers.values(), f"provider {ran['provider']} is not a node of the network"
+            assert ran["receipt_id"], ran
+            docker_result = await call(session, "job_result", {"job_id": ran["job_id"]})
+            assert [o["name"] for o in docker_result["outputs"]] == ["answer.txt"], docker_result
+            log(f"submit_docker ran {ran['job_id'][:12]}… on {str(ran['provider'])[:12]}…: exit {ran['exit_code']}")
+
+            # An LLM prompt, answered to its end in one call by the one
+            # provider serving the model.
+            answered = await call(
+                session,
+                "submit_llm",
+                {
+                    "model": model,
+                    "prompt": "What is the capital of France? Answer in one sentence.",
+                    "temperature": 0,
+                    "max_tokens": 32,
+                    "wait": True,
+                    "timeout_seconds": 120,
+                },
+            )
+            assert answered["state"] == "completed" and answered["ended"] is True, f"llm job did not complete: {answered}"
+            assert answered["exit_code"] == 0, answered
+            assert "Paris" in (answered["stdout"] or ""), f"the answer: {answered['stdout']!r}"
+            assert answered["provider"] == model_provider, f"answered by {answered['provider']}, not {model_provider}"
+            assert answered["receipt_id"], answered
+            log(f"submit_llm answered {answered['job_id'][:12]}…: {answered['stdout'].strip()!r}")
+
             jobs = await call(session, "list_jobs", {})
             assert job_id in [j["job_id"] for j in jobs["jobs"]], jobs
             completed = await call(session, "list_jobs", {"state": "completed"})
@@ -172,6 +217,10 @@ async def agent(binary, data_dir, peers):
 
             models = await call(session, "list_models", {})
             assert isinstance(models["models"], list) and models["count"] == len(models["models"]), models
+            offered = [m for m in models["models"] if m["name"] == model]
+            assert offered, f"{model} not among the models: {models}"
+            serving = [peers.get(p) for p in offered[0]["providers"]]
+            assert serving == [model_provider], f"{model} served by {serving}, not only by {model_provider}"
             log(f"list_models: {models['count']} models")
 
             balance = await call(session, "balance", {})
@@ -220,7 +269,7 @@ async def agent(binary, data_dir, peers):
             msg = await call_error(session, "balance", {"node": "nobody"})
             assert "node id" in msg, msg
             # An llm job for a model nobody serves: refused by the node, which
-            # names the model (its providers offer `llm` with no model).
+            # names the model.
             msg = await call_error(
                 session,
                 "submit_llm",
@@ -238,10 +287,10 @@ async def no_node(binary, empty_dir):
 
 
 def main():
-    binary, data_dir, peer_list, empty_dir = sys.argv[1:5]
+    binary, data_dir, peer_list, empty_dir, model, model_provider, image = sys.argv[1:8]
     # peer id → node id (hex)
     peers = dict(p.split("=", 1) for p in peer_list.split(","))
-    asyncio.run(agent(binary, data_dir, peers))
+    asyncio.run(agent(binary, data_dir, peers, model, model_provider, image))
     asyncio.run(no_node(binary, empty_dir))
     log("all MCP checks passed")
 

@@ -6,6 +6,7 @@ use super::node::{LiveCounters, LiveNode, NodeSetup, NodeSummary};
 use super::{Command, Observation};
 use modchain_protocol::{Keypair, MINUTE, PeerConfig};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -161,6 +162,7 @@ fn a_newcomer_is_handed_every_advert_by_at_most_two_peers() {
         .await;
 
         // The newcomer starts (as a node does, before it dials) and joins.
+        let shared_before = counters.adverts_shared.load(Ordering::Relaxed);
         send(newcomer, Command::Start { at: Instant::now() });
         send(newcomer, Command::Join { bootstrap });
         until(
@@ -169,8 +171,22 @@ fn a_newcomer_is_handed_every_advert_by_at_most_two_peers() {
             |o| matches!(o, Observation::DhtSettled { peer } if peer as usize == newcomer),
         )
         .await;
-        // Room for the adverts handed over after the join.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The adverts are handed over after the join, in bundles, and no
+        // observation reports a bundle taken: wait until the established
+        // peers have sent the newcomer all of theirs (the shared counters
+        // are the one thing the machines show while they run).
+        let deadline = Instant::now() + STEP;
+        loop {
+            let shared = counters.adverts_shared.load(Ordering::Relaxed) - shared_before;
+            if shared >= ESTABLISHED as u64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after {STEP:?} the newcomer was handed {shared} of the {ESTABLISHED} adverts"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         for i in 0..n {
             send(i, Command::Stop);
