@@ -50,6 +50,29 @@ fn settled(w: &World, job: &JobId) -> bool {
         .is_some_and(|j| j.receipt.is_some())
 }
 
+/// A test job (of the first 64 nonces) whose orchestrator ranking, as the
+/// client computes it now, satisfies `wanted`.
+fn job_ranked(
+    net: &TestNet,
+    client: NodeId,
+    wanted: impl Fn(&[NodeId]) -> bool,
+) -> Option<modchain_protocol::JobSpec> {
+    let now = net.now;
+    (0..64).map(|nonce| test_job(now, nonce)).find(|spec| {
+        let signed = net
+            .peer(&client)
+            .client()
+            .prepare(now, spec.clone())
+            .expect("valid");
+        let ranking = net
+            .peer(&client)
+            .election()
+            .clone()
+            .ranking(now, &signed.id());
+        wanted(&ranking)
+    })
+}
+
 #[test]
 fn job_flows_from_submit_to_receipt_on_every_peer() {
     let mut w = world();
@@ -550,22 +573,7 @@ fn an_orchestrator_that_ran_its_own_award_and_crashed_is_replaced_at_once() {
     net.set_executor(dear, Executor::default());
     net.run_for(SECOND);
     // A job whose first orchestrator is the cheap provider itself.
-    let now = net.now;
-    let spec = (0..64)
-        .map(|nonce| test_job(now, nonce))
-        .find(|spec| {
-            let signed = net
-                .peer(&client)
-                .client()
-                .prepare(now, spec.clone())
-                .expect("valid");
-            net.peer_mut(&client)
-                .election()
-                .clone()
-                .ranking(now, &signed.id())
-                .first()
-                == Some(&cheap)
-        })
+    let spec = job_ranked(&net, client, |ranking| ranking.first() == Some(&cheap))
         .expect("some nonce ranks the cheap provider first");
     let job = net.submit(client, spec);
     assert!(net.run_until_cond(10 * SECOND, |n| {
@@ -659,21 +667,7 @@ fn client_fails_over_at_once_when_the_orchestrator_says_it_is_not_elected() {
     net.run_for(SECOND);
     let now = net.now;
     // A job for which the doubter ranks first.
-    let spec = (0..64)
-        .map(|nonce| test_job(now, nonce))
-        .find(|spec| {
-            let signed = net
-                .peer(&client)
-                .client()
-                .prepare(now, spec.clone())
-                .expect("valid");
-            let ranking = net
-                .peer(&client)
-                .election()
-                .clone()
-                .ranking(now, &signed.id());
-            ranking == [doubter, other]
-        })
+    let spec = job_ranked(&net, client, |ranking| ranking == [doubter, other])
         .expect("some nonce ranks the doubter first");
     let job = net.submit(client, spec);
     assert!(net.run_until_cond(60 * SECOND, |n| {
