@@ -50,6 +50,20 @@ fn settled(w: &World, job: &JobId) -> bool {
         .is_some_and(|j| j.receipt.is_some())
 }
 
+/// The orchestrators the client ranks for `spec` now, first choice first.
+fn ranking_of(net: &TestNet, client: NodeId, spec: &modchain_protocol::JobSpec) -> Vec<NodeId> {
+    let now = net.now;
+    let signed = net
+        .peer(&client)
+        .client()
+        .prepare(now, spec.clone())
+        .expect("valid");
+    net.peer(&client)
+        .election()
+        .clone()
+        .ranking(now, &signed.id())
+}
+
 /// A test job (of the first 64 nonces) whose orchestrator ranking, as the
 /// client computes it now, satisfies `wanted`.
 fn job_ranked(
@@ -57,20 +71,9 @@ fn job_ranked(
     client: NodeId,
     wanted: impl Fn(&[NodeId]) -> bool,
 ) -> Option<modchain_protocol::JobSpec> {
-    let now = net.now;
-    (0..64).map(|nonce| test_job(now, nonce)).find(|spec| {
-        let signed = net
-            .peer(&client)
-            .client()
-            .prepare(now, spec.clone())
-            .expect("valid");
-        let ranking = net
-            .peer(&client)
-            .election()
-            .clone()
-            .ranking(now, &signed.id());
-        wanted(&ranking)
-    })
+    (0..64)
+        .map(|nonce| test_job(net.now, nonce))
+        .find(|spec| wanted(&ranking_of(net, client, spec)))
 }
 
 #[test]
@@ -308,16 +311,7 @@ fn orchestrator_that_vanishes_is_replaced_by_the_next_in_the_ranking() {
     let now = net.now;
     let spec = test_job(now, 6);
     // Find which orchestrator ranks first for the job and kill it first.
-    let signed = net
-        .peer(&client)
-        .client()
-        .prepare(now, spec.clone())
-        .expect("valid");
-    let ranking = net
-        .peer_mut(&client)
-        .election()
-        .clone()
-        .ranking(now, &signed.id());
+    let ranking = ranking_of(&net, client, &spec);
     assert_eq!(ranking.len(), 2);
     net.vanish(ranking[0]);
     let job = net.submit(client, spec);
