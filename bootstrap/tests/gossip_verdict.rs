@@ -38,7 +38,12 @@ fn node(seed: u64, boot: &BootstrapAddr) -> (Keypair, SwarmDriver) {
     let lkey = key.to_libp2p();
     let gs = wire::gossipsub(&lkey).expect("gossipsub");
     let mut swarm = wire::build_swarm(lkey, None, |k| {
-        NodeBehaviour::new(k, gs, wire::DEFAULT_MAX_CONNECTIONS)
+        NodeBehaviour::new(
+            k,
+            &wire::agent_string("modchain-test/0"),
+            gs,
+            wire::DEFAULT_MAX_CONNECTIONS,
+        )
     })
     .expect("swarm");
     wire::join(

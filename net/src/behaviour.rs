@@ -49,8 +49,10 @@ impl std::fmt::Debug for NodeBehaviour {
 }
 
 impl NodeBehaviour {
+    /// `agent` is what identify tells peers we run ([`wire::agent_string`]).
     pub fn new(
         key: &libp2p::identity::Keypair,
+        agent: &str,
         gossipsub: gossipsub::Behaviour,
         max_connections: u32,
     ) -> Self {
@@ -61,7 +63,7 @@ impl NodeBehaviour {
                     .with_max_established_per_peer(Some(wire::CONNECTIONS_PER_PEER))
                     .with_max_pending_incoming(Some(max_connections / 4 + 1)),
             ),
-            identify: wire::identify(key, concat!("modchain/", env!("CARGO_PKG_VERSION"))),
+            identify: wire::identify(key, agent),
             ping: ping::Behaviour::new(ping::Config::new()),
             kad: wire::kademlia(key),
             gossipsub,

@@ -127,6 +127,25 @@ pub fn kademlia(key: &identity::Keypair) -> kad::Behaviour<kad::store::MemorySto
     k
 }
 
+/// The identify agent string of `software` (like `modchain/0.1.0+3f2a1bc`):
+/// the software, then the wire protocol version it speaks, as
+/// `modchain/0.1.0+3f2a1bc protocol/3`. Peers read the protocol version
+/// back with [`agent_protocol`], even from a peer whose envelopes they cannot
+/// decode, so a node can tell that the network moved on without it.
+pub fn agent_string(software: &str) -> String {
+    format!(
+        "{software} protocol/{}",
+        modchain_protocol::PROTOCOL_VERSION
+    )
+}
+
+/// The wire protocol version an identify agent string names (see
+/// [`agent_string`]); `None` for agents that do not say (other libp2p
+/// software, or a Modchain release before the agent carried it).
+pub fn agent_protocol(agent: &str) -> Option<u16> {
+    agent.rsplit_once(" protocol/")?.1.parse().ok()
+}
+
 /// Identify with the Modchain protocol version and our agent string.
 pub fn identify(key: &identity::Keypair, agent: &str) -> libp2p::identify::Behaviour {
     libp2p::identify::Behaviour::new(

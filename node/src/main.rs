@@ -16,7 +16,7 @@ mod outputs;
 mod views;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command, LogFormat, StartArgs, api_client, commands, devnet, mcp};
 use config::Config;
 use datadir::DataDir;
@@ -51,7 +51,13 @@ fn init_tracing(default: &str) {
 static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // The version line is built at run time (it names the protocol version,
+    // a constant of another crate), so clap gets it through `command()`.
+    let matches = Cli::command().version(cli::version_line()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let _ = LOG_FORMAT.set(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -197,6 +203,8 @@ async fn info(data_dir: &DataDir, as_json: bool) -> Result<()> {
             "container_runtime": hw.container_runtime,
             "benchmark": bench,
             "notes": hw.notes,
+            "software": cli::SOFTWARE_VERSION,
+            "protocol_version": modchain_protocol::PROTOCOL_VERSION,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
@@ -207,6 +215,7 @@ async fn info(data_dir: &DataDir, as_json: bool) -> Result<()> {
         None => println!("peer id     (none yet: run `modchain init`)"),
     }
     println!("data dir    {}", data_dir.root().display());
+    println!("software    modchain {}", cli::version_line());
     println!(
         "cpu         {} ({}), {} cores / {} threads",
         hw.cpu.model, hw.cpu.vendor, hw.cpu.cores, hw.cpu.threads
@@ -406,8 +415,8 @@ async fn peers(data_dir: &DataDir, as_json: bool) -> Result<()> {
     }
     let list = nodes.as_array().cloned().unwrap_or_default();
     println!(
-        "{:<54} {:<5} {:>7} {:>9} {:>5} {:>10}  ADDRESS",
-        "PEER ID", "CONN", "THREADS", "MEMORY", "GPUS", "µ/CORE-S"
+        "{:<54} {:<5} {:>7} {:>9} {:>5} {:>10}  {:<27} ADDRESS",
+        "PEER ID", "CONN", "THREADS", "MEMORY", "GPUS", "µ/CORE-S", "VERSION"
     );
     for n in &list {
         let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
@@ -439,14 +448,23 @@ async fn peers(data_dir: &DataDir, as_json: bool) -> Result<()> {
             .and_then(|a| a.first())
             .map(s)
             .unwrap_or_default();
+        // What the peer runs: its advert's software version; for a peer
+        // without an advert (a bootstrap peer), its identify agent.
+        let version = advert["software"]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .map(String::from)
+            .or_else(|| n["agent"].as_str().map(String::from))
+            .unwrap_or_else(|| "-".into());
         println!(
-            "{:<54} {:<5} {:>7} {:>9} {:>5} {:>10}  {}",
+            "{:<54} {:<5} {:>7} {:>9} {:>5} {:>10}  {:<27} {}",
             s(&n["peer_id"]),
             conn,
             threads,
             mem,
             gpus,
             price,
+            version,
             addr
         );
     }

@@ -50,6 +50,11 @@ struct DirectionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -86,6 +91,8 @@ pub struct Snapshot {
     pub trust: f64,
     /// Whether this node is elected orchestrator for the current epoch.
     pub elected: bool,
+    /// Connected peers by the protocol version their identify agent names.
+    pub peers_by_protocol: BTreeMap<String, u64>,
 }
 
 pub struct NodeMetrics {
@@ -93,6 +100,7 @@ pub struct NodeMetrics {
     libp2p: Libp2pMetrics,
     peers_connected: Gauge,
     peers_known: Gauge,
+    peers_by_protocol: Family<VersionLabel, Gauge>,
     adverts: Gauge,
     received: Family<KindLabel, Counter>,
     rejected: Family<ReasonLabel, Counter>,
@@ -135,7 +143,14 @@ impl NodeMetrics {
             "build",
             "This node's version and identity (always 1)",
             Info::new(vec![
-                ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+                (
+                    "version".to_string(),
+                    crate::cli::SOFTWARE_VERSION.to_string(),
+                ),
+                (
+                    "protocol".to_string(),
+                    modchain_protocol::PROTOCOL_VERSION.to_string(),
+                ),
                 ("peer_id".to_string(), peer_id.to_string()),
             ]),
         );
@@ -150,6 +165,12 @@ impl NodeMetrics {
             "peers_known",
             "Peers seen at the transport level (connected or not)",
             peers_known.clone(),
+        );
+        let peers_by_protocol = Family::<VersionLabel, Gauge>::default();
+        r.register(
+            "peers_by_protocol",
+            "Connected peers by the wire protocol version their identify agent names (`unknown`: it names none)",
+            peers_by_protocol.clone(),
         );
         let adverts = Gauge::default();
         r.register(
@@ -285,6 +306,7 @@ impl NodeMetrics {
             libp2p,
             peers_connected,
             peers_known,
+            peers_by_protocol,
             adverts,
             received,
             rejected,
@@ -367,6 +389,16 @@ impl NodeMetrics {
         set(&self.peers_connected, s.peers_connected as u64);
         set(&self.peers_known, s.peers_known as u64);
         set(&self.adverts, s.adverts as u64);
+        // Versions no peer speaks any more must read 0, not linger.
+        self.peers_by_protocol.clear();
+        for (version, n) in &s.peers_by_protocol {
+            set(
+                &self.peers_by_protocol.get_or_create(&VersionLabel {
+                    version: version.clone(),
+                }),
+                *n,
+            );
+        }
         for (kind, n) in &s.received {
             sync(
                 &self

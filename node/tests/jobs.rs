@@ -576,15 +576,20 @@ fn a_killed_provider_leads_to_a_failure_receipt_and_a_rerun_elsewhere(
         .status();
 }
 
-#[test]
-fn devnet_runs_its_demo_to_completion() {
-    let _one = ONE_NETWORK_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let dir = common::temp_root("devnet-test");
+/// Runs `modchain devnet --exit-after-demo` with `extra` arguments; its
+/// stdout, after checking that it succeeded and left no node serving.
+fn run_devnet(name: &str, peers: usize, extra: &[&str]) -> String {
+    let dir = common::temp_root(name);
     let child = Command::new(common::modchain())
-        .args(["devnet", "--peers", "3", "--exit-after-demo", "--dir"])
+        .args([
+            "devnet",
+            "--peers",
+            &peers.to_string(),
+            "--exit-after-demo",
+            "--dir",
+        ])
         .arg(&dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -606,36 +611,73 @@ fn devnet_runs_its_demo_to_completion() {
         "devnet failed:\n{stdout}\n{}",
         text(&out.stderr)
     );
-    assert!(stdout.contains("Hello from Modchain!"), "{stdout}");
-    assert!(stdout.contains("greeting.txt"), "{stdout}");
-    for i in 1..=3 {
-        assert!(
-            stdout.contains(&format!("in node-{i}'s ledger")),
-            "{stdout}"
-        );
-    }
-    assert!(stdout.contains("in all 3 ledgers"), "{stdout}");
-    // Each step of the flow is shown as it happens.
-    for step in [
-        "advert",
-        "election",
-        "auction",
-        "bid",
-        "award",
-        "execution",
-        "receipt",
-    ] {
-        assert!(
-            stdout.contains(step),
-            "devnet never showed a {step} step:\n{stdout}"
-        );
-    }
     // The children are gone: no node is left serving.
-    for i in 1..=3 {
+    for i in 1..=peers {
         assert!(
             !dir.join(format!("node-{i}/api.url")).exists(),
             "node-{i} left its api.url behind"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+    stdout
+}
+
+#[test]
+fn devnet_runs_its_demo_to_completion() {
+    let _one = ONE_NETWORK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let stdout = run_devnet("devnet-test", 3, &[]);
+    assert!(stdout.contains("Hello from Modchain!"), "{stdout}");
+    assert!(stdout.contains("greeting.txt"), "{stdout}");
+    assert!(stdout.contains("in all 3 ledgers"), "{stdout}");
+    // One line per phase, numbered, in order.
+    let phases: Vec<&str> = stdout.lines().filter(|l| l.starts_with('[')).collect();
+    let labels: Vec<&str> = phases
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(
+        labels,
+        ["peers", "adverts", "election", "demo", "receipt"],
+        "{stdout}"
+    );
+    // The demo job's way through the network, summarised.
+    for step in ["auction", "bid", "award", "execution", "receipt"] {
+        assert!(
+            stdout.contains(step),
+            "devnet never showed a {step} step:\n{stdout}"
+        );
+    }
+    // The default output fits one screen: no per-event wall of logs.
+    assert!(
+        stdout.lines().count() <= 20,
+        "devnet printed {} lines:\n{stdout}",
+        stdout.lines().count()
+    );
+}
+
+#[test]
+fn devnet_with_events_prints_every_node_s_events() {
+    let _one = ONE_NETWORK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let stdout = run_devnet("devnet-events", 2, &["--events"]);
+    // Each step of the flow as the nodes report it, labelled by node.
+    for event in [
+        "auction_opened",
+        "bid_received",
+        "awarded",
+        "execution_started",
+        "result_received",
+        "receipt_stored",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(event) && l.contains("node-")),
+            "devnet --events never showed {event}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("in all 2 ledgers"), "{stdout}");
 }

@@ -189,15 +189,25 @@ pub struct CapabilityAdvert {
     pub free: Capacity,
     /// Whether the node stands for election as an orchestrator.
     pub orchestrator_candidate: bool,
+    /// The software the node runs, as its operator would name it in a bug
+    /// report (`modchain --version`'s first word, like `0.1.0+3f2a1bc09d4e`);
+    /// at most [`MAX_SOFTWARE_BYTES`]. Informational: nothing in the
+    /// protocol depends on it (the wire version is the envelope's).
+    pub software: String,
 }
+
+/// The longest [`CapabilityAdvert::software`] a peer accepts.
+pub const MAX_SOFTWARE_BYTES: usize = 128;
 
 /// Bounds on an advert's lists, so a hostile advert cannot bloat every table.
 pub const MAX_ADVERT_ITEMS: usize = 64;
 
 impl CapabilityAdvert {
-    /// Whether the advert's lists are within [`MAX_ADVERT_ITEMS`].
+    /// Whether the advert's lists are within [`MAX_ADVERT_ITEMS`] and its
+    /// software name within [`MAX_SOFTWARE_BYTES`].
     pub fn within_limits(&self) -> bool {
         self.gpus.len() <= MAX_ADVERT_ITEMS
+            && self.software.len() <= MAX_SOFTWARE_BYTES
             && self.adapters.len() <= MAX_ADVERT_ITEMS
             && self.cpu.features.len() <= 4 * MAX_ADVERT_ITEMS
             && self

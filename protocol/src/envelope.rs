@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// How far in the future a timestamp may be before we call the sender's clock wrong.
 pub const MAX_CLOCK_SKEW_MS: u64 = MINUTE;

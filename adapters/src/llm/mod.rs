@@ -15,6 +15,7 @@
 //! [`Usage::tokens`](modchain_protocol::Usage), and a `result.json`
 //! output file ([`Completion`]) with both token counts.
 
+#[cfg(feature = "llm-embedded")]
 pub mod embedded;
 pub mod gguf;
 pub mod ollama;

@@ -32,7 +32,9 @@ impl Output {
     }
 
     /// Adds a token's bytes. Returns true when a stop string was reached: the
-    /// text now ends just before it and generation should end.
+    /// text now ends just before it and generation should end. (Only the
+    /// embedded backend decodes tokens to bytes; Ollama sends text.)
+    #[cfg_attr(not(feature = "llm-embedded"), allow(dead_code))]
     pub(crate) fn push_bytes(&mut self, bytes: &[u8]) -> bool {
         self.partial.extend_from_slice(bytes);
         let mut decoded = String::new();

@@ -6,6 +6,7 @@ use super::state::*;
 use crate::config::{DockerSettings, LlmSettings};
 use libp2p::PeerId;
 use modchain_adapters::docker::{DockerAdapter, DockerConfig};
+#[cfg(feature = "llm-embedded")]
 use modchain_adapters::llm::embedded::{EmbeddedBackend, EmbeddedConfig};
 use modchain_adapters::llm::ollama::OllamaBackend;
 use modchain_adapters::llm::{LlmAdapter, LlmBackend};
@@ -116,14 +117,28 @@ pub(super) async fn llm_adapter(
     me: &PeerId,
     rescans: bool,
 ) -> Option<Arc<dyn Adapter>> {
-    let embedded = EmbeddedBackend::new(EmbeddedConfig::new(
-        Some(data_dir.join("models")),
-        settings.models.clone(),
-    ));
-    for problem in embedded.problems() {
-        tracing::warn!(%problem, "llm: a model file cannot be served");
+    let mut backends: Vec<Arc<dyn LlmBackend>> = Vec::new();
+    #[cfg(feature = "llm-embedded")]
+    {
+        let embedded = EmbeddedBackend::new(EmbeddedConfig::new(
+            Some(data_dir.join("models")),
+            settings.models.clone(),
+        ));
+        for problem in embedded.problems() {
+            tracing::warn!(%problem, "llm: a model file cannot be served");
+        }
+        backends.push(Arc::new(embedded));
     }
-    let mut backends: Vec<Arc<dyn LlmBackend>> = vec![Arc::new(embedded)];
+    #[cfg(not(feature = "llm-embedded"))]
+    {
+        // Say why GGUF files are not served, rather than ignoring them.
+        let _ = data_dir;
+        if !settings.models.is_empty() {
+            tracing::warn!(
+                "llm: `[llm] models` is set, but this build has no embedded backend (built without the `llm-embedded` feature); only an Ollama server's models are served"
+            );
+        }
+    }
     if let Some(url) = &settings.ollama_url {
         match OllamaBackend::new(url) {
             Err(e) => tracing::warn!(%url, error = %e, "llm: the Ollama server is not served"),

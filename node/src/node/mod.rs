@@ -4,18 +4,20 @@
 //!
 //! | Module | Holds |
 //! |---|---|
-//! | [`state`] | `Node`, its options and errors, the job state beside the protocol's machines, shared constants; imported by every other module here, importing none of them |
+//! | [`state`] | `Node`, its options and errors, the job state beside the protocol's machines, shared constants; imported by every other module here, importing none of them but the leaf [`versions`] |
 //! | this file | the node's construction and its run loop: what wakes it, and the drain of the peer's actions |
 //! | [`network`] | what the network layer reports: logged and counted here, once |
 //! | [`queries`] | answers to the local API's queries (`control::ApiQuery`) |
 //! | [`jobs`] | jobs around the protocol's machines: executions, outputs, results, receipts into the ledger, the event stream |
 //! | [`adapters`] | which adapters this node runs, and its bid-time admission check |
+//! | [`versions`] | which protocol versions the peers speak, and the warning when most are newer |
 
 mod adapters;
 mod jobs;
 mod network;
 mod queries;
 mod state;
+mod versions;
 
 pub use state::{Node, NodeError, NodeOptions};
 
@@ -53,8 +55,9 @@ impl Node {
         let lkey = key.to_libp2p();
         let gs = node_gossipsub(&lkey, &mut registry)?;
         let max = options.max_connections;
+        let agent = format!("modchain/{}", crate::cli::SOFTWARE_VERSION);
         let mut swarm = wire::build_swarm(lkey, Some(&mut registry), |k| {
-            NodeBehaviour::new(k, gs, max)
+            NodeBehaviour::new(k, &wire::agent_string(&agent), gs, max)
         })?;
         wire::join(
             &mut swarm,
@@ -155,6 +158,7 @@ impl Node {
             gossip: GossipCounters::default(),
             options,
             provider_lookups: HashMap::new(),
+            protocol_watch: versions::ProtocolWatch::default(),
             jobs,
         })
     }

@@ -71,6 +71,23 @@ impl Node {
         self.drain_net_events();
     }
 
+    /// A peer told us its agent: if most peers now speak a newer protocol
+    /// than ours, say so (they will refuse our envelopes and we theirs).
+    fn check_protocol_versions(&mut self) {
+        let tally = super::versions::peers_by_protocol(self.net.peers());
+        if let Some(behind) = self.protocol_watch.check(&tally) {
+            tracing::warn!(
+                ours = modchain_protocol::PROTOCOL_VERSION,
+                newest = behind.newest,
+                "{} of {} peers speak protocol {} or newer; this node speaks {} and cannot exchange messages with them: upgrade modchain",
+                behind.newer,
+                behind.of,
+                behind.newest,
+                modchain_protocol::PROTOCOL_VERSION,
+            );
+        }
+    }
+
     /// What the network layer did: logged and counted here, nowhere else.
     pub(super) fn drain_net_events(&mut self) {
         while let Some(event) = self.net.poll_event() {
@@ -140,6 +157,7 @@ impl Node {
                     error,
                 } => self.providers_found(query, providers, done, error),
                 DriverEvent::DhtWalked => tracing::debug!("kademlia bootstrap finished"),
+                DriverEvent::Identified(_) => self.check_protocol_versions(),
                 _ => {}
             }
         }

@@ -90,6 +90,9 @@ impl Node {
             "uptime_secs": self.started.elapsed().as_secs(),
             "connected_peers": self.net.swarm().connected_peers().count(),
             "known_peers": self.net.peers().len(),
+            "software": crate::cli::SOFTWARE_VERSION,
+            "protocol_version": modchain_protocol::PROTOCOL_VERSION,
+            "peers_by_protocol": super::versions::peers_by_protocol(self.net.peers()),
             "adverts": self.net.peer().adverts().len(),
             "jobs": self.net.peer().client().jobs().count(),
             "received": received,
@@ -216,6 +219,7 @@ impl Node {
             balance_micro: self.jobs.ledger.balances(self.jobs.grant).balance(&self.me),
             trust: self.jobs.trust.value(&self.me),
             elected: self.jobs.elected.contains(&self.me),
+            peers_by_protocol: super::versions::peers_by_protocol(self.net.peers()),
         };
         self.metrics.encode(&snapshot)
     }

@@ -93,6 +93,8 @@ pub struct Node {
     pub(super) options: NodeOptions,
     pub(super) provider_lookups: HashMap<kad::QueryId, ProviderLookup>,
     pub(super) jobs: JobDriver,
+    /// Warns (once per version) when most peers speak a newer protocol.
+    pub(super) protocol_watch: super::versions::ProtocolWatch,
 }
 
 /// Everything about jobs the node keeps beside the protocol's machines:

@@ -167,7 +167,12 @@ impl LiveNode {
         let transport = link::transport(index, &lkey, table)
             .map_err(|e| NetworkError::Transport(e.to_string()))?;
         let gs = wire::gossipsub(&lkey)?;
-        let behaviour = NodeBehaviour::new(&lkey, gs, wire::DEFAULT_MAX_CONNECTIONS);
+        let behaviour = NodeBehaviour::new(
+            &lkey,
+            &wire::agent_string(concat!("modchain-sim/", env!("CARGO_PKG_VERSION"))),
+            gs,
+            wire::DEFAULT_MAX_CONNECTIONS,
+        );
         let mut swarm = Swarm::new(
             transport,
             behaviour,
