@@ -19,8 +19,6 @@ use modchain_adapters::llm::{
     GenerateRequest, Halt, LlmAdapter, LlmBackend, Prompt, Sampling, TokenSink,
 };
 use modchain_adapters::testing::{LLM_TEST_MODEL as MODEL, llm_test_model as model_file};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{median, ms};
@@ -35,35 +33,18 @@ fn network_ttft(url: &str, token: &str) -> Duration {
         "options": { "temperature": 0, "num_predict": 8 },
     })
     .to_string();
-    let hostport = url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(hostport).expect("connect");
-    let _ = s.set_nodelay(true);
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
     let t = Instant::now();
-    write!(
-        s,
-        "POST /api/generate HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut reader = BufReader::new(s);
-    let mut line = String::new();
     let mut first = None;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
+    common::post_streaming(url, token, "/api/generate", &body, |line| {
         if first.is_none()
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim())
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
         {
             assert!(v["error"].is_null(), "{v}");
             if v["response"].as_str().is_some_and(|r| !r.is_empty()) {
                 first = Some(t.elapsed());
             }
         }
-    }
+    });
     first.expect("a token came")
 }
 

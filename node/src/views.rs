@@ -3,7 +3,7 @@
 //! document is generated from their `ToSchema` derives, so the document, the
 //! server and the CLI (which reads the same shapes) cannot disagree.
 
-use modchain_protocol::{ExitStatus, Outcome, SignedReceipt};
+use modchain_protocol::{ExitStatus, Outcome, Refusal, SignedReceipt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -51,6 +51,8 @@ pub struct JobSummary {
     pub state: String,
     /// Why the job is in its state (a waiting reason, a failure), in words.
     pub detail: String,
+    /// Why the network refused the job, when it failed so.
+    pub refusal: Option<JobRefusal>,
     pub adapter: String,
     pub method: String,
     pub submitted_at_ms: u64,
@@ -67,6 +69,29 @@ pub struct JobSummary {
     /// Output files still being fetched from the provider.
     pub outputs_pending: usize,
     pub outputs: Vec<OutputFile>,
+}
+
+/// Why the network refused a job, as a value a caller acts on (the API's
+/// OpenAI routes answer 400 for `params_refused`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobRefusal {
+    /// No orchestrator took it: none sees itself elected.
+    NotElected,
+    /// Every provider called refused its parameters (a prompt longer than
+    /// the model's context, an option out of range).
+    ParamsRefused,
+}
+
+impl JobRefusal {
+    /// The view of a protocol refusal; `None` for one this node does not know.
+    pub fn of(r: Refusal) -> Option<Self> {
+        match r {
+            Refusal::NotElected => Some(JobRefusal::NotElected),
+            Refusal::ParamsRefused => Some(JobRefusal::ParamsRefused),
+            _ => None,
+        }
+    }
 }
 
 /// A state the job passed through, with when.

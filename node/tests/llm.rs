@@ -6,14 +6,13 @@
 
 mod common;
 
-use common::{TestNet, serve_model, test_python, wait_until};
+use common::{TestNet, serve_model, wait_until};
 use modchain_adapters::llm::VIA_HEADER;
 use modchain_adapters::testing::{LLM_TEST_MODEL as MODEL, llm_test_model as model_file};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn executed_llm_receipts(net: &TestNet, i: usize) -> usize {
@@ -131,26 +130,13 @@ fn the_official_ollama_client_gets_answers_from_the_network() {
 /// Runs tests/llm/ollama_client.py (the official `ollama` Python client)
 /// against the node API at `url`; returns what it saw.
 fn run_ollama_client(net: &TestNet, url: &str, token: &str) -> Value {
-    let python = test_python();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/llm/ollama_client.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .args([url, token, MODEL])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'ollama'"),
-        "the LLM test needs the `ollama` Python package in {python}: .ci/run installs it in \
-         ~/.cache/modchain-venv (pip install 'ollama==0.6.*')"
-    );
-    assert!(
-        out.status.success(),
-        "the ollama client script failed against {url}:\n{stdout}\n{stderr}\n{}",
-        net.logs()
-    );
-    serde_json::from_str(stdout.trim()).expect("the script's JSON")
+    common::run_client_script(
+        "tests/llm/ollama_client.py",
+        &[url, token, MODEL],
+        "ollama",
+        "ollama==0.6.*",
+        || format!("against {url}:\n{}", net.logs()),
+    )
 }
 
 /// The ollama backend against a real server that speaks Ollama's API:

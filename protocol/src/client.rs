@@ -71,6 +71,8 @@ pub struct ClientJob {
     pub receipt: Option<SignedReceipt>,
     /// Every state the job went through, with when.
     pub history: Vec<(Timestamp, JobState)>,
+    /// Why the network refused the job, when it failed so.
+    pub refusal: Option<Refusal>,
     envelope: Envelope,
     last_heard: Timestamp,
     /// The `seq` of the newest status from the orchestrator in charge:
@@ -176,6 +178,7 @@ impl Client {
                 result: None,
                 receipt: None,
                 history: vec![(now, JobState::Queued)],
+                refusal: None,
                 envelope: signed.envelope().clone(),
                 last_heard: now,
                 newest: None,
@@ -338,6 +341,9 @@ impl Client {
         {
             // A re-auction: the old award is void.
             job.award = None;
+        }
+        if state == JobState::Failed {
+            job.refusal = s.refusal;
         }
         self.set_state(now, s.job_id, state, s.detail.clone());
     }

@@ -190,6 +190,11 @@ pub enum Refusal {
     /// next orchestrator in the job's ranking at once, without waiting for
     /// its silence timeout.
     NotElected,
+    /// Every provider called for bids refused the job's parameters (a
+    /// prompt longer than the model's context, an option out of range):
+    /// the job cannot run as asked anywhere, so it failed at once, and the
+    /// client tells its user the request was wrong instead of retrying it.
+    ParamsRefused,
 }
 
 /// How an execution ended.

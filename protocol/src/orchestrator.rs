@@ -12,7 +12,7 @@ use crate::auction::{self, Award, Bid, BidEntry, Decline, DeclineReason};
 use crate::digest::JobId;
 use crate::envelope::{CallForBids, Envelope, Message, Signed};
 use crate::identity::{Keypair, NodeId};
-use crate::job::{Cancel, JobResult, JobSpec, JobState, JobStatus, bounded_text};
+use crate::job::{Cancel, JobResult, JobSpec, JobState, JobStatus, Refusal, bounded_text};
 use crate::pricing::Quote;
 use crate::receipt::{FailureReason, Outcome, Receipt, SignedReceipt};
 use crate::time::{MINUTE, SECOND, Timestamp};
@@ -112,6 +112,8 @@ struct Job {
     excluded: BTreeSet<NodeId>,
     phase: Phase,
     last_status: Option<(JobState, String)>,
+    /// Why the job was refused outright, told with its `Failed` status.
+    refusal: Option<Refusal>,
     /// How many statuses went to the client (`JobStatus::seq`).
     statuses: u32,
 }
@@ -301,6 +303,7 @@ impl Orchestrator {
         job.last_status = Some((state, detail.clone()));
         job.statuses = job.statuses.saturating_add(1);
         let (client, attempt, seq) = (job.client, job.attempt, job.statuses);
+        let refusal = job.refusal.filter(|_| state == JobState::Failed);
         let msg = self.seal(
             ctx.now,
             Message::Status(JobStatus {
@@ -309,7 +312,7 @@ impl Orchestrator {
                 state,
                 detail,
                 seq,
-                refusal: None,
+                refusal,
             }),
         );
         self.send(client, msg);
@@ -380,6 +383,7 @@ impl Orchestrator {
                     ready: true,
                 },
                 last_status: None,
+                refusal: None,
                 statuses: 0,
             },
         );
@@ -622,6 +626,9 @@ impl Orchestrator {
                     .iter()
                     .all(|(_, r)| matches!(r, DeclineReason::InvalidParams(_)))
             {
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.refusal = Some(Refusal::ParamsRefused);
+                }
                 self.end(ctx, id, JobState::Failed, format!("rejected: {reason}"));
                 return;
             }

@@ -546,6 +546,38 @@ fn a_provider_declines_what_its_admission_check_refuses_and_nothing_is_stored() 
     }
 }
 
+/// Refuses every job's parameters, as an llm provider refuses a prompt
+/// longer than its model's context.
+#[derive(Debug)]
+struct PromptTooLong;
+
+impl modchain_protocol::Admission for PromptTooLong {
+    fn admit(
+        &self,
+        _spec: &modchain_protocol::JobSpec,
+    ) -> Result<(), modchain_protocol::AdmissionRefusal> {
+        Err(modchain_protocol::AdmissionRefusal::InvalidParams(
+            "the prompt is 9010 tokens, over the context length (8192 tokens)".into(),
+        ))
+    }
+}
+
+#[test]
+fn parameters_every_provider_refuses_fail_the_job_with_a_typed_refusal() {
+    let mut w = world();
+    for p in w.providers.clone() {
+        w.net.peer_mut(&p).set_admission(Box::new(PromptTooLong));
+    }
+    let now = w.net.now;
+    let job = w.net.submit(w.client, test_job(now, 10));
+    w.net.run_for(3 * SECOND);
+    let cj = w.net.peer(&w.client).job(&job).expect("job");
+    assert_eq!(cj.state, JobState::Failed);
+    assert_eq!(cj.refusal, Some(modchain_protocol::Refusal::ParamsRefused));
+    assert!(cj.detail.contains("context length"), "{}", cj.detail);
+    assert!(w.net.executions.is_empty());
+}
+
 /// An orchestrator that awarded the job to itself and then crashed leaves
 /// nobody to report on the job: no heartbeats, no failure receipt. The
 /// client fails over to the next orchestrator as soon as the connection

@@ -10,12 +10,16 @@
 //! |---|---|
 //! | [`edge`] | what every handler shares: the state, error answers (a status for each `control::Refusal`), the bearer check, asking the node |
 //! | [`rest`] | Modchain's own REST API (`/api/v1/...`, `/health`) and its generated OpenAPI document |
+//! | [`inference`] | what the Ollama and OpenAI routes share: the network's models, a request submitted as an `llm` job, its output followed to the end |
 //! | [`ollama`] | Ollama's API, answered by the network's providers |
+//! | [`openai`] | OpenAI's API (`/v1/...`), answered by the network's providers |
 //! | [`dashboard`] | the embedded web dashboard |
 
 mod dashboard;
 mod edge;
+mod inference;
 mod ollama;
+mod openai;
 mod rest;
 
 use edge::{ApiState, method_not_allowed, not_found};
@@ -43,6 +47,12 @@ pub enum ApiError {
     Randomness(String),
     #[error(transparent)]
     DataDir(#[from] DataDirError),
+}
+
+/// The routes the OpenAPI document describes, with their descriptions:
+/// Modchain's own and OpenAI's.
+fn documented_routes() -> utoipa_axum::router::OpenApiRouter<ApiState> {
+    rest::api_routes().merge(openai::routes())
 }
 
 #[derive(Debug)]
@@ -83,7 +93,7 @@ impl Api {
             format!("{url}\n").as_bytes(),
             false,
         )?;
-        let (routes, doc) = rest::api_routes().split_for_parts();
+        let (routes, doc) = documented_routes().split_for_parts();
         let openapi = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
         let router: Router = routes
             .merge(dashboard::routes())

@@ -56,14 +56,14 @@ pub(super) fn api_routes() -> OpenApiRouter<ApiState> {
 /// annotations and the request and response types.
 #[cfg(test)]
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    super::documented_routes().into_openapi()
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Modchain node API",
-        description = "The local API of a modchain node (loopback only). Mutating calls need `Authorization: Bearer <token>` (the token is in api.token in the data directory). Errors are `{\"error\": \"...\"}`. Prices are in micro-credits (1 credit = 1000000)."
+        description = "The local API of a modchain node (loopback only). Mutating calls need `Authorization: Bearer <token>` (the token is in api.token in the data directory). Errors are `{\"error\": \"...\"}`, except on the OpenAI-compatible routes (`/v1/...`), which answer OpenAI's `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`. Prices are in micro-credits (1 credit = 1000000)."
     ),
     modifiers(&BearerScheme),
     components(schemas(ErrorBody))
@@ -610,6 +610,11 @@ mod tests {
             ("/api/v1/balance", "get"),
             ("/api/v1/events", "get"),
             ("/api/v1/openapi.json", "get"),
+            ("/v1/models", "get"),
+            ("/v1/models/{model}", "get"),
+            ("/v1/chat/completions", "post"),
+            ("/v1/completions", "post"),
+            ("/v1/embeddings", "post"),
         ] {
             assert!(
                 doc["paths"][path][method].is_object(),
@@ -618,7 +623,13 @@ mod tests {
         }
         assert_eq!(doc["openapi"], json!("3.1.0"));
         // Mutating calls name the bearer scheme, and it is declared.
-        for (path, method) in [("/api/v1/jobs", "post"), ("/api/v1/jobs/{id}", "delete")] {
+        for (path, method) in [
+            ("/api/v1/jobs", "post"),
+            ("/api/v1/jobs/{id}", "delete"),
+            ("/v1/chat/completions", "post"),
+            ("/v1/completions", "post"),
+            ("/v1/embeddings", "post"),
+        ] {
             assert_eq!(
                 doc["paths"][path][method]["security"][0]["bearer"],
                 json!([])
@@ -646,6 +657,27 @@ mod tests {
                 schemas[schema]
             );
         }
+        // The OpenAI-compatible routes list every status they answer, each
+        // error in OpenAI's shape.
+        for path in ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"] {
+            let responses = &doc["paths"][path]["post"]["responses"];
+            for status in ["200", "400", "401", "404", "500", "502", "503"] {
+                assert!(responses[status].is_object(), "{path} {status}");
+            }
+            assert_eq!(
+                responses["404"]["content"]["application/json"]["schema"]["$ref"],
+                json!("#/components/schemas/OpenAiErrorBody")
+            );
+        }
+        assert!(schemas["OpenAiError"]["properties"]["type"].is_object());
+        // The request bodies' schemas come from their types (the sampling
+        // fields flattened in).
+        let chat = schemas["ChatCompletionRequest"].to_string();
+        assert!(
+            chat.contains("messages") && chat.contains("SamplingFields"),
+            "{chat}"
+        );
+        assert!(schemas["SamplingFields"]["properties"]["temperature"].is_object());
         assert_eq!(
             doc["paths"]["/api/v1/receipts"]["get"]["responses"]["200"]["content"]["application/json"]
                 ["schema"]["items"]["$ref"],

@@ -8,8 +8,8 @@ use super::state::*;
 use crate::control::{ApiQuery, LogView, Refusal};
 use crate::metrics::Snapshot;
 use crate::views::{
-    BalanceView, HistoryEntry, JobDetail, JobResultView, JobSummary, OutputFile, ReceiptView,
-    ReputationEntry, UsageView, exit_text,
+    BalanceView, HistoryEntry, JobDetail, JobRefusal, JobResultView, JobSummary, OutputFile,
+    ReceiptView, ReputationEntry, UsageView, exit_text,
 };
 use libp2p::{PeerId, kad};
 use modchain_protocol::{ClientJob, JobId, JobSpec, NodeId};
@@ -321,6 +321,7 @@ impl Node {
             job_id: id.to_hex(),
             state: job.state.as_str().into(),
             detail: job.detail.clone(),
+            refusal: job.refusal.and_then(JobRefusal::of),
             adapter: job.spec.adapter.clone(),
             method: job.spec.method.clone(),
             submitted_at_ms: job.submitted_at.as_millis(),

@@ -101,6 +101,68 @@ pub fn http_with(
     Some((status, head, body))
 }
 
+/// POSTs `body` to `path` with the bearer token and hands `each` every
+/// line of the answer as it arrives (chunked transfer's size lines and
+/// blank lines included), until the server closes the answer: for
+/// streamed answers, read while they are produced.
+pub fn post_streaming(url: &str, token: &str, path: &str, body: &str, mut each: impl FnMut(&str)) {
+    let hostport = url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(hostport).expect("connect");
+    let _ = s.set_nodelay(true);
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        each(line.trim());
+    }
+}
+
+/// Runs a client-library script (`script`, relative to the node crate)
+/// with the test Python; it prints one JSON object with what it saw, which
+/// is returned. `module` is the Python package it needs, `pip` how
+/// `.ci/run` installs it; `context` is shown if the script fails.
+pub fn run_client_script(
+    script: &str,
+    args: &[&str],
+    module: &str,
+    pip: &str,
+    context: impl FnOnce() -> String,
+) -> Value {
+    let python = test_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains(&format!("No module named '{module}'")),
+        "{} needs the `{module}` Python package in {python}: .ci/run installs it in \
+         ~/.cache/modchain-venv (pip install '{pip}')",
+        script.display()
+    );
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}\n{stderr}\n{}",
+        script.display(),
+        context()
+    );
+    serde_json::from_str(stdout.trim()).expect("the script's JSON")
+}
+
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
