@@ -368,6 +368,49 @@ fn five_nodes_converge_reject_a_forged_advert_and_keep_their_peer_id_across_rest
     }
     eprintln!("five nodes converged on all adverts in {:?}", t0.elapsed());
 
+    // Every advert names the software its node runs, the version
+    // `modchain --version` prints; and every node counts its connected
+    // peers by the protocol version their identify agent names.
+    let version = Command::new(modchain())
+        .arg("--version")
+        .output()
+        .expect("modchain --version");
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    let software = version
+        .split_whitespace()
+        .nth(1)
+        .expect("`modchain VERSION (...)`")
+        .to_string();
+    assert!(
+        version.contains(&format!("protocol {}", modchain_protocol::PROTOCOL_VERSION)),
+        "{version}"
+    );
+    let listed = nodes[0].get("/api/v1/nodes").expect("nodes");
+    let with_adverts: Vec<&Value> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|n| !n["advert"].is_null())
+        .collect();
+    assert_eq!(with_adverts.len(), NODES);
+    for n in with_adverts {
+        assert_eq!(
+            n["advert"]["software"].as_str(),
+            Some(software.as_str()),
+            "{n}"
+        );
+    }
+    for n in &nodes {
+        let s = n.get("/api/v1/stats").expect("stats");
+        let ours = modchain_protocol::PROTOCOL_VERSION.to_string();
+        assert!(
+            s["peers_by_protocol"][ours.as_str()].as_u64() >= Some(1),
+            "no connected peer counted under protocol {ours}: {}",
+            s["peers_by_protocol"]
+        );
+        assert_eq!(s["software"].as_str(), Some(software.as_str()));
+    }
+
     // The candidate is found through its DHT provider record, from any node.
     let candidate = stats[NODES - 1]["peer_id"]
         .as_str()
