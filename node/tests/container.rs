@@ -2,7 +2,8 @@
 //! image is built from the .deb on the local Debian base (nothing pulled),
 //! a bootstrap peer and three nodes come up on an internal docker network
 //! this test creates, the nodes find each other, and a WebAssembly job
-//! submitted on one runs on the network. Everything the run made
+//! submitted on one runs on the network; and `docker run` of the image
+//! runs a whole devnet. Everything the run made
 //! (containers, volumes, the network, the image) goes, pass or fail.
 
 mod common;
@@ -78,6 +79,7 @@ fn advertised(container: &str) -> HashSet<String> {
 #[test]
 fn compose_brings_up_a_network_whose_nodes_join_and_run_a_job() {
     require_docker();
+    sweep_stale_test_resources();
     let t0 = Instant::now();
     let root = temp_root("container");
     let deb = debug_deb(&root.join("deb"));
@@ -193,6 +195,37 @@ fn compose_brings_up_a_network_whose_nodes_join_and_run_a_job() {
         "no provider named: {result}"
     );
     eprintln!("job done after {:?}", t0.elapsed());
+
+    // `docker run` alone: a whole devnet in one container, with no network
+    // at all, runs its demo job to every ledger.
+    let devnet = run_limited(
+        180,
+        "docker",
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &tag,
+            "modchain",
+            "devnet",
+            "--peers",
+            "3",
+            "--exit-after-demo",
+        ],
+        &[],
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&devnet.stdout),
+        String::from_utf8_lossy(&devnet.stderr)
+    );
+    assert!(
+        devnet.status.success() && said.contains("receipt is in all 3 ledgers"),
+        "devnet in a container ({}): {said}",
+        devnet.status
+    );
+    eprintln!("devnet done after {:?}", t0.elapsed());
 
     drop(cleanup);
     let _ = std::fs::remove_dir_all(&root);

@@ -77,6 +77,7 @@ impl ServiceLine {
 #[test]
 fn the_deb_installs_on_clean_bookworm_and_its_service_runs_a_node() {
     require_docker();
+    sweep_stale_test_resources();
     let root = temp_root("package");
     let deb = debug_deb(&root.join("deb"));
     let base = base_image();

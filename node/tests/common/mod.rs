@@ -784,3 +784,45 @@ pub fn docker_sh_ok(container: &str, script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Removes what a killed earlier run of the packaging tests left behind
+/// (its guard never ran): containers, compose volumes, networks and images
+/// named `modchain-test-*` / `modchain-package-*` whose process is gone.
+pub fn sweep_stale_test_resources() {
+    // The names carry the pid of the test process that made them, right
+    // after the prefix (`modchain-test-<pid>_node1_1`, `modchain-test-<pid>:0.1.0`).
+    let alive = |name: &str| {
+        let rest = name
+            .strip_prefix("modchain-test-")
+            .or_else(|| name.strip_prefix("modchain-package-"))
+            .unwrap_or_default();
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        match digits.parse::<u32>() {
+            Ok(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+            // Not a name these tests make: leave it alone.
+            Err(_) => true,
+        }
+    };
+    let list = |args: &[&str]| -> Vec<String> {
+        let out = run_limited(60, "docker", args, &[]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("modchain-test-") || l.starts_with("modchain-package-"))
+            .filter(|l| !alive(l))
+            .map(str::to_string)
+            .collect()
+    };
+    for c in list(&["ps", "-a", "--format", "{{.Names}}"]) {
+        let _ = run_limited(60, "docker", &["rm", "-f", "-v", &c], &[]);
+    }
+    for v in list(&["volume", "ls", "--format", "{{.Name}}"]) {
+        let _ = run_limited(60, "docker", &["volume", "rm", &v], &[]);
+    }
+    for n in list(&["network", "ls", "--format", "{{.Name}}"]) {
+        let _ = run_limited(60, "docker", &["network", "rm", &n], &[]);
+    }
+    for i in list(&["images", "--format", "{{.Repository}}:{{.Tag}}"]) {
+        let _ = run_limited(60, "docker", &["rmi", "-f", &i], &[]);
+    }
+}
