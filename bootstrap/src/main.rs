@@ -2,31 +2,11 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use libp2p::Multiaddr;
+use modchain_bootstrap::cli::Cli;
 use modchain_bootstrap::{BootstrapConfig, BootstrapPeer};
 use modchain_protocol::Keypair;
 use std::io::Write;
 use std::path::PathBuf;
-
-/// A Modchain bootstrap peer: Kademlia server, identify, gossip relay and
-/// circuit relay for nodes joining the network.
-#[derive(Debug, Parser)]
-#[command(name = "modchain-bootstrap", version)]
-struct Cli {
-    /// Where the key and the address file live.
-    #[arg(long, env = "MODCHAIN_BOOTSTRAP_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Addresses to listen on (repeatable).
-    #[arg(long = "listen", value_name = "MULTIADDR")]
-    listen: Vec<Multiaddr>,
-    /// Most connections held at once.
-    #[arg(long, default_value_t = 1024)]
-    max_connections: u32,
-    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464;
-    /// port 0 picks one, written to `metrics.url` in the data directory).
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<std::net::SocketAddr>,
-}
 
 fn default_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {

@@ -441,6 +441,19 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_config_is_the_template_with_every_default() {
+        // /etc/modchain/config.toml in the .deb: a header, then what
+        // `modchain init` writes. Regenerate it when the template changes.
+        let packaged = include_str!("../../packaging/config.toml");
+        let config = parse(packaged).expect("packaging/config.toml parses");
+        assert_eq!(config, Config::default());
+        assert!(
+            packaged.ends_with(&commented_template()),
+            "packaging/config.toml no longer ends with commented_template()'s text"
+        );
+    }
+
+    #[test]
     fn template_parses_to_the_defaults() {
         assert_eq!(
             parse(&commented_template()).expect("template"),

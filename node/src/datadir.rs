@@ -9,6 +9,9 @@ use thiserror::Error;
 #[derive(Clone, Debug)]
 pub struct DataDir {
     root: PathBuf,
+    /// `--config` / MODCHAIN_CONFIG: a configuration file kept elsewhere
+    /// (the packaged service reads /etc/modchain/config.toml).
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -25,7 +28,13 @@ impl DataDir {
     /// `--data-dir` if given, else `$XDG_DATA_HOME/modchain`, else `~/.local/share/modchain`.
     pub fn resolve(explicit: Option<PathBuf>) -> Self {
         let root = explicit.unwrap_or_else(default_root);
-        DataDir { root }
+        DataDir { root, config: None }
+    }
+
+    /// Reads the configuration from `config` instead of `<root>/config.toml`
+    /// when one is given.
+    pub fn with_config(self, config: Option<PathBuf>) -> Self {
+        DataDir { config, ..self }
     }
 
     pub fn root(&self) -> &Path {
@@ -35,7 +44,9 @@ impl DataDir {
         self.root.join("node.key")
     }
     pub fn config_path(&self) -> PathBuf {
-        self.root.join("config.toml")
+        self.config
+            .clone()
+            .unwrap_or_else(|| self.root.join("config.toml"))
     }
     pub fn benchmark_path(&self) -> PathBuf {
         self.root.join("benchmark.json")

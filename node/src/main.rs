@@ -77,7 +77,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let data_dir = DataDir::resolve(cli.data_dir);
+    let data_dir = DataDir::resolve(cli.data_dir).with_config(cli.config);
     match cli.command {
         Command::Init => {
             init_tracing("warn");
@@ -151,6 +151,16 @@ async fn run(cli: Cli) -> Result<()> {
         Command::BootstrapPeer { listen, metrics } => {
             init_tracing("info");
             devnet::bootstrap_peer(&data_dir, listen, metrics).await
+        }
+        Command::Completions { shell, program } => {
+            cli::manual::completions(program, shell, &mut std::io::stdout().lock())?;
+            Ok(())
+        }
+        Command::Man { dir } => {
+            for page in cli::manual::man_pages(&dir)? {
+                println!("{}", page.display());
+            }
+            Ok(())
         }
     }
 }

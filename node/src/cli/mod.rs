@@ -7,6 +7,7 @@ pub mod api_client;
 pub mod commands;
 pub mod devnet;
 mod format;
+pub mod manual;
 pub mod mcp;
 mod parse;
 
@@ -44,6 +45,10 @@ pub struct Cli {
     /// The node's data directory (key, config.toml, ledger).
     #[arg(long, global = true, env = "MODCHAIN_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The configuration file, when not `config.toml` in the data directory
+    /// (the Debian package's service reads /etc/modchain/config.toml).
+    #[arg(long, global = true, env = "MODCHAIN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// How log lines on stderr look: `text` for people, `json` (one object
     /// per line, with the current span's job and peer ids) for machines.
     /// Filter with RUST_LOG, e.g. RUST_LOG=modchain=debug,libp2p_gossipsub=info.
@@ -165,6 +170,17 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
     },
+    /// Print a shell completion script (packaging: see cli/manual.rs).
+    #[command(hide = true)]
+    Completions {
+        shell: clap_complete::Shell,
+        /// The binary to complete.
+        #[arg(long, value_enum, default_value_t = manual::Program::Modchain)]
+        program: manual::Program,
+    },
+    /// Write the man pages of `modchain` and `modchain-bootstrap` into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

@@ -687,3 +687,204 @@ pub fn run_python_script(
     );
     (status.is_some_and(|s| s.success()), text)
 }
+
+// ---- Packaging: the .deb and the container image (tests/package.rs,
+// tests/container.rs). They drive docker, docker-compose and the scripts in
+// scripts/ as an operator would; every container, network and image they
+// make for a run is removed by a `Cleanup` guard, on success and on panic.
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("node/ has a parent")
+        .to_path_buf()
+}
+
+/// The workspace version (the .deb's and the image's).
+pub fn workspace_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// Runs `program args` with a time limit (coreutils `timeout`, so a hung
+/// docker call fails the test instead of holding CI), from the repository
+/// root, with `env` added.
+pub fn run_limited(secs: u64, program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(secs.to_string())
+        .arg(program)
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// `run_limited`, which must succeed; returns its trimmed stdout.
+pub fn run_ok(secs: u64, program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = run_limited(secs, program, args, env);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Fails the test at once, with what to do, when the Docker daemon does not
+/// answer (CI starts one in .ci/run).
+pub fn require_docker() {
+    let out = run_limited(
+        30,
+        "docker",
+        &["info", "--format", "{{.ServerVersion}}"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "these tests need the Docker daemon (start one: `setsid dockerd >/tmp/dockerd.log 2>&1 </dev/null &`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Debian bookworm base image (scripts/base-image.sh: a tarball of
+/// debootstrap's root filesystem cached under ~/.cache/modchain-images,
+/// imported into the daemon). Cold: a couple of minutes; warm: nothing.
+pub fn base_image() -> String {
+    run_ok(900, "scripts/base-image.sh", &[], &[])
+}
+
+/// Builds the .deb from the debug binaries the test build already made
+/// (scripts/build-deb.sh --debug) into `out`, and returns its path. The
+/// binaries are found next to this test's `modchain`, so the package holds
+/// what the other tests run; `modchain-bootstrap` comes from the same
+/// `cargo build -p modchain-node -p modchain-bootstrap`.
+pub fn debug_deb(out: &Path) -> PathBuf {
+    let profile_dir = modchain()
+        .parent()
+        .expect("the binary has a directory")
+        .to_path_buf();
+    let target = profile_dir
+        .parent()
+        .expect("the profile directory has a parent")
+        .to_path_buf();
+    let out_s = out.to_string_lossy().to_string();
+    let target_s = target.to_string_lossy().to_string();
+    let deb = run_ok(
+        600,
+        "scripts/build-deb.sh",
+        &["--debug", &out_s],
+        &[("CARGO_TARGET_DIR", &target_s)],
+    );
+    let deb = PathBuf::from(deb.lines().last().unwrap_or_default());
+    assert!(
+        deb.is_file(),
+        "scripts/build-deb.sh printed no .deb: {}",
+        deb.display()
+    );
+    deb
+}
+
+/// Commands run when the test lets go of it, last added first: the
+/// teardown of what a test made, whether it passed or panicked.
+#[derive(Default)]
+pub struct Cleanup {
+    steps: Vec<CleanupStep>,
+}
+
+/// One command of a `Cleanup`: program, arguments, added environment.
+struct CleanupStep(String, Vec<String>, Vec<(String, String)>);
+
+impl Cleanup {
+    pub fn on_drop(&mut self, program: &str, args: &[&str], env: &[(&str, &str)]) {
+        self.steps.push(CleanupStep(
+            program.to_string(),
+            args.iter().map(|a| a.to_string()).collect(),
+            env.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ));
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        while let Some(CleanupStep(program, args, env)) = self.steps.pop() {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let out = run_limited(120, &program, &args, &env);
+            if !out.status.success() {
+                eprintln!(
+                    "cleanup: {program} {args:?} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+    }
+}
+
+/// `sh -c script` in a running container, as root.
+pub fn docker_sh(container: &str, script: &str) -> Output {
+    run_limited(120, "docker", &["exec", container, "sh", "-c", script], &[])
+}
+
+/// `docker_sh`, which must succeed; returns its trimmed stdout.
+pub fn docker_sh_ok(container: &str, script: &str) -> String {
+    let out = docker_sh(container, script);
+    assert!(
+        out.status.success(),
+        "in {container}: `{script}` failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes what a killed earlier run of the packaging tests left behind
+/// (its guard never ran): containers, compose volumes, networks and images
+/// named `modchain-test-*` / `modchain-package-*` whose process is gone.
+pub fn sweep_stale_test_resources() {
+    // The names carry the pid of the test process that made them, right
+    // after the prefix (`modchain-test-<pid>_node1_1`, `modchain-test-<pid>:0.1.0`).
+    let alive = |name: &str| {
+        let rest = name
+            .strip_prefix("modchain-test-")
+            .or_else(|| name.strip_prefix("modchain-package-"))
+            .unwrap_or_default();
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        match digits.parse::<u32>() {
+            Ok(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+            // Not a name these tests make: leave it alone.
+            Err(_) => true,
+        }
+    };
+    let list = |args: &[&str]| -> Vec<String> {
+        let out = run_limited(60, "docker", args, &[]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("modchain-test-") || l.starts_with("modchain-package-"))
+            .filter(|l| !alive(l))
+            .map(str::to_string)
+            .collect()
+    };
+    for c in list(&["ps", "-a", "--format", "{{.Names}}"]) {
+        let _ = run_limited(60, "docker", &["rm", "-f", "-v", &c], &[]);
+    }
+    for v in list(&["volume", "ls", "--format", "{{.Name}}"]) {
+        let _ = run_limited(60, "docker", &["volume", "rm", &v], &[]);
+    }
+    for n in list(&["network", "ls", "--format", "{{.Name}}"]) {
+        let _ = run_limited(60, "docker", &["network", "rm", &n], &[]);
+    }
+    for i in list(&["images", "--format", "{{.Repository}}:{{.Tag}}"]) {
+        let _ = run_limited(60, "docker", &["rmi", "-f", &i], &[]);
+    }
+}

@@ -103,6 +103,9 @@ fn spawn_node_process(exe: &Path, label: &str, dir: &Path, bootstrap: &str) -> R
     let log = std::fs::File::create(dir.join("node.log"))
         .with_context(|| format!("cannot create {}", dir.join("node.log").display()))?;
     let mut cmd = Command::new(exe);
+    // Each devnet node reads its own config.toml, never a --config file the
+    // caller's environment names (the packaged service sets MODCHAIN_CONFIG).
+    cmd.env_remove("MODCHAIN_CONFIG");
     cmd.arg("--data-dir")
         .arg(dir)
         .args([
@@ -222,6 +225,7 @@ pub(super) async fn start_node(
     model: Option<&Path>,
 ) -> Result<Proc> {
     let out = Command::new(exe)
+        .env_remove("MODCHAIN_CONFIG")
         .arg("--data-dir")
         .arg(ndir)
         .arg("init")
