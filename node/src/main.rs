@@ -3,6 +3,7 @@
 
 mod api;
 mod benchmark;
+mod build_info;
 mod cli;
 mod config;
 mod control;
@@ -53,7 +54,9 @@ static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 fn main() -> std::process::ExitCode {
     // The version line is built at run time (it names the protocol version,
     // a constant of another crate), so clap gets it through `command()`.
-    let matches = Cli::command().version(cli::version_line()).get_matches();
+    let matches = Cli::command()
+        .version(build_info::version_line())
+        .get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -213,7 +216,7 @@ async fn info(data_dir: &DataDir, as_json: bool) -> Result<()> {
             "container_runtime": hw.container_runtime,
             "benchmark": bench,
             "notes": hw.notes,
-            "software": cli::SOFTWARE_VERSION,
+            "software": build_info::SOFTWARE_VERSION,
             "protocol_version": modchain_protocol::PROTOCOL_VERSION,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -225,7 +228,7 @@ async fn info(data_dir: &DataDir, as_json: bool) -> Result<()> {
         None => println!("peer id     (none yet: run `modchain init`)"),
     }
     println!("data dir    {}", data_dir.root().display());
-    println!("software    modchain {}", cli::version_line());
+    println!("software    modchain {}", build_info::version_line());
     println!(
         "cpu         {} ({}), {} cores / {} threads",
         hw.cpu.model, hw.cpu.vendor, hw.cpu.cores, hw.cpu.threads

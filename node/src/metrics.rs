@@ -145,7 +145,7 @@ impl NodeMetrics {
             Info::new(vec![
                 (
                     "version".to_string(),
-                    crate::cli::SOFTWARE_VERSION.to_string(),
+                    crate::build_info::SOFTWARE_VERSION.to_string(),
                 ),
                 (
                     "protocol".to_string(),

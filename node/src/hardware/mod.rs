@@ -96,7 +96,7 @@ impl Hardware {
             gpus: self.gpus.clone(),
             container_runtime: self.container_runtime.clone(),
             benchmark_score,
-            software: crate::cli::SOFTWARE_VERSION.to_string(),
+            software: crate::build_info::SOFTWARE_VERSION.to_string(),
             ..CapabilityAdvert::default()
         }
     }

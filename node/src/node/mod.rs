@@ -55,7 +55,7 @@ impl Node {
         let lkey = key.to_libp2p();
         let gs = node_gossipsub(&lkey, &mut registry)?;
         let max = options.max_connections;
-        let agent = format!("modchain/{}", crate::cli::SOFTWARE_VERSION);
+        let agent = format!("modchain/{}", crate::build_info::SOFTWARE_VERSION);
         let mut swarm = wire::build_swarm(lkey, Some(&mut registry), |k| {
             NodeBehaviour::new(k, &wire::agent_string(&agent), gs, max)
         })?;

@@ -90,7 +90,7 @@ impl Node {
             "uptime_secs": self.started.elapsed().as_secs(),
             "connected_peers": self.net.swarm().connected_peers().count(),
             "known_peers": self.net.peers().len(),
-            "software": crate::cli::SOFTWARE_VERSION,
+            "software": crate::build_info::SOFTWARE_VERSION,
             "protocol_version": modchain_protocol::PROTOCOL_VERSION,
             "peers_by_protocol": super::versions::peers_by_protocol(self.net.peers()),
             "adverts": self.net.peer().adverts().len(),
