@@ -6,6 +6,11 @@
 //! and warm, the two interleaved; the difference is what the network adds (auction, award,
 //! signed log chunks, the client node's HTTP stream).
 //!
+//!
+//! Then the same chat through the client node's two compatible APIs,
+//! Ollama's `/api/chat` and OpenAI's `/v1/chat/completions` (both streamed,
+//! both one `llm` job on the network; only the framing differs), interleaved.
+//!
 //! Needs the model (scripts/fetch-test-model.sh, or MODCHAIN_TEST_MODEL).
 //! MODCHAIN_BENCH_RUNS changes the run count.
 
@@ -19,6 +24,7 @@ use modchain_adapters::llm::{
     GenerateRequest, Halt, LlmAdapter, LlmBackend, Prompt, Sampling, TokenSink,
 };
 use modchain_adapters::testing::{LLM_TEST_MODEL as MODEL, llm_test_model as model_file};
+use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{median, ms};
@@ -46,6 +52,61 @@ fn network_ttft(url: &str, token: &str) -> Duration {
         }
     });
     first.expect("a token came")
+}
+
+/// Which compatible API a chat measurement goes through.
+#[derive(Clone, Copy, Debug)]
+enum Route {
+    Ollama,
+    OpenAi,
+}
+
+/// POSTs the same streamed chat through `route` and returns the time until
+/// the first piece of text, reading the answer to its end (and checking
+/// that it ends as the API says it does).
+fn chat_ttft(url: &str, token: &str, route: Route) -> Duration {
+    let messages = json!([{ "role": "user", "content": PROMPT }]);
+    let (path, body) = match route {
+        Route::Ollama => (
+            "/api/chat",
+            json!({ "model": MODEL, "messages": messages,
+                    "options": { "temperature": 0, "num_predict": 8 } }),
+        ),
+        Route::OpenAi => (
+            "/v1/chat/completions",
+            json!({ "model": MODEL, "messages": messages, "stream": true,
+                    "temperature": 0, "max_tokens": 8 }),
+        ),
+    };
+    let t = Instant::now();
+    let mut first = None;
+    let mut last = String::new();
+    common::post_streaming(url, token, path, &body.to_string(), |line| {
+        let data = match route {
+            Route::Ollama => line,
+            Route::OpenAi => match line.strip_prefix("data: ") {
+                Some(d) => d,
+                // Chunked transfer's size lines and the blank lines between events.
+                None => return,
+            },
+        };
+        last = data.to_string();
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        assert!(v["error"].is_null(), "{route:?}: {v}");
+        let text = match route {
+            Route::Ollama => &v["message"]["content"],
+            Route::OpenAi => &v["choices"][0]["delta"]["content"],
+        };
+        if first.is_none() && text.as_str().is_some_and(|t| !t.is_empty()) {
+            first = Some(t.elapsed());
+        }
+    });
+    if let Route::OpenAi = route {
+        assert_eq!(last, "[DONE]", "the event stream ends with data: [DONE]");
+    }
+    first.unwrap_or_else(|| panic!("{route:?}: no token came"))
 }
 
 fn main() {
@@ -148,5 +209,25 @@ fn main() {
         added[added.len() / 2],
         added[added.len() / 10],
         added[added.len() * 9 / 10]
+    );
+
+    // ---- the same chat through each compatible API of the same node
+    for _ in 0..3 {
+        chat_ttft(&url, &token, Route::Ollama);
+        chat_ttft(&url, &token, Route::OpenAi);
+    }
+    let mut ollama = Vec::with_capacity(runs);
+    let mut openai = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        ollama.push(chat_ttft(&url, &token, Route::Ollama));
+        openai.push(chat_ttft(&url, &token, Route::OpenAi));
+    }
+    let (o, a) = (median(ollama), median(openai));
+    println!("time to first token of a chat, same client node, median of {runs} interleaved:");
+    println!("  Ollama API  /api/chat             {:.1} ms", ms(o));
+    println!(
+        "  OpenAI API  /v1/chat/completions  {:.1} ms  ({:.2}× the Ollama route)",
+        ms(a),
+        ms(a) / ms(o)
     );
 }
