@@ -593,7 +593,7 @@ mod tests {
             }),
         );
         let expected = concat!(
-            "02",                 // version 2
+            "03",                 // version 3
             "08",                 // kind 8 = Cancel
             "fd00e897b69a010000", // timestamp (varint u64)
             "20bdf5d2e6755201de3209bbabf916664f0e3ad09e3cac6ac92fb0224cdd6c5f39",
@@ -601,13 +601,13 @@ mod tests {
             "20",
             "0707070707070707070707070707070707070707070707070707070707070707",
             "0178",
-            "40507700024dfe3279ec2892a0807ff84ec0e6f5d939690602d596562b312f2be4",
-            "1901ad7d6c91c831042d95fa9bfa20ae6542b93198aad6fe3895bbbcbdd11b0b",
+            "407248c345a6339a2097421f7afcb507a4bbdf79c4dd62b22883a8caa79477ecf6",
+            "5058570ccf5b718b7220fea4042ad18facc95dfcaa2ba019423a5cbbbdd2810a",
         );
         assert_eq!(to_hex(&signed.to_bytes()), expected);
         assert_eq!(
             signed.id().to_hex(),
-            "3975ffe7e27078b136e90e9f443c6863677797b97cafd9640ab597c1986ce6bd"
+            "f04a173db0af3459d255ec7c810ce577c40e742838248816e88ce8e0e3236840"
         );
     }
 
