@@ -15,14 +15,6 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn executed_llm_receipts(net: &TestNet, i: usize) -> usize {
-    net.nodes[i]
-        .receipts()
-        .iter()
-        .filter(|r| r["outcome"] == "executed")
-        .count()
-}
-
 #[test]
 fn the_official_ollama_client_gets_answers_from_the_network() {
     let model = model_file();
@@ -105,7 +97,7 @@ fn the_official_ollama_client_gets_answers_from_the_network() {
         wait_until(
             Duration::from_secs(10),
             "LLM receipts on every peer",
-            || (executed_llm_receipts(&net, i) >= 6).then_some(()),
+            || (net.nodes[i].executed_receipts() >= 6).then_some(()),
         );
     }
     let receipts = net.nodes[0].receipts();
@@ -151,7 +143,7 @@ fn a_provider_serves_another_networks_models_through_its_ollama_api(
     url: &str,
     token: &str,
 ) {
-    let executed_before = executed_llm_receipts(net, 0);
+    let executed_before = net.nodes[0].executed_receipts();
     let mut other = TestNet::start_with("llm-bridge", 2, |i, dir| {
         if i == 2 {
             let path = dir.join("config.toml");
@@ -204,7 +196,7 @@ fn a_provider_serves_another_networks_models_through_its_ollama_api(
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let now = executed_llm_receipts(net, 0);
+        let now = net.nodes[0].executed_receipts();
         if now >= executed_before + on_bridge {
             break;
         }

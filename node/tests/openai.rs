@@ -12,14 +12,6 @@ use modchain_adapters::testing::{LLM_TEST_MODEL as MODEL, llm_test_model as mode
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-fn executed_receipts(net: &TestNet, i: usize) -> usize {
-    net.nodes[i]
-        .receipts()
-        .iter()
-        .filter(|r| r["outcome"] == "executed")
-        .count()
-}
-
 #[test]
 fn the_official_openai_client_gets_answers_from_the_network() {
     let model = model_file();
@@ -52,7 +44,7 @@ fn the_official_openai_client_gets_answers_from_the_network() {
         wait_until(
             Duration::from_secs(10),
             "the OpenAI routes' receipts on every peer",
-            || (executed_receipts(&net, i) >= 6).then_some(()),
+            || (net.nodes[i].executed_receipts() >= 6).then_some(()),
         );
     }
     let jobs = net.nodes[0].get("/api/v1/jobs").expect("jobs");

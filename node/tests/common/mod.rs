@@ -242,6 +242,14 @@ impl TestNode {
             .unwrap_or_default()
     }
 
+    /// How many receipts in this node's ledger say a job was executed.
+    pub fn executed_receipts(&self) -> usize {
+        self.receipts()
+            .iter()
+            .filter(|r| r["outcome"] == "executed")
+            .count()
+    }
+
     /// Peer ids of the adverts this node holds.
     pub fn advert_holders(&self) -> HashSet<String> {
         self.get("/api/v1/nodes")
