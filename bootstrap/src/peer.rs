@@ -236,7 +236,8 @@ impl BootstrapPeer {
                 // The same check as every node's: a kind nodes refuse on
                 // gossip is refused here too, never relayed to them.
                 let opened = Envelope::open(&message.data, Timestamp::now_wall());
-                let verdict = match screen_gossip(opened) {
+                let topic = modchain_net::wire::topic_of(&message.topic);
+                let verdict = match screen_gossip(topic, opened) {
                     Ok(_) => {
                         self.stats.relayed += 1;
                         self.metrics.relayed.inc();

@@ -534,12 +534,13 @@ impl SwarmDriver {
                 message_id,
                 message,
             }) => {
-                let advert = (wire::topic_of(&message.topic) == Some(Topic::Adverts))
-                    .then(|| Digest::of(&message.data));
+                let topic = wire::topic_of(&message.topic);
+                let advert = (topic == Some(Topic::Adverts)).then(|| Digest::of(&message.data));
                 let verdict = driver::take_bytes(
                     &mut self.peer,
                     &mut self.advert_envelopes,
                     now,
+                    topic,
                     &message.data,
                 );
                 let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;

@@ -9,7 +9,7 @@ use libp2p::gossipsub::{
 };
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{StreamProtocol, Swarm, SwarmBuilder, identity, kad, noise, tcp, yamux};
-use modchain_protocol::{Topic, max_envelope_bytes};
+use modchain_protocol::{MAX_GOSSIP_BYTES, Topic};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -60,7 +60,9 @@ pub fn topic_of(hash: &gossipsub::TopicHash) -> Option<Topic> {
 
 /// Gossipsub with signed messages, content-addressed message ids (so the same
 /// envelope relayed by two peers is one message), application validation and
-/// a transmit size that fits the largest envelope.
+/// a transmit size of `MAX_GOSSIP_BYTES`: gossip carries only small
+/// things (adverts and receipts, which fit), so anything larger is dropped
+/// by gossipsub before it is read, and counts against whoever sent it.
 pub fn gossipsub_config() -> Result<gossipsub::Config, NetworkError> {
     gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Strict)
@@ -68,7 +70,7 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, NetworkError> {
         .message_id_fn(|m: &gossipsub::Message| {
             gossipsub::MessageId::from(modchain_protocol::Digest::of(&m.data).0.to_vec())
         })
-        .max_transmit_size(max_envelope_bytes() + 1024)
+        .max_transmit_size(MAX_GOSSIP_BYTES)
         .heartbeat_interval(Duration::from_secs(1))
         .mesh_n_low(MESH_N_LOW)
         .build()

@@ -18,12 +18,13 @@ use modchain_net::driver::{SYNC_ANSWER_INTERVAL, SYNC_PEERS_PER_JOIN, Verdict, s
 use modchain_net::wire;
 use modchain_protocol::{
     AdapterInfo, AdvertBundle, AdvertSync, Cancel, CapabilityAdvert, ContainerRuntime, Credits,
-    Digest, Envelope, FetchOutput, GpuInfo, GpuVendor, KNOWN_ADVERT_MAX_BYTES, Keypair, Kind,
-    LogChunk, LogStream, MAX_ADVERT_ITEMS, MAX_BUNDLE_ADVERTS, MAX_BUNDLE_BYTES, MAX_CLOCK_SKEW_MS,
-    MAX_DECODE_BYTES, MAX_DIRECT_MESSAGE_AGE_MS, MAX_OUTPUT_NAME_BYTES, MAX_SYNC_KNOWN, Message,
+    Digest, Envelope, FetchOutput, GOSSIP_FRAMING_BYTES, GpuInfo, GpuVendor,
+    KNOWN_ADVERT_MAX_BYTES, Keypair, Kind, LogChunk, LogStream, MAX_ADVERT_ITEMS,
+    MAX_BUNDLE_ADVERTS, MAX_BUNDLE_BYTES, MAX_CLOCK_SKEW_MS, MAX_DECODE_BYTES,
+    MAX_DIRECT_MESSAGE_AGE_MS, MAX_GOSSIP_BYTES, MAX_OUTPUT_NAME_BYTES, MAX_SYNC_KNOWN, Message,
     ModelInfo, Outcome, OutputChunk, PROTOCOL_VERSION, Peer, PeerConfig, REJOIN_ADVERT_DELAY_MS,
-    REPUTATION_SCALE, Receipt, Rejection, SignedReceipt, Timestamp, Topic, limits,
-    max_envelope_bytes,
+    REPUTATION_SCALE, Receipt, ReceiptError, Refused, Rejection, SignedReceipt, Timestamp, Topic,
+    limits, max_envelope_bytes,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -377,7 +378,12 @@ fn kinds_table_lists_every_kind_with_its_wire_index_and_name() {
         // as misrouted; where it names a topic, gossip must take it.
         if let Some(message) = sample(kind) {
             let signed = Envelope::seal(&Keypair::from_seed(1), NOW, message);
-            let refused = matches!(screen_gossip(Ok(signed)), Err(Verdict::Misrouted(_)));
+            let refused = wire::TOPICS.iter().all(|t| {
+                matches!(
+                    screen_gossip(Some(*t), Ok(signed.clone())),
+                    Err(Verdict::Misrouted(_))
+                )
+            });
             let says_direct_only = row[3].contains("direct only");
             assert_eq!(
                 says_direct_only,
@@ -510,6 +516,7 @@ fn rejection_labels_match_the_code() {
             client: me,
             provider: me,
             orchestrator: me,
+            award_id: Digest([0; 32]),
             price: Credits(0),
             usage: Default::default(),
             outcome: Outcome::Executed(modchain_protocol::ExitStatus::Exited(0)),
@@ -519,6 +526,7 @@ fn rejection_labels_match_the_code() {
         client_signature: None,
         provider_signature: None,
         orchestrator_signature: None,
+        award: Vec::new(),
     };
     peer.handle_signed(
         NOW,
@@ -526,9 +534,18 @@ fn rejection_labels_match_the_code() {
     );
     let stats = peer.stats();
     let mut counted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if !stats.rejected.is_empty() {
+        counted.insert(
+            "rejected".into(),
+            stats.rejected.keys().map(|s| s.to_string()).collect(),
+        );
+    }
+    // A forged receipt lands among the refused; every refusal label is
+    // documented, whether or not this test provoked it.
+    assert_eq!(stats.refused.get("invalid_receipt"), Some(&1));
     counted.insert(
-        "rejected".into(),
-        stats.rejected.keys().map(|s| s.to_string()).collect(),
+        "refused".into(),
+        Refused::ALL.iter().map(|r| r.label().to_string()).collect(),
     );
     counted.insert(
         "adverts_rejected".into(),
@@ -558,11 +575,14 @@ fn rejection_labels_match_the_code() {
     );
 
     // Misrouted is a verdict of its own, named in this section.
-    let misrouted = screen_gossip(Ok(Envelope::seal(
-        &Keypair::from_seed(1),
-        NOW,
-        Message::AdvertSync(AdvertSync { known: Vec::new() }),
-    )));
+    let misrouted = screen_gossip(
+        Some(Topic::Adverts),
+        Ok(Envelope::seal(
+            &Keypair::from_seed(1),
+            NOW,
+            Message::AdvertSync(AdvertSync { known: Vec::new() }),
+        )),
+    );
     let label = match &misrouted {
         Err(v) => v.label(),
         Ok(_) => panic!("a gossiped advert sync went through screen_gossip"),
@@ -789,10 +809,7 @@ fn gossipsub_settings_and_scores_match_wire() {
             ),
             (
                 "max_transmit_size",
-                Says::Numbers(vec![
-                    (config.max_transmit_size() - max_envelope_bytes()) as f64,
-                    config.max_transmit_size() as f64,
-                ]),
+                Says::Numbers(vec![MAX_GOSSIP_BYTES as f64, GOSSIP_FRAMING_BYTES as f64]),
             ),
             (
                 "Heartbeat",
@@ -922,6 +939,11 @@ fn gossip_verdicts_match_screen_gossip() {
             Verdict::Rejected(Rejection::Malformed(String::new())),
         ),
         ("misrouted", Verdict::Misrouted(Kind::AdvertSync)),
+        (
+            "invalid_receipt",
+            Verdict::InvalidReceipt(ReceiptError::BadSignature),
+        ),
+        ("refused", Verdict::Refused(Refused::UnelectedAward)),
     ];
     assert_eq!(
         rows.len(),
@@ -945,7 +967,7 @@ fn gossip_verdicts_match_screen_gossip() {
     let misrouted = &rows["misrouted"][1];
     for kind in [Kind::AdvertSync, Kind::AdvertBundle] {
         let message = sample(kind).expect("a sample of each direct-only kind");
-        match screen_gossip(Ok(Envelope::seal(&key, NOW, message))) {
+        match screen_gossip(Some(Topic::Adverts), Ok(Envelope::seal(&key, NOW, message))) {
             Err(v @ Verdict::Misrouted(_)) => assert_eq!(v.label(), "misrouted"),
             other => panic!("screen_gossip let a gossiped {kind} through: {other:?}"),
         }
@@ -956,7 +978,14 @@ fn gossip_verdicts_match_screen_gossip() {
         );
     }
     let advert = sample(Kind::Advert).expect("an advert");
-    assert!(screen_gossip(Ok(Envelope::seal(&key, NOW, advert))).is_ok());
+    assert!(screen_gossip(Some(Topic::Adverts), Ok(Envelope::seal(&key, NOW, advert))).is_ok());
+    // Each topic takes only its own kind: an advert on the receipts topic
+    // is misrouted too.
+    let advert = sample(Kind::Advert).expect("an advert");
+    assert!(matches!(
+        screen_gossip(Some(Topic::Receipts), Ok(Envelope::seal(&key, NOW, advert))),
+        Err(Verdict::Misrouted(Kind::Advert))
+    ));
 }
 
 #[test]

@@ -161,7 +161,8 @@ fn time_key(issued_at_ms: u64, id: &ReceiptId) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modchain_protocol::{Digest, ExitStatus, Keypair, Outcome, Receipt, Timestamp, Usage};
+    use modchain_protocol::testnet::{ReceiptParties, settled_receipt};
+    use modchain_protocol::{Digest, ExitStatus, Keypair, Outcome, Timestamp};
 
     fn temp(name: &str) -> PathBuf {
         let dir =
@@ -171,25 +172,23 @@ mod tests {
     }
 
     fn receipt(n: u64) -> SignedReceipt {
-        let (c, p) = (Keypair::from_seed(1), Keypair::from_seed(2));
-        let r = Receipt {
-            job_id: Digest::of(&n.to_le_bytes()),
-            attempt: 0,
-            client: c.node_id(),
-            provider: p.node_id(),
-            orchestrator: Keypair::from_seed(3).node_id(),
-            price: Credits(100 + n),
-            usage: Usage::default(),
-            outcome: Outcome::Executed(ExitStatus::Exited(0)),
-            result_digest: None,
-            issued_at: Timestamp(1_700_000_000_000 + n),
+        let (c, p, o) = (
+            Keypair::from_seed(1),
+            Keypair::from_seed(2),
+            Keypair::from_seed(3),
+        );
+        let parties = ReceiptParties {
+            client: &c,
+            provider: &p,
+            orchestrator: &o,
         };
-        SignedReceipt {
-            client_signature: Some(r.sign(&c)),
-            provider_signature: Some(r.sign(&p)),
-            orchestrator_signature: None,
-            receipt: r,
-        }
+        settled_receipt(
+            &parties,
+            Digest::of(&n.to_le_bytes()),
+            Credits(100 + n),
+            Outcome::Executed(ExitStatus::Exited(0)),
+            Timestamp(1_700_000_000_000 + n),
+        )
     }
 
     #[test]

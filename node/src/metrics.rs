@@ -12,7 +12,7 @@
 use libp2p::metrics::{Metrics as Libp2pMetrics, Recorder, Registry};
 #[cfg(test)]
 use modchain_net::metrics::to_prometheus_text;
-use modchain_protocol::{Event, JobId, Rejection};
+use modchain_protocol::{Event, JobId, Refused, Rejection};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -69,6 +69,12 @@ pub struct Snapshot {
     pub received: BTreeMap<String, u64>,
     /// Messages dropped, by reason (cumulative).
     pub rejected: BTreeMap<String, u64>,
+    /// Authentic messages refused for the signer's standing, by reason (cumulative).
+    pub refused: BTreeMap<String, u64>,
+    /// Job, call and award ids held against replay.
+    pub replay_cache_entries: usize,
+    /// Ids dropped from the replay cache early for want of room (cumulative).
+    pub replay_cache_evicted: u64,
     /// This node's jobs as a client: (state, adapter) → count.
     pub jobs: BTreeMap<(String, String), u64>,
     pub executions_running: usize,
@@ -104,6 +110,9 @@ pub struct NodeMetrics {
     adverts: Gauge,
     received: Family<KindLabel, Counter>,
     rejected: Family<ReasonLabel, Counter>,
+    refused: Family<ReasonLabel, Counter>,
+    replay_cache_entries: Gauge,
+    replay_cache_evicted: Counter,
     jobs: Family<JobLabels, Gauge>,
     executions_running: Gauge,
     orchestrator_jobs: Gauge,
@@ -192,11 +201,34 @@ impl NodeMetrics {
         );
         // Every reason reads 0 from the start, so rate() and alerts work
         // before the first forged message arrives.
-        for reason in Rejection::LABELS.into_iter().chain(["invalid_receipt"]) {
+        for reason in Rejection::LABELS {
             let _zero = rejected.get_or_create(&ReasonLabel {
                 reason: reason.into(),
             });
         }
+        let refused = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "messages_refused",
+            "Authentic messages refused because the signer had no standing to send them (an unelected call for bids, a receipt without an elected orchestrator's award, a replay), by reason",
+            refused.clone(),
+        );
+        for reason in Refused::ALL {
+            let _zero = refused.get_or_create(&ReasonLabel {
+                reason: reason.label().into(),
+            });
+        }
+        let replay_cache_entries = Gauge::default();
+        r.register(
+            "replay_cache_entries",
+            "Job, call-for-bids and award ids held against replay",
+            replay_cache_entries.clone(),
+        );
+        let replay_cache_evicted = Counter::default();
+        r.register(
+            "replay_cache_evicted",
+            "Ids dropped from the replay cache before their time for want of room",
+            replay_cache_evicted.clone(),
+        );
         let jobs = Family::<JobLabels, Gauge>::default();
         r.register(
             "client_jobs",
@@ -310,6 +342,9 @@ impl NodeMetrics {
             adverts,
             received,
             rejected,
+            refused,
+            replay_cache_entries,
+            replay_cache_evicted,
             jobs,
             executions_running,
             orchestrator_jobs,
@@ -415,6 +450,16 @@ impl NodeMetrics {
                 *n,
             );
         }
+        for (reason, n) in &s.refused {
+            sync(
+                &self.refused.get_or_create(&ReasonLabel {
+                    reason: reason.clone(),
+                }),
+                *n,
+            );
+        }
+        set(&self.replay_cache_entries, s.replay_cache_entries as u64);
+        sync(&self.replay_cache_evicted, s.replay_cache_evicted);
         // States a job left must read 0, not linger: start afresh.
         self.jobs.clear();
         for ((state, adapter), n) in &s.jobs {

@@ -58,6 +58,7 @@ fn sample_messages(key: &Keypair) -> Vec<(&'static str, Message)> {
         client: key.node_id(),
         provider: key.node_id(),
         orchestrator: key.node_id(),
+        award_id: Digest([0; 32]),
         price: Credits(1234),
         usage: Usage {
             wall_ms: 2000,
@@ -174,6 +175,7 @@ fn synthetic_receipt(i: u64, peers: u64) -> Receipt {
         client: node(client),
         provider: node(provider),
         orchestrator: node(i % 16),
+        award_id: Digest([0; 32]),
         price: Credits(1000),
         usage: Usage::default(),
         outcome: if i.is_multiple_of(17) {

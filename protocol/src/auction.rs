@@ -163,11 +163,21 @@ pub enum AwardCheck {
     },
     /// The winner and quote do not belong to the winning bid.
     InconsistentWinner,
+    /// More bids than [`MAX_AWARD_BIDS`]: no orchestrator calls that many.
+    TooManyBids,
 }
+
+/// The most bids an award may list. An orchestrator calls at most this many
+/// providers per round, so an honest award never lists more; the bound keeps
+/// an award, and every receipt that carries it, small.
+pub const MAX_AWARD_BIDS: usize = 64;
 
 impl Award {
     /// Re-runs the selection rule over the award's own inputs.
     pub fn check(&self) -> AwardCheck {
+        if self.bids.len() > MAX_AWARD_BIDS {
+            return AwardCheck::TooManyBids;
+        }
         if bids_digest(&self.bids) != self.bids_digest {
             return AwardCheck::DigestMismatch;
         }

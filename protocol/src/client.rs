@@ -74,6 +74,8 @@ pub struct ClientJob {
     /// Why the network refused the job, when it failed so.
     pub refusal: Option<Refusal>,
     envelope: Envelope,
+    /// The award's signed envelope: the receipt carries it.
+    award_envelope: Option<Envelope>,
     last_heard: Timestamp,
     /// The `seq` of the newest status from the orchestrator in charge:
     /// anything it numbered lower is a late arrival.
@@ -175,6 +177,7 @@ impl Client {
                 ranking,
                 orchestrator: 0,
                 award: None,
+                award_envelope: None,
                 result: None,
                 receipt: None,
                 history: vec![(now, JobState::Queued)],
@@ -263,7 +266,7 @@ impl Client {
         let from = msg.signer();
         match msg.message() {
             Message::Status(s) => self.on_status(now, from, s),
-            Message::Award(a) => self.on_award(now, from, a),
+            Message::Award(a) => self.on_award(now, msg, a),
             Message::Result(r) => self.on_result(now, from, r),
             Message::Receipt(r) => self.on_receipt(now, r),
             Message::Log(l) => self.on_log(now, from, l),
@@ -424,8 +427,9 @@ impl Client {
         true
     }
 
-    fn on_award(&mut self, now: Timestamp, from: NodeId, a: &Award) {
+    fn on_award(&mut self, now: Timestamp, msg: &Signed, a: &Award) {
         let me = self.me;
+        let from = msg.signer();
         let Some(job) = self.jobs.get_mut(&a.job_id) else {
             return;
         };
@@ -455,6 +459,7 @@ impl Client {
             return;
         }
         job.award = Some(a.clone());
+        job.award_envelope = Some(msg.envelope().clone());
         job.last_heard = now;
         // An orchestrator that awarded the job to itself may have said
         // "running" first: the award is recorded and the job stays there.
@@ -500,7 +505,10 @@ impl Client {
         let Some(orchestrator) = job.orchestrator_id() else {
             return;
         };
-        let receipt = Receipt::for_result(&award, orchestrator, r);
+        let Some(award_envelope) = job.award_envelope.clone() else {
+            return;
+        };
+        let receipt = Receipt::for_result(&award, orchestrator, award_envelope.id(), r);
         if !from.verify(&receipt.signing_bytes(), &r.receipt_signature) {
             self.actions.push_back(reject(
                 "the provider's receipt signature does not match the result",
@@ -512,6 +520,7 @@ impl Client {
             provider_signature: Some(r.receipt_signature),
             orchestrator_signature: None,
             receipt,
+            award: award_envelope.to_bytes(),
         };
         job.result = Some(r.clone());
         job.receipt = Some(signed.clone());

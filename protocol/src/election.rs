@@ -125,7 +125,18 @@ pub struct Election {
     frozen: BTreeMap<u64, BTreeMap<NodeId, u32>>,
     /// The elected set of each recent epoch.
     cached: BTreeMap<u64, Vec<NodeId>>,
+    /// Every orchestrator this view saw elected in each past epoch (the
+    /// union, if the candidates changed within it), for
+    /// [`had_seat`](Self::had_seat): an award is judged by the seats this
+    /// peer drew at the time, never by a draw made later, so a signer cannot
+    /// backdate its award to an epoch that today's weights would give it.
+    seated: BTreeMap<u64, std::collections::BTreeSet<NodeId>>,
 }
+
+/// How many epochs of seats [`Election::had_seat`] remembers: enough for the
+/// longest job's award (a day, at the default ten-minute epoch) to be
+/// judged when its receipt arrives, and a bound however short epochs are.
+pub const SEATED_EPOCHS_KEPT: usize = 200;
 
 /// How many epochs' weights and results are kept.
 const EPOCHS_KEPT: usize = 2;
@@ -138,6 +149,7 @@ impl Election {
             candidates: BTreeMap::new(),
             frozen: BTreeMap::new(),
             cached: BTreeMap::new(),
+            seated: BTreeMap::new(),
         }
     }
 
@@ -195,6 +207,13 @@ impl Election {
         if !self.cached.contains_key(&epoch) {
             let list = self.weights(epoch);
             let set = elect(epoch, &list, self.config.orchestrators);
+            self.seated
+                .entry(epoch)
+                .or_default()
+                .extend(set.iter().copied());
+            while self.seated.len() > SEATED_EPOCHS_KEPT {
+                self.seated.pop_first();
+            }
             self.cached.insert(epoch, set);
             keep_latest(&mut self.cached);
         }
@@ -204,6 +223,19 @@ impl Election {
     /// Whether `node` is an elected orchestrator at `now`.
     pub fn is_elected(&mut self, now: Timestamp, node: &NodeId) -> bool {
         self.elected(now).contains(node)
+    }
+
+    /// Whether this view saw `node` elected in the epoch of `at` or the one
+    /// before (an orchestrator elected just before an epoch change still
+    /// finishes the jobs it took). Only epochs this view drew count: one it
+    /// never drew (the peer was not running) is not redrawn with today's
+    /// weights, so the answer is no.
+    pub fn had_seat(&self, at: Timestamp, node: &NodeId) -> bool {
+        let epoch = self.epoch(at);
+        [Some(epoch), epoch.checked_sub(1)]
+            .into_iter()
+            .flatten()
+            .any(|e| self.seated.get(&e).is_some_and(|s| s.contains(node)))
     }
 
     /// Orchestrators for `job` at `now`, responsible first.

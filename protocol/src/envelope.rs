@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// How far in the future a timestamp may be before we call the sender's clock wrong.
 pub const MAX_CLOCK_SKEW_MS: u64 = MINUTE;
@@ -36,6 +36,16 @@ pub const MAX_DIRECT_MESSAGE_AGE_MS: u64 = 10 * MINUTE;
 
 /// Room for the envelope's own fields around the payload.
 const ENVELOPE_OVERHEAD: usize = 256;
+
+/// The largest message gossip carries, envelope and gossipsub framing
+/// included. Gossip is for the small things every peer wants (adverts,
+/// receipts); a flood of large ones would cost every peer, so anything
+/// bigger travels direct, to the one peer that asked.
+pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
+
+/// What gossipsub adds around our envelope (topic name, sequence number,
+/// protobuf framing), with room to spare.
+pub const GOSSIP_FRAMING_BYTES: usize = 512;
 
 /// The kind of message an envelope carries; its name is part of the signed domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -119,12 +129,14 @@ impl Kind {
     pub fn max_payload_bytes(self) -> usize {
         use crate::job::limits;
         match self {
-            Kind::Advert => 64 * 1024,
+            // Gossiped kinds fit, envelope and all, in MAX_GOSSIP_BYTES.
+            Kind::Advert => 60 * 1024,
             Kind::Job => limits::MAX_PARAMS_BYTES + 16 * 1024,
             Kind::CallForBids => limits::MAX_PARAMS_BYTES + 32 * 1024,
             Kind::Bid => 1024,
             Kind::Decline => 2 * 1024,
-            Kind::Award => 64 * 1024,
+            // MAX_AWARD_BIDS entries of about 80 bytes, and the rest.
+            Kind::Award => 8 * 1024,
             Kind::Status => 4 * 1024,
             Kind::Result => {
                 2 * limits::MAX_LOG_BYTES
@@ -132,7 +144,8 @@ impl Kind {
                     + limits::MAX_OUTPUT_FILES * 512
             }
             Kind::Cancel => 2 * 1024,
-            Kind::Receipt => 4 * 1024,
+            // The receipt and its signatures, and the award it carries.
+            Kind::Receipt => 4 * 1024 + 8 * 1024 + ENVELOPE_OVERHEAD,
             Kind::Log => limits::MAX_LOG_CHUNK_BYTES + 256,
             Kind::Fetch => 256,
             Kind::Chunk => limits::MAX_OUTPUT_CHUNK_BYTES + 256,
@@ -593,7 +606,7 @@ mod tests {
             }),
         );
         let expected = concat!(
-            "03",                 // version 3
+            "04",                 // version 4
             "08",                 // kind 8 = Cancel
             "fd00e897b69a010000", // timestamp (varint u64)
             "20bdf5d2e6755201de3209bbabf916664f0e3ad09e3cac6ac92fb0224cdd6c5f39",
@@ -601,13 +614,13 @@ mod tests {
             "20",
             "0707070707070707070707070707070707070707070707070707070707070707",
             "0178",
-            "407248c345a6339a2097421f7afcb507a4bbdf79c4dd62b22883a8caa79477ecf6",
-            "5058570ccf5b718b7220fea4042ad18facc95dfcaa2ba019423a5cbbbdd2810a",
+            "4016e3672dff5c21d112bd9f23c20fde694e253f6d54d81cb556292a1326d8c909",
+            "072f7f0e75cf3e8dd4608d9c5968ff46ce721013848dc1003796d9762fcf8605",
         );
         assert_eq!(to_hex(&signed.to_bytes()), expected);
         assert_eq!(
             signed.id().to_hex(),
-            "f04a173db0af3459d255ec7c810ce577c40e742838248816e88ce8e0e3236840"
+            "69448156e8e57816d3e8646ea2cf49e0ac516fbab9f7e9da685fc896ed5ffd04"
         );
     }
 
@@ -624,7 +637,7 @@ mod tests {
             ]
         );
         // The largest adverts: the bytes bind.
-        let large = AdvertBundle::pack((0..40).map(|_| vec![7u8; 64 * 1024 + 116]));
+        let large = AdvertBundle::pack((0..40).map(|_| vec![7u8; 60 * 1024 + 116]));
         assert_eq!(large.iter().map(|b| b.adverts.len()).sum::<usize>(), 40);
         assert!(large.len() >= 3);
         for b in small.iter().chain(&large) {
@@ -633,6 +646,19 @@ mod tests {
         }
         assert!(AdvertBundle::pack(Vec::new()).is_empty());
         assert!(AdvertBundle::pack([vec![0; MAX_BUNDLE_BYTES]]).is_empty());
+    }
+
+    #[test]
+    fn every_gossiped_kind_fits_in_a_gossip_message() {
+        for kind in Kind::ALL {
+            if crate::authority::rule_for(kind).topic.is_some() {
+                assert!(
+                    kind.max_payload_bytes() + ENVELOPE_OVERHEAD + GOSSIP_FRAMING_BYTES
+                        <= MAX_GOSSIP_BYTES,
+                    "{kind} is too large for gossip"
+                );
+            }
+        }
     }
 
     #[test]

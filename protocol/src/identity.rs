@@ -6,7 +6,7 @@
 //! derived from the other. The key file is 32 raw secret bytes, mode 0600.
 
 use crate::bytes::byte_newtype;
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -50,12 +50,16 @@ impl NodeId {
         Ok(NodeId(key.to_bytes()))
     }
 
-    /// Checks `signature` over `message` against this key.
+    /// Checks `signature` over `message` against this key, strictly: a
+    /// small-order (weak) key or a non-canonical signature fails, so no
+    /// key can be made that verifies messages it never signed, and every
+    /// peer's verdict on the same bytes is the same (`verify_strict`, not
+    /// the cofactored `verify`, whose batch and single answers may differ).
     #[must_use]
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
         match VerifyingKey::from_bytes(&self.0) {
             Ok(key) => key
-                .verify(message, &ed25519_dalek::Signature::from_bytes(&signature.0))
+                .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&signature.0))
                 .is_ok(),
             Err(_) => false,
         }
@@ -308,6 +312,20 @@ mod tests {
         assert!(id.verify(b"hello", &sig));
         assert!(!id.verify(b"hellp", &sig));
         assert!(!Keypair::from_seed(2).node_id().verify(b"hello", &sig));
+    }
+
+    #[test]
+    fn a_small_order_key_verifies_nothing() {
+        // The neutral point as a public key, and the signature (R = neutral
+        // point, s = 0): the equation [s]B = R + [k]A holds for every
+        // message, so a lax check would let this "key" sign anything.
+        let mut neutral = [0u8; 32];
+        neutral[0] = 1;
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let weak = NodeId(neutral);
+        assert!(!weak.verify(b"any message at all", &Signature(forged)));
+        assert!(!weak.verify(b"another", &Signature(forged)));
     }
 
     #[test]

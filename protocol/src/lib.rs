@@ -128,6 +128,7 @@ mod action;
 mod advert;
 mod advert_sync;
 mod auction;
+mod authority;
 mod bytes;
 mod client;
 mod codec;
@@ -142,6 +143,7 @@ mod peer;
 mod pricing;
 mod provider;
 mod receipt;
+mod replay;
 mod reputation;
 mod time;
 mod timer;
@@ -151,8 +153,9 @@ mod vocabulary;
 pub use codec::{DecodeError, MAX_DECODE_BYTES, decode, encode};
 pub use digest::{BidId, Digest, JobId, ReceiptId};
 pub use envelope::{
-    CallForBids, Envelope, Kind, MAX_CLOCK_SKEW_MS, MAX_DIRECT_MESSAGE_AGE_MS, Message,
-    PROTOCOL_VERSION, Rejection, Signed, max_envelope_bytes,
+    CallForBids, Envelope, GOSSIP_FRAMING_BYTES, Kind, MAX_CLOCK_SKEW_MS,
+    MAX_DIRECT_MESSAGE_AGE_MS, MAX_GOSSIP_BYTES, Message, PROTOCOL_VERSION, Rejection, Signed,
+    max_envelope_bytes,
 };
 pub use identity::{IdentityError, Keypair, NodeId, Signature};
 
@@ -179,17 +182,22 @@ pub use vocabulary::GpuVendor;
 
 // Election and auction: who orchestrates, bids, prices and the winner rule.
 pub use auction::{
-    Award, AwardCheck, Bid, BidEntry, Decline, DeclineReason, bids_digest, effective_price,
-    select_winner,
+    Award, AwardCheck, Bid, BidEntry, Decline, DeclineReason, MAX_AWARD_BIDS, bids_digest,
+    effective_price, select_winner,
 };
-pub use election::{Election, ElectionConfig, elect, epoch_at, rank_for_job};
+// Who may send what, by which channel; the replay cache.
+pub use authority::{
+    MAX_BID_WINDOW_MS, MAX_START_WINDOW_MS, RULES, Rule, gossip_accepts, rule_for,
+};
+pub use election::{Election, ElectionConfig, SEATED_EPOCHS_KEPT, elect, epoch_at, rank_for_job};
 pub use pricing::{PriceTable, Quote};
+pub use replay::{MAX_REPLAY_ENTRIES, ReplayCache};
 pub use vocabulary::REPUTATION_SCALE;
 
 // Receipts, reputation and credit: what a finished job leaves, and the
 // network-wide views computed from it.
 pub use credit::Balances;
-pub use receipt::{FailureReason, Outcome, Receipt, ReceiptError, SignedReceipt, verify_batch};
+pub use receipt::{FailureReason, Outcome, Receipt, ReceiptError, SignedReceipt};
 pub use reputation::{Trust, TrustConfig, TrustGraph};
 pub use vocabulary::{Credits, MICROS_PER_CREDIT};
 
@@ -198,7 +206,7 @@ pub use vocabulary::{Credits, MICROS_PER_CREDIT};
 pub use action::{Action, Event, Execution, StopReason, Topic};
 pub use client::{Client, ClientConfig, ClientJob, SubmitError};
 pub use orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorContext, ReputationTable};
-pub use peer::{Peer, PeerConfig, PeerStats, REJOIN_ADVERT_DELAY_MS};
+pub use peer::{Peer, PeerConfig, PeerStats, REJOIN_ADVERT_DELAY_MS, Refused};
 pub use provider::{
     Admission, AdmissionRefusal, ExecutionReport, MAX_OUTPUT_NAME_BYTES, OUTPUT_RETENTION_MS,
     Provider, ProviderConfig,

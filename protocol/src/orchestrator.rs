@@ -8,7 +8,7 @@
 
 use crate::action::{Action, Event, Topic};
 use crate::advert::{AdvertBook, Capacity};
-use crate::auction::{self, Award, Bid, BidEntry, Decline, DeclineReason};
+use crate::auction::{self, Award, Bid, BidEntry, Decline, DeclineReason, MAX_AWARD_BIDS};
 use crate::digest::JobId;
 use crate::envelope::{CallForBids, Envelope, Message, Signed};
 use crate::identity::{Keypair, NodeId};
@@ -97,6 +97,8 @@ enum Phase {
     },
     Awarded {
         award: Award,
+        /// The award as signed and sent: failure receipts carry it.
+        envelope: Box<Envelope>,
         last_heard: Timestamp,
     },
     Ended(JobState),
@@ -176,6 +178,12 @@ impl Orchestrator {
             .values()
             .filter(|j| !matches!(j.phase, Phase::Ended(_)))
             .count()
+    }
+
+    /// How many deadlines the orchestrator holds (bounded by its jobs: each
+    /// ended job's far deadlines are removed).
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
     }
 
     /// The state of a job as this orchestrator sees it.
@@ -331,6 +339,8 @@ impl Orchestrator {
         job.phase = Phase::Ended(state);
         self.queue
             .remove(&(std::cmp::Reverse(job.spec.priority), job.submitted_at, id));
+        // The start-by deadline may be a day away; an ended job needs it no more.
+        self.timers.remove(job.spec.start_by, TimerKey::StartBy(id));
         self.timers.set(
             ctx.now.plus(self.config.remember_ended_ms),
             TimerKey::Forget(id),
@@ -355,20 +365,40 @@ impl Orchestrator {
             self.status_to_client(ctx, id, state, detail);
             return;
         }
-        let refuse = |why: String| why;
         let refusal = if let Err(e) = spec.validate() {
-            Some(refuse(e.to_string()))
+            Some(e.to_string())
         } else if spec.start_by <= ctx.now {
-            Some(refuse("its start-by time has already passed".into()))
+            Some("its start-by time has already passed".to_string())
         } else if self.active_jobs() >= self.config.max_jobs {
-            Some(refuse(
-                "this orchestrator's queue is full; try again later".into(),
-            ))
+            Some("this orchestrator's queue is full; try again later".to_string())
         } else {
             None
         };
+        if let Some(reason) = refusal {
+            // A refused job is answered and not kept: keeping it (to
+            // recognise a resubmission) would let a stream of jobs that are
+            // refused anyway grow the table past `max_jobs`.
+            self.notify(Event::JobRejected {
+                job_id: id,
+                reason: reason.clone(),
+            });
+            let msg = self.seal(
+                ctx.now,
+                Message::Status(JobStatus {
+                    job_id: id,
+                    attempt: 0,
+                    state: JobState::Failed,
+                    detail: bounded_text(&format!("rejected: {reason}")),
+                    seq: 1,
+                    refusal: None,
+                }),
+            );
+            self.send(client, msg);
+            return;
+        }
         let priority = spec.priority;
         let start_by = spec.start_by;
+        self.make_room_for_one();
         self.jobs.insert(
             id,
             Job {
@@ -387,20 +417,31 @@ impl Orchestrator {
                 statuses: 0,
             },
         );
-        if let Some(reason) = refusal {
-            self.notify(Event::JobRejected {
-                job_id: id,
-                reason: reason.clone(),
-            });
-            self.end(ctx, id, JobState::Failed, format!("rejected: {reason}"));
-            return;
-        }
         self.queue
             .insert((std::cmp::Reverse(priority), ctx.now, id));
         self.timers.set(start_by, TimerKey::StartBy(id));
         self.notify(Event::JobAccepted { job_id: id, client });
         self.status_to_client(ctx, id, JobState::Queued, "accepted".into());
         self.dispatch(ctx);
+    }
+
+    /// Ended jobs are remembered for `remember_ended_ms` so a resubmission
+    /// is recognised; at most `max_jobs` of them, the oldest forgotten
+    /// first, so the table holds at most twice `max_jobs` whatever arrives.
+    fn make_room_for_one(&mut self) {
+        let ended = self.jobs.len() - self.active_jobs();
+        if ended < self.config.max_jobs.max(1) {
+            return;
+        }
+        let oldest = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| matches!(j.phase, Phase::Ended(_)))
+            .min_by_key(|(_, j)| j.submitted_at)
+            .map(|(id, _)| *id);
+        if let Some(id) = oldest {
+            self.jobs.remove(&id);
+        }
     }
 
     /// Opens auctions for ready jobs, highest priority first, while slots remain.
@@ -472,7 +513,14 @@ impl Orchestrator {
             return;
         }
         ranked.sort();
-        ranked.truncate(self.config.max_calls);
+        // Providers whose latest advert shows no room would only decline
+        // "busy": when some have room, call only those, so a requeued job
+        // (which carries its parameters, up to 256 KiB) is not sent again to
+        // every busy provider on each retry.
+        if ranked.iter().any(|r| !r.0) {
+            ranked.retain(|r| !r.0);
+        }
+        ranked.truncate(self.config.max_calls.min(MAX_AWARD_BIDS));
         let called: BTreeSet<NodeId> = ranked.iter().map(|r| r.3).collect();
         let attempt = job.attempt;
         let call = CallForBids {
@@ -658,11 +706,12 @@ impl Orchestrator {
         };
         let attempt = job.attempt;
         let client = job.client;
+        let msg = Envelope::seal(&self.key, ctx.now, Message::Award(award.clone()));
         job.phase = Phase::Awarded {
             award: award.clone(),
+            envelope: Box::new(msg.envelope().clone()),
             last_heard: ctx.now,
         };
-        let msg = self.seal(ctx.now, Message::Award(award.clone()));
         // Winner, client, and the losers (so they free their reservations).
         let mut to: BTreeSet<NodeId> = award.bids.iter().map(|b| b.provider).collect();
         to.insert(client);
@@ -702,7 +751,10 @@ impl Orchestrator {
         if job.attempt != attempt {
             return;
         }
-        let Phase::Awarded { award, last_heard } = &job.phase else {
+        let Phase::Awarded {
+            award, last_heard, ..
+        } = &job.phase
+        else {
             return;
         };
         if ctx.now >= award.execution_deadline {
@@ -723,16 +775,20 @@ impl Orchestrator {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
-        let Phase::Awarded { award, .. } = &job.phase else {
+        let Phase::Awarded {
+            award, envelope, ..
+        } = &job.phase
+        else {
             return;
         };
         let award = award.clone();
-        let receipt = Receipt::for_failure(&award, self.me, reason, ctx.now);
+        let receipt = Receipt::for_failure(&award, self.me, envelope.id(), reason, ctx.now);
         let signed = SignedReceipt {
             orchestrator_signature: Some(receipt.sign(&self.key)),
             receipt,
             client_signature: None,
             provider_signature: None,
+            award: envelope.to_bytes(),
         };
         job.excluded.insert(award.winner);
         job.attempt += 1;
@@ -779,7 +835,9 @@ impl Orchestrator {
     fn on_status(&mut self, ctx: &OrchestratorContext<'_>, from: NodeId, s: &JobStatus) {
         if let Some(job) = self.jobs.get_mut(&s.job_id)
             && job.attempt == s.attempt
-            && let Phase::Awarded { award, last_heard } = &mut job.phase
+            && let Phase::Awarded {
+                award, last_heard, ..
+            } = &mut job.phase
             && award.winner == from
         {
             *last_heard = ctx.now;

@@ -5,14 +5,18 @@
 
 use crate::action::{Action, Event, Topic};
 use crate::advert::{AdapterInfo, AdvertBook, AdvertRejection, CapabilityAdvert};
+use crate::authority::{MAX_BID_WINDOW_MS, MAX_START_WINDOW_MS};
 use crate::client::{Client, ClientConfig, ClientJob, SubmitError};
 use crate::digest::JobId;
 use crate::election::{Election, ElectionConfig};
-use crate::envelope::{Envelope, Kind, Message, Rejection, Signed};
+use crate::envelope::{
+    Envelope, Kind, MAX_CLOCK_SKEW_MS, MAX_DIRECT_MESSAGE_AGE_MS, Message, Rejection, Signed,
+};
 use crate::identity::{Keypair, NodeId};
 use crate::job::{JobSpec, JobState, JobStatus, Refusal};
 use crate::orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorContext, ReputationTable};
 use crate::provider::{ExecutionReport, Provider, ProviderConfig};
+use crate::replay::ReplayCache;
 use crate::time::{MINUTE, SECOND, Timestamp};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -59,6 +63,53 @@ pub struct PeerStats {
     pub rejected: BTreeMap<&'static str, u64>,
     /// Adverts refused, per reason.
     pub adverts_rejected: BTreeMap<&'static str, u64>,
+    /// Authentic messages refused because their signer had no standing to
+    /// send them, or asked for more than the protocol allows, per reason
+    /// (see [`Refused`]).
+    pub refused: BTreeMap<&'static str, u64>,
+}
+
+/// Why an authentic message was refused: each variant is a metrics label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// A call for bids from a peer this one does not see elected.
+    UnelectedCall,
+    /// A call for bids whose bid deadline is further than
+    /// [`MAX_BID_WINDOW_MS`](crate::authority::MAX_BID_WINDOW_MS).
+    FarDeadline,
+    /// A job (or a call carrying one) whose start-by time is further than
+    /// [`MAX_START_WINDOW_MS`](crate::authority::MAX_START_WINDOW_MS).
+    FarStartBy,
+    /// A job, call or award already taken once.
+    Replayed,
+    /// A receipt without valid signatures or award.
+    InvalidReceipt,
+    /// A valid receipt whose award's signer this peer did not see elected.
+    UnelectedAward,
+}
+
+impl Refused {
+    /// Every reason, so counters can start at zero.
+    pub const ALL: [Refused; 6] = [
+        Refused::UnelectedCall,
+        Refused::FarDeadline,
+        Refused::FarStartBy,
+        Refused::Replayed,
+        Refused::InvalidReceipt,
+        Refused::UnelectedAward,
+    ];
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refused::UnelectedCall => "unelected_call",
+            Refused::FarDeadline => "far_deadline",
+            Refused::FarStartBy => "far_start_by",
+            Refused::Replayed => "replayed",
+            Refused::InvalidReceipt => "invalid_receipt",
+            Refused::UnelectedAward => "unelected_award",
+        }
+    }
 }
 
 /// One peer of the network: the client role always, the provider and
@@ -107,6 +158,7 @@ pub struct Peer {
     last_advert_at: Option<Timestamp>,
     actions: VecDeque<Action>,
     stats: PeerStats,
+    replays: ReplayCache,
 }
 
 /// Republishing after a capacity change waits at least this long since the last advert.
@@ -143,6 +195,7 @@ impl Peer {
             last_advert_at: None,
             actions: VecDeque::new(),
             stats: PeerStats::default(),
+            replays: ReplayCache::default(),
         }
     }
 
@@ -302,6 +355,10 @@ impl Peer {
     /// A verified message (from the network or from ourselves).
     pub fn handle_signed(&mut self, now: Timestamp, msg: Signed) {
         *self.stats.received.entry(msg.kind()).or_default() += 1;
+        if let Err(why) = self.authorise(now, &msg) {
+            *self.stats.refused.entry(why.label()).or_default() += 1;
+            return;
+        }
         let ctx_rep = std::mem::take(&mut self.reputation);
         match msg.message() {
             Message::Advert(ad) => {
@@ -418,24 +475,94 @@ impl Peer {
             // not, and hands each advert of a bundle to `handle_bytes`.
             Message::AdvertSync(_) | Message::AdvertBundle(_) => {}
             Message::Receipt(r) => {
-                // Every valid receipt goes to the ledger, whoever sent it.
-                if r.verify().is_ok() {
-                    self.actions.push_back(Action::StoreReceipt(r.clone()));
-                    self.client.handle_message(now, &msg);
-                    if let Some(o) = self.orchestrator.as_mut() {
-                        let ctx = OrchestratorContext {
-                            now,
-                            adverts: &self.adverts,
-                            reputation: &ctx_rep,
-                        };
-                        o.handle_message(&ctx, &msg);
-                    }
-                } else {
-                    *self.stats.rejected.entry("invalid_receipt").or_default() += 1;
+                // Every receipt that passed `authorise` goes to the ledger,
+                // whoever relayed it.
+                self.actions.push_back(Action::StoreReceipt(r.clone()));
+                self.client.handle_message(now, &msg);
+                if let Some(o) = self.orchestrator.as_mut() {
+                    let ctx = OrchestratorContext {
+                        now,
+                        adverts: &self.adverts,
+                        reputation: &ctx_rep,
+                    };
+                    o.handle_message(&ctx, &msg);
                 }
             }
         }
         self.reputation = ctx_rep;
+    }
+
+    /// The standing checks of [`authority`](crate::authority) that need this
+    /// peer's view: who it sees elected, and what it has already taken.
+    /// Messages from ourselves pass (our own roles made them).
+    fn authorise(&mut self, now: Timestamp, msg: &Signed) -> Result<(), Refused> {
+        // Draw this epoch's seats, so `had_seat` can judge awards later by
+        // the election as it stood, not as it is redrawn then.
+        self.election.elected(now);
+        if msg.signer() == self.me {
+            return Ok(());
+        }
+        let direct_until = msg
+            .timestamp()
+            .plus(MAX_DIRECT_MESSAGE_AGE_MS + MAX_CLOCK_SKEW_MS);
+        match msg.message() {
+            Message::Job(spec) => {
+                if spec.start_by > msg.timestamp().plus(MAX_START_WINDOW_MS) {
+                    return Err(Refused::FarStartBy);
+                }
+                // A job is kept until its start-by time; a copy of one this
+                // peer's orchestrator has forgotten must not run it again.
+                let known = self
+                    .orchestrator
+                    .as_ref()
+                    .is_some_and(|o| o.job_state(&msg.id()).is_some());
+                let until = spec.start_by.plus(MAX_CLOCK_SKEW_MS);
+                if !self.replays.insert(now, msg.id(), until) && !known {
+                    return Err(Refused::Replayed);
+                }
+            }
+            Message::CallForBids(call) => {
+                if !self.election.had_seat(now, &msg.signer()) {
+                    return Err(Refused::UnelectedCall);
+                }
+                if call.bid_deadline > now.plus(MAX_BID_WINDOW_MS) {
+                    return Err(Refused::FarDeadline);
+                }
+                if let Ok(job) = call.job.clone().verify()
+                    && let Message::Job(spec) = job.message()
+                    && spec.start_by > job.timestamp().plus(MAX_START_WINDOW_MS)
+                {
+                    return Err(Refused::FarStartBy);
+                }
+                if !self.replays.insert(now, msg.id(), direct_until) {
+                    return Err(Refused::Replayed);
+                }
+            }
+            Message::Award(_) => {
+                if !self.replays.insert(now, msg.id(), direct_until) {
+                    return Err(Refused::Replayed);
+                }
+            }
+            Message::Receipt(r) => {
+                let award_at = r.award_time().map_err(|_| Refused::InvalidReceipt)?;
+                r.verify().map_err(|_| Refused::InvalidReceipt)?;
+                // Our own orchestrator's awards pass: it took the job only
+                // while it saw itself elected.
+                if r.receipt.orchestrator != self.me
+                    && !self.election.had_seat(award_at, &r.receipt.orchestrator)
+                {
+                    return Err(Refused::UnelectedAward);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// How many job, call and award ids this peer holds against replay,
+    /// and how many it had to drop early for want of room.
+    pub fn replay_cache(&self) -> (usize, u64) {
+        (self.replays.len(), self.replays.evicted())
     }
 
     /// Elected now or in the previous epoch: jobs submitted just before an

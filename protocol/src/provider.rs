@@ -89,6 +89,8 @@ struct Reservation {
 struct Running {
     orchestrator: NodeId,
     award: Award,
+    /// The id of the award's signed envelope, which the receipt names.
+    award_id: crate::digest::Digest,
     need: Capacity,
     started_at: Timestamp,
     stop: Option<StopReason>,
@@ -220,7 +222,7 @@ impl Provider {
         let from = msg.signer();
         match msg.message() {
             Message::CallForBids(c) => self.on_call(now, from, c),
-            Message::Award(a) => self.on_award(now, from, a),
+            Message::Award(a) => self.on_award(now, from, msg.id(), a),
             Message::Cancel(c) => self.on_cancel(from, c),
             Message::Fetch(f) => self.on_fetch(from, f),
             _ => {}
@@ -395,7 +397,13 @@ impl Provider {
         }
     }
 
-    fn on_award(&mut self, now: Timestamp, from: NodeId, award: &Award) {
+    fn on_award(
+        &mut self,
+        now: Timestamp,
+        from: NodeId,
+        award_id: crate::digest::Digest,
+        award: &Award,
+    ) {
         let Some(res) = self.reserved.get(&award.job_id) else {
             return;
         };
@@ -425,6 +433,7 @@ impl Provider {
             Running {
                 orchestrator: from,
                 award: award.clone(),
+                award_id,
                 need: res.need,
                 started_at: now,
                 stop: None,
@@ -628,7 +637,7 @@ impl Provider {
                 TimerKey::ForgetOutputs(job_id),
             );
         }
-        let receipt = Receipt::for_result(&run.award, run.orchestrator, &result);
+        let receipt = Receipt::for_result(&run.award, run.orchestrator, run.award_id, &result);
         result.receipt_signature = receipt.sign(&self.key);
         let (o, c) = (run.orchestrator, run.award.client);
         let msg = Envelope::seal(&self.key, now, Message::Result(result));

@@ -2,7 +2,10 @@
 //!
 //! A receipt for work done is signed by both parties, client and provider; a
 //! failure receipt (the provider missed its deadline or vanished) is signed by
-//! the orchestrator that saw it. Anything else counts for nothing. Each party
+//! the orchestrator that saw it. Either kind carries the award it settles, as
+//! its orchestrator signed it, and names it: two throwaway keys cannot make
+//! a receipt that counts, since they cannot make an elected orchestrator's
+//! award (see `authority` for the checks). Anything else counts for nothing. Each party
 //! signs `"modchain/v1/receipt-body" || 0x00 || encode(receipt)`, a domain of
 //! its own, so no envelope signature can pass for a receipt signature.
 
@@ -59,6 +62,9 @@ pub struct Receipt {
     pub provider: NodeId,
     /// The orchestrator that awarded it.
     pub orchestrator: NodeId,
+    /// The id of the award envelope this receipt settles (the digest of its
+    /// encoding, as [`SignedReceipt::award`] carries it).
+    pub award_id: Digest,
     /// What the client pays the provider.
     pub price: Credits,
     /// What the job used.
@@ -74,8 +80,14 @@ pub struct Receipt {
 impl Receipt {
     /// The receipt that settles `result` under `award`. Client and provider
     /// each compute it and must get the same bytes, or the signatures will
-    /// not agree. `orchestrator` is the award's signer.
-    pub fn for_result(award: &Award, orchestrator: NodeId, result: &JobResult) -> Receipt {
+    /// not agree. `orchestrator` is the award's signer and `award_id` the id
+    /// of its signed envelope.
+    pub fn for_result(
+        award: &Award,
+        orchestrator: NodeId,
+        award_id: Digest,
+        result: &JobResult,
+    ) -> Receipt {
         let cap = award
             .bids
             .iter()
@@ -96,6 +108,7 @@ impl Receipt {
             client: award.client,
             provider: award.winner,
             orchestrator,
+            award_id,
             price,
             usage: result.usage,
             outcome: Outcome::Executed(result.exit.clone()),
@@ -108,6 +121,7 @@ impl Receipt {
     pub fn for_failure(
         award: &Award,
         orchestrator: NodeId,
+        award_id: Digest,
         reason: FailureReason,
         now: Timestamp,
     ) -> Receipt {
@@ -117,6 +131,7 @@ impl Receipt {
             client: award.client,
             provider: award.winner,
             orchestrator,
+            award_id,
             price: Credits::ZERO,
             usage: Usage::default(),
             outcome: Outcome::ProviderFailed(reason),
@@ -159,6 +174,10 @@ pub struct SignedReceipt {
     pub provider_signature: Option<Signature>,
     /// The orchestrator's signature, required for failures.
     pub orchestrator_signature: Option<Signature>,
+    /// The award the receipt settles: the orchestrator's signed `Award`
+    /// envelope, encoded as it travelled. Bytes rather than an envelope so
+    /// this module need not import the envelope module, which imports it.
+    pub award: Vec<u8>,
 }
 
 /// Why a receipt does not count.
@@ -180,6 +199,16 @@ pub enum ReceiptError {
     /// A failure receipt charges something.
     #[error("a failure receipt must not charge anything")]
     FailureWithPrice,
+    /// The award it carries is not a valid signed award.
+    #[error("the receipt's award is invalid: {0}")]
+    BadAward(String),
+    /// The award it carries is for another job, round, client, provider or
+    /// orchestrator, or is not the one the receipt names.
+    #[error("the receipt does not match its award: {0}")]
+    AwardMismatch(&'static str),
+    /// The receipt charges more than the winning bid allowed.
+    #[error("the receipt charges more than the winning bid's maximum")]
+    OverBid,
 }
 
 impl SignedReceipt {
@@ -205,8 +234,10 @@ impl SignedReceipt {
         }
     }
 
-    /// Checks every required signature. Returns the receipt's id.
-    pub fn verify(&self) -> Result<ReceiptId, ReceiptError> {
+    /// Checks every required signature (strictly, see
+    /// [`NodeId::verify`]). The award is checked by
+    /// [`verify`](Self::verify), which calls this.
+    pub(crate) fn verify_signatures(&self) -> Result<ReceiptId, ReceiptError> {
         let bytes = self.receipt.signing_bytes();
         for (who, sig) in self.required()? {
             if !who.verify(&bytes, &sig) {
@@ -220,43 +251,4 @@ impl SignedReceipt {
     pub fn id(&self) -> ReceiptId {
         self.receipt.id()
     }
-}
-
-/// Verifies many receipts with ed25519 batch verification, which is several
-/// times faster than one at a time. When a batch fails, falls back to
-/// checking each receipt alone so one forgery does not sink its neighbours.
-#[must_use]
-pub fn verify_batch(receipts: &[SignedReceipt]) -> Vec<Result<ReceiptId, ReceiptError>> {
-    let mut out: Vec<Result<ReceiptId, ReceiptError>> = Vec::with_capacity(receipts.len());
-    let mut messages: Vec<Vec<u8>> = Vec::new();
-    let mut sigs = Vec::new();
-    let mut keys = Vec::new();
-    let mut batchable = true;
-    for r in receipts {
-        match r.required() {
-            Ok(required) => {
-                let bytes = r.receipt.signing_bytes();
-                for (who, sig) in required {
-                    match ed25519_dalek::VerifyingKey::from_bytes(&who.0) {
-                        Ok(k) => {
-                            keys.push(k);
-                            sigs.push(ed25519_dalek::Signature::from_bytes(&sig.0));
-                            messages.push(bytes.clone());
-                        }
-                        Err(_) => batchable = false,
-                    }
-                }
-                out.push(Ok(r.receipt.id()));
-            }
-            Err(e) => {
-                out.push(Err(e));
-                batchable = false;
-            }
-        }
-    }
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    if batchable && ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok() {
-        return out;
-    }
-    receipts.iter().map(SignedReceipt::verify).collect()
 }

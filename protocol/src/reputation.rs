@@ -273,6 +273,7 @@ mod tests {
             client: node(client),
             provider: node(provider),
             orchestrator: node(200),
+            award_id: Digest([0; 32]),
             price: Credits(1),
             usage: Usage::default(),
             outcome,

@@ -303,6 +303,12 @@ impl TestNet {
         id
     }
 
+    /// Delivers `message` to `to` as if it came off the wire (after the
+    /// usual latency): for tests that play a peer breaking the rules.
+    pub fn inject(&mut self, to: NodeId, message: Signed) {
+        self.send(to, message);
+    }
+
     /// The client cancels its job.
     pub fn cancel(&mut self, client: NodeId, job: &JobId) {
         let now = self.now;
@@ -538,4 +544,72 @@ fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// The parties of a receipt made outside a network, for tests and
+/// benchmarks that need receipts any peer would accept (or, changing one
+/// field afterwards, one it must refuse).
+#[derive(Clone, Debug)]
+pub struct ReceiptParties<'a> {
+    /// The client (signs executed receipts).
+    pub client: &'a Keypair,
+    /// The provider (signs executed receipts).
+    pub provider: &'a Keypair,
+    /// The orchestrator (signs the award, and failure receipts).
+    pub orchestrator: &'a Keypair,
+}
+
+/// A receipt for `job_id` with everything its outcome requires: the award
+/// the orchestrator signed at `at` (one bid, by the provider, for at most
+/// `price`), and the signatures of the parties.
+pub fn settled_receipt(
+    parties: &ReceiptParties<'_>,
+    job_id: JobId,
+    price: Credits,
+    outcome: crate::receipt::Outcome,
+    at: Timestamp,
+) -> SignedReceipt {
+    use crate::auction::{Award, BidEntry, bids_digest};
+    use crate::envelope::{Envelope, Message};
+    use crate::receipt::Receipt;
+    let entry = BidEntry {
+        bid_id: crate::digest::Digest::of(&job_id.0),
+        provider: parties.provider.node_id(),
+        max_total: price,
+        reputation: 0,
+    };
+    let bids = vec![entry.clone()];
+    let award = Award {
+        job_id,
+        attempt: 0,
+        client: parties.client.node_id(),
+        winner: entry.provider,
+        winning_bid: entry.bid_id,
+        quote: crate::pricing::Quote::default(),
+        bids_digest: bids_digest(&bids),
+        bids,
+        execution_deadline: at.plus(MINUTE),
+    };
+    let sealed = Envelope::seal(parties.orchestrator, at, Message::Award(award.clone()));
+    let failure = matches!(outcome, crate::receipt::Outcome::ProviderFailed(_));
+    let receipt = Receipt {
+        job_id,
+        attempt: 0,
+        client: award.client,
+        provider: award.winner,
+        orchestrator: parties.orchestrator.node_id(),
+        award_id: sealed.id(),
+        price: if failure { Credits::ZERO } else { price },
+        usage: Usage::default(),
+        outcome,
+        result_digest: None,
+        issued_at: at,
+    };
+    SignedReceipt {
+        client_signature: (!failure).then(|| receipt.sign(parties.client)),
+        provider_signature: (!failure).then(|| receipt.sign(parties.provider)),
+        orchestrator_signature: failure.then(|| receipt.sign(parties.orchestrator)),
+        receipt,
+        award: sealed.to_bytes(),
+    }
 }

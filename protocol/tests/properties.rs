@@ -1,12 +1,13 @@
 //! Invariants, checked over generated inputs.
 
-use modchain_protocol::testnet::{Executor, TestNet, test_advert, test_job};
+use modchain_protocol::testnet::{
+    Executor, ReceiptParties, TestNet, settled_receipt, test_advert, test_job,
+};
 use modchain_protocol::{
     AdvertBundle, AdvertSync, AwardCheck, Bid, BidEntry, CallForBids, CapabilityAdvert, Credits,
     Digest, Envelope, ExitStatus, FailureReason, JobResult, Keypair, Kind, KnownAdvert, Message,
     NodeId, Outcome, PROTOCOL_VERSION, Peer, PeerConfig, Quote, REPUTATION_SCALE, Receipt, SECOND,
-    SignedReceipt, Timestamp, TrustConfig, TrustGraph, Usage, effective_price, elect,
-    select_winner, verify_batch,
+    Timestamp, TrustConfig, TrustGraph, Usage, effective_price, elect, select_winner,
 };
 use proptest::prelude::*;
 
@@ -244,6 +245,7 @@ proptest! {
                 client: node(*c),
                 provider: node(*p),
                 orchestrator: node(200),
+                award_id: Digest([0; 32]),
                 price: Credits(1),
                 usage: Usage::default(),
                 outcome: if *ok { Outcome::Executed(ExitStatus::Exited(0)) } else { Outcome::ProviderFailed(FailureReason::MissedDeadline) },
@@ -277,28 +279,60 @@ proptest! {
         failure in any::<bool>(),
     ) {
         let (c, p, o, x) = (Keypair::from_seed(1), Keypair::from_seed(2), Keypair::from_seed(3), Keypair::from_seed(4));
-        let receipt = Receipt {
-            job_id: Digest([9; 32]),
-            attempt: 0,
-            client: c.node_id(),
-            provider: p.node_id(),
-            orchestrator: o.node_id(),
-            price: if failure { Credits(0) } else { Credits(5) },
-            usage: Usage::default(),
-            outcome: if failure { Outcome::ProviderFailed(FailureReason::Unresponsive) } else { Outcome::Executed(ExitStatus::Exited(0)) },
-            result_digest: None,
-            issued_at: NOW,
-        };
-        let signer_c = if swap { &x } else { &c };
-        let signed = SignedReceipt {
-            client_signature: has_client.then(|| receipt.sign(signer_c)),
-            provider_signature: has_provider.then(|| receipt.sign(&p)),
-            orchestrator_signature: failure.then(|| receipt.sign(&o)),
-            receipt,
-        };
+        let parties = ReceiptParties { client: &c, provider: &p, orchestrator: &o };
+        let outcome = if failure { Outcome::ProviderFailed(FailureReason::Unresponsive) } else { Outcome::Executed(ExitStatus::Exited(0)) };
+        let mut signed = settled_receipt(&parties, Digest([9; 32]), Credits(5), outcome, NOW);
+        if !failure {
+            if swap {
+                signed.client_signature = Some(signed.receipt.sign(&x));
+            }
+            if !has_client {
+                signed.client_signature = None;
+            }
+            if !has_provider {
+                signed.provider_signature = None;
+            }
+        }
         let valid = if failure { true } else { has_client && has_provider && !swap };
         prop_assert_eq!(signed.verify().is_ok(), valid);
-        prop_assert_eq!(verify_batch(std::slice::from_ref(&signed))[0].is_ok(), valid);
+    }
+
+    /// No receipt counts unless the award it carries is the orchestrator's
+    /// own, for the same job, round and parties: two throwaway keys cannot
+    /// settle a job that no orchestrator awarded.
+    #[test]
+    fn no_receipt_counts_without_its_award(
+        failure in any::<bool>(),
+        tamper in 0u8..7,
+    ) {
+        let (c, p, o, x) = (Keypair::from_seed(1), Keypair::from_seed(2), Keypair::from_seed(3), Keypair::from_seed(4));
+        let parties = ReceiptParties { client: &c, provider: &p, orchestrator: &o };
+        let outcome = if failure { Outcome::ProviderFailed(FailureReason::Unresponsive) } else { Outcome::Executed(ExitStatus::Exited(0)) };
+        let mut signed = settled_receipt(&parties, Digest([9; 32]), Credits(5), outcome.clone(), NOW);
+        prop_assert!(signed.verify().is_ok());
+        // Each change below, re-signed by the receipt's parties, must not pass.
+        match tamper {
+            0 => signed.award.clear(),
+            1 => { let n = signed.award.len(); signed.award[n - 1] ^= 1; }
+            2 => signed.receipt.job_id = Digest([8; 32]),
+            3 => signed.receipt.attempt = 1,
+            4 => signed.receipt.orchestrator = x.node_id(),
+            5 => {
+                // An award for another job, signed by the same orchestrator.
+                let other = settled_receipt(&parties, Digest([7; 32]), Credits(5), outcome, NOW);
+                signed.award = other.award;
+            }
+            _ => signed.receipt.price = Credits(6),
+        }
+        let r = signed.receipt.clone();
+        if failure {
+            signed.orchestrator_signature = Some(r.sign(if tamper == 4 { &x } else { &o }));
+        } else {
+            signed.client_signature = Some(r.sign(&c));
+            signed.provider_signature = Some(r.sign(&p));
+        }
+        // A price change on a failure receipt is refused for the price itself.
+        prop_assert!(signed.verify().is_err(), "tamper {} passed", tamper);
     }
 }
 

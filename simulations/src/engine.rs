@@ -1044,6 +1044,7 @@ impl Engine {
                         client: self.slots[victim as usize].node,
                         provider: self.slots[forger as usize].node,
                         orchestrator: self.slots[orch as usize].node,
+                        award_id: Digest([0; 32]),
                         price: Credits::from_credits(1),
                         usage: Usage {
                             wall_ms: 60_000,
@@ -1059,6 +1060,8 @@ impl Engine {
                         client_signature: Some(Signature([7; 64])),
                         provider_signature,
                         orchestrator_signature: None,
+                        // No orchestrator awarded it: the forger has no award to attach.
+                        award: Vec::new(),
                     };
                     let msg = Envelope::seal(&key, self.now_ts(), Message::Receipt(forged));
                     self.tally.counters.forged_receipts_published += 1;

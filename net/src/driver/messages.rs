@@ -8,7 +8,8 @@ use crate::behaviour::EnvelopeCodec;
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::{PeerId, request_response};
 use modchain_protocol::{
-    AdvertSync, Envelope, IdentityError, Kind, Message, NodeId, Peer, Rejection, Signed, Timestamp,
+    AdvertSync, Envelope, IdentityError, Kind, Message, NodeId, Peer, ReceiptError, Refused,
+    Rejection, Signed, Timestamp, Topic, gossip_accepts, rule_for,
 };
 
 /// What became of bytes from the network.
@@ -22,9 +23,17 @@ pub enum Verdict {
     Stale,
     /// Failed the protocol's checks: malformed, forged, from the future...
     Rejected(Rejection),
-    /// Authentic, but a kind that only travels as a direct message (an
-    /// advert sync or bundle) came by gossip: it is not for every peer.
+    /// Authentic, but on a channel its kind does not travel by: a kind
+    /// other than its topic's came by gossip (a bid, an advert sync), or a
+    /// gossip-only kind came as a direct message.
     Misrouted(Kind),
+    /// A receipt whose signatures or award do not check out: anyone can
+    /// see that from the receipt alone.
+    InvalidReceipt(ReceiptError),
+    /// Authentic and well-formed, but this peer refused it for what it
+    /// knows (an award by an orchestrator it did not see elected, a replay):
+    /// another peer's view may differ, so the sender is not penalised.
+    Refused(Refused),
 }
 
 impl Verdict {
@@ -34,8 +43,10 @@ impl Verdict {
     pub fn acceptance(&self) -> MessageAcceptance {
         match self {
             Verdict::Taken(_) => MessageAcceptance::Accept,
-            Verdict::Stale => MessageAcceptance::Ignore,
-            Verdict::Rejected(_) | Verdict::Misrouted(_) => MessageAcceptance::Reject,
+            Verdict::Stale | Verdict::Refused(_) => MessageAcceptance::Ignore,
+            Verdict::Rejected(_) | Verdict::Misrouted(_) | Verdict::InvalidReceipt(_) => {
+                MessageAcceptance::Reject
+            }
         }
     }
 
@@ -47,6 +58,8 @@ impl Verdict {
             Verdict::Stale => "stale",
             Verdict::Rejected(r) => r.label(),
             Verdict::Misrouted(_) => "misrouted",
+            Verdict::InvalidReceipt(_) => "invalid_receipt",
+            Verdict::Refused(r) => r.label(),
         }
     }
 
@@ -61,33 +74,41 @@ impl Verdict {
     }
 }
 
-/// Kinds the driver handles itself, which only travel as direct messages.
-fn direct_only(kind: Kind) -> bool {
-    matches!(kind, Kind::AdvertSync | Kind::AdvertBundle)
-}
-
 /// The check every peer makes of gossip before anything else, nodes and
 /// bootstrap peers alike: the envelope opened (`opened`: decoded, signed,
-/// fresh, of a known version), and is of a kind that travels by gossip. What
-/// passes, a node hands to its peer and a bootstrap peer relays; what fails
-/// is rejected by both, so a bootstrap peer never forwards what the nodes it
-/// serves would penalise it for.
-pub fn screen_gossip(opened: Result<Signed, Rejection>) -> Result<Signed, Verdict> {
-    match opened {
-        Ok(signed) if direct_only(signed.kind()) => Err(Verdict::Misrouted(signed.kind())),
-        Ok(signed) => Ok(signed),
-        Err(rejection) => Err(Verdict::Rejected(rejection)),
+/// fresh, of a known version), its kind is one that `topic` carries (each
+/// topic only its own, see `modchain_protocol::RULES`; `None` for a topic
+/// that is not ours), and a receipt checks out on its own (signatures and
+/// award). What passes, a node hands to its peer and a bootstrap peer
+/// relays; what fails is rejected by both, so a bootstrap peer never
+/// forwards what the nodes it serves would penalise it for.
+pub fn screen_gossip(
+    topic: Option<Topic>,
+    opened: Result<Signed, Rejection>,
+) -> Result<Signed, Verdict> {
+    let signed = opened.map_err(Verdict::Rejected)?;
+    let kind = signed.kind();
+    if !topic.is_some_and(|t| gossip_accepts(t, kind)) {
+        return Err(Verdict::Misrouted(kind));
     }
+    if let Message::Receipt(r) = signed.message()
+        && let Err(e) = r.verify()
+    {
+        return Err(Verdict::InvalidReceipt(e));
+    }
+    Ok(signed)
 }
 
-/// Gossiped `bytes` into the peer; keeps the envelope of an advert it took.
+/// `bytes` gossiped on `topic` into the peer; keeps the envelope of an
+/// advert it took.
 pub fn take_bytes(
     peer: &mut Peer,
     adverts: &mut AdvertEnvelopes,
     now: Timestamp,
+    topic: Option<Topic>,
     bytes: &[u8],
 ) -> Verdict {
-    match screen_gossip(peer.open(now, bytes)) {
+    match screen_gossip(topic, peer.open(now, bytes)) {
         Ok(signed) => take_signed(peer, adverts, now, signed, bytes),
         Err(verdict) => verdict,
     }
@@ -103,11 +124,20 @@ fn take_signed(
     bytes: &[u8],
 ) -> Verdict {
     let stale = |peer: &Peer| -> u64 { peer.stats().adverts_rejected.values().sum() };
+    let refused = |peer: &Peer| peer.stats().refused.clone();
     let stale_before = stale(peer);
+    let refused_before = refused(peer);
     let advert = matches!(signed.message(), Message::Advert(_)).then(|| signed.clone());
     peer.handle_signed(now, signed);
     if stale(peer) > stale_before {
         return Verdict::Stale;
+    }
+    let refused_after = refused(peer);
+    if let Some(why) = Refused::ALL
+        .into_iter()
+        .find(|r| refused_after.get(r.label()) > refused_before.get(r.label()))
+    {
+        return Verdict::Refused(why);
     }
     Verdict::Taken(
         advert
@@ -186,11 +216,17 @@ pub fn take_direct(
                     taken.not_adverts += 1;
                     continue;
                 }
-                taken.adverts.push(take_bytes(peer, adverts, now, inner));
+                // Adverts in a bundle are taken as if gossiped on their topic.
+                taken
+                    .adverts
+                    .push(take_bytes(peer, adverts, now, Some(Topic::Adverts), inner));
             }
             peer.handle_signed(now, signed);
             Direct::Bundle(taken)
         }
+        // A gossip-only kind (an advert) sent as a direct message is
+        // refused: adverts reach a peer by gossip or in the bundle it asked for.
+        _ if !rule_for(signed.kind()).direct => Direct::Message(Verdict::Misrouted(signed.kind())),
         _ => Direct::Message(take_signed(peer, adverts, now, signed, bytes)),
     }
 }
@@ -319,18 +355,30 @@ mod tests {
     }
 
     #[test]
-    fn adverts_sent_directly_one_by_one_are_still_taken() {
-        // As peers that predate bundles send them.
+    fn an_advert_sent_directly_on_its_own_is_misrouted() {
+        // Adverts travel by gossip, or in the bundle a peer asked for: one
+        // pushed at a peer unasked is refused, not taken.
         let mut kept = AdvertEnvelopes::new();
-        let verdict = take_direct(&mut peer(), &mut kept, NOW, &advert(30));
-        assert!(matches!(verdict, Direct::Message(Verdict::Taken(Some(_)))));
+        let mut peer = peer();
+        let verdict = take_direct(&mut peer, &mut kept, NOW, &advert(30));
+        assert!(matches!(
+            verdict,
+            Direct::Message(Verdict::Misrouted(Kind::Advert))
+        ));
+        assert!(peer.adverts().is_empty());
     }
 
     #[test]
     fn syncs_and_bundles_are_not_gossip() {
         let mut kept = AdvertEnvelopes::new();
         let mut peer = peer();
-        let verdict = take_bytes(&mut peer, &mut kept, NOW, &bundle(2, vec![advert(40)]));
+        let verdict = take_bytes(
+            &mut peer,
+            &mut kept,
+            NOW,
+            Some(Topic::Adverts),
+            &bundle(2, vec![advert(40)]),
+        );
         assert!(matches!(verdict, Verdict::Misrouted(Kind::AdvertBundle)));
         assert_eq!(verdict.acceptance(), MessageAcceptance::Reject);
         assert!(

@@ -473,6 +473,7 @@ mod tests {
             client: c.node_id(),
             provider: p.node_id(),
             orchestrator: o.node_id(),
+            award_id: Digest([0; 32]),
             price: Credits(1234),
             usage: Usage::default(),
             outcome,

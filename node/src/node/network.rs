@@ -206,7 +206,16 @@ impl Node {
                 tracing::warn!(reason = rejection.label(), %rejection, "rejected a message");
             }
             Verdict::Misrouted(kind) => {
-                tracing::warn!(%kind, "rejected a gossiped message of a direct-only kind");
+                tracing::warn!(%kind, "rejected a message that came by a channel its kind does not travel by");
+            }
+            Verdict::InvalidReceipt(e) => {
+                tracing::warn!(error = %e, "rejected a receipt that does not check out");
+            }
+            Verdict::Refused(why) => {
+                tracing::debug!(
+                    reason = why.label(),
+                    "refused a message from a sender without standing"
+                );
             }
             Verdict::Taken(None) | Verdict::Stale => {}
         }

@@ -98,6 +98,11 @@ impl Node {
             "received": received,
             "rejected": stats.rejected,
             "adverts_rejected": stats.adverts_rejected,
+            "refused": stats.refused,
+            "replay_cache": {
+                "entries": self.net.peer().replay_cache().0,
+                "evicted": self.net.peer().replay_cache().1,
+            },
             "gossip": {
                 "published": g.published,
                 "published_bytes": g.published_bytes,
@@ -202,6 +207,13 @@ impl Node {
                 .iter()
                 .map(|(r, n)| (r.to_string(), *n))
                 .collect(),
+            refused: stats
+                .refused
+                .iter()
+                .map(|(r, n)| (r.to_string(), *n))
+                .collect(),
+            replay_cache_entries: self.net.peer().replay_cache().0,
+            replay_cache_evicted: self.net.peer().replay_cache().1,
             jobs,
             executions_running: self.jobs.executor.running(),
             orchestrator_jobs: self.net.peer().orchestrator().map(|o| o.active_jobs()),
