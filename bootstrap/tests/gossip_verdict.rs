@@ -1,7 +1,7 @@
 //! A bootstrap peer checks gossip with the nodes' own verdict
-//! (`modchain_net::driver::screen_gossip`): a kind that nodes refuse on
-//! gossip (an advert sync, which only travels as a direct message) stops at
-//! the bootstrap peer. The nodes it serves never receive it from the
+//! (`modchain_net::driver::screen_gossip`): a kind that nodes refuse on a
+//! topic (any direct kind, an advert on the receipts topic) and a receipt
+//! that does not check out stop at the bootstrap peer. The nodes it serves never receive it from the
 //! bootstrap peer, so they never hold it against it: its gossipsub score with
 //! them stays where an honest peer's is.
 //!
@@ -15,8 +15,10 @@ use modchain_bootstrap::{BootstrapConfig, BootstrapPeer};
 use modchain_net::behaviour::NodeBehaviour;
 use modchain_net::driver::{BootstrapPeers, Verdict};
 use modchain_net::{BootstrapAddr, DriverEvent, SwarmDriver, wire};
+use modchain_protocol::testnet::{ReceiptParties, settled_receipt};
 use modchain_protocol::{
-    AdvertSync, Envelope, Keypair, Message, Peer, PeerConfig, Timestamp, Topic,
+    AdvertSync, Cancel, CapabilityAdvert, Credits, Envelope, ExitStatus, FetchOutput, Keypair,
+    Message, Outcome, Peer, PeerConfig, Timestamp, Topic,
 };
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -162,33 +164,89 @@ async fn a_bootstrap_peer_refuses_what_nodes_refuse_and_keeps_their_trust() {
         seen.refused_from_bootstrap
     );
 
-    // The attack: an advert sync, a direct-only kind, published by gossip.
-    let sync = Envelope::seal(
-        &hostile_key,
-        Timestamp::now_wall(),
-        Message::AdvertSync(AdvertSync { known: Vec::new() }),
-    );
+    // The attack: kinds that do not travel on the topic they are published
+    // on (direct kinds on the adverts topic, an advert on the receipts
+    // topic), and a receipt that no orchestrator awarded.
+    let now = Timestamp::now_wall();
+    let seal = |m: Message| Envelope::seal(&hostile_key, now, m).to_bytes();
+    let job_id = modchain_protocol::Digest::of(b"a job");
     let adverts: TopicHash = wire::topic(Topic::Adverts).hash();
-    hostile
-        .swarm_mut()
-        .behaviour_mut()
-        .gossipsub
-        .publish(adverts.clone(), sync.to_bytes())
-        .expect("gossipsub takes the message");
+    let receipts: TopicHash = wire::topic(Topic::Receipts).hash();
+    let forged = {
+        let (a, b) = (Keypair::from_seed(70), Keypair::from_seed(71));
+        let parties = ReceiptParties {
+            client: &a,
+            provider: &b,
+            orchestrator: &a,
+        };
+        let mut r = settled_receipt(
+            &parties,
+            job_id,
+            Credits(5),
+            Outcome::Executed(ExitStatus::Exited(0)),
+            now,
+        );
+        r.award.clear();
+        r
+    };
+    let flood = [
+        (
+            adverts.clone(),
+            seal(Message::AdvertSync(AdvertSync { known: Vec::new() })),
+        ),
+        (
+            adverts.clone(),
+            seal(Message::Cancel(Cancel {
+                job_id,
+                reason: "x".into(),
+            })),
+        ),
+        (
+            adverts.clone(),
+            seal(Message::Fetch(FetchOutput {
+                job_id,
+                digest: job_id,
+                offset: 0,
+                length: 1,
+            })),
+        ),
+        (
+            receipts.clone(),
+            seal(Message::Advert(CapabilityAdvert::default())),
+        ),
+        (receipts.clone(), seal(Message::Receipt(forged))),
+    ];
+    for (topic, bytes) in flood {
+        hostile
+            .swarm_mut()
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, bytes)
+            .expect("gossipsub takes the message");
+    }
 
-    // The bootstrap peer refuses it as the nodes would (or, as before the
-    // shared verdict, relays it and the honest node refuses it from the
-    // bootstrap peer: the assertions below then say so)...
+    // The bootstrap peer refuses them as the nodes would (or, as before the
+    // shared verdict, relays them and the honest node refuses them from the
+    // bootstrap peer: the assertions below then say so). Each refusal costs
+    // the hostile node score at the bootstrap peer; from the third on it may
+    // be graylisted there and the rest ignored unread, so three suffice.
+    let refused = |text: &str| -> u64 {
+        text.lines()
+            .filter(|l| {
+                l.contains("reason=\"misrouted\"") || l.contains("reason=\"invalid_receipt\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
     let deadline = Instant::now() + WITHIN;
     loop {
         let rejections = bootstrap_rejections(&registry);
-        if rejections.contains("reason=\"misrouted\"} 1") || !seen.refused_from_bootstrap.is_empty()
-        {
+        if refused(&rejections) >= 3 || !seen.refused_from_bootstrap.is_empty() {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the bootstrap peer did not refuse the misrouted advert sync within {WITHIN:?}; \
+            "the bootstrap peer did not refuse the misrouted gossip within {WITHIN:?}; \
              its rejections: {rejections:?}"
         );
         step(&mut hostile, &mut honest, boot_id, hostile_id, &mut seen).await;
