@@ -103,3 +103,62 @@ need_docker() {
   done
   die "dockerd did not start; its log: $(tail -20 /tmp/modchain-dockerd.log 2>/dev/null)"
 }
+
+# cargo-deny (scripts/test --lint: licenses, duplicate crates, sources and
+# advisories, configured in deny.toml). Pinned: 0.20 builds with our rustc
+# 1.95, and a new release may read deny.toml differently.
+need_cargo_deny() {
+  if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0\.20\.'; then
+    say "installing cargo-deny 0.20"
+    cargo install cargo-deny --locked --version '~0.20' || die "cargo install cargo-deny failed: is crates.io reachable?"
+  fi
+}
+
+# cargo-fuzz (scripts/fuzz). Pinned for the same reason. It drives nightly
+# compiler flags, which stable rustc accepts under RUSTC_BOOTSTRAP=1
+# (scripts/fuzz sets it for its own builds only).
+need_cargo_fuzz() {
+  if ! cargo fuzz --version 2>/dev/null | grep -q '^cargo-fuzz 0\.13\.'; then
+    say "installing cargo-fuzz 0.13"
+    cargo install cargo-fuzz --locked --version '~0.13' || die "cargo install cargo-fuzz failed: is crates.io reachable?"
+  fi
+}
+
+# The RustSec advisory database for cargo deny. Nothing can be fetched on
+# CI, so it reads the snapshot kept beside the clone (../shared/advisory-db,
+# whose SNAPSHOT file names the upstream commit), made into the git
+# repository cargo-deny expects: under deny.toml's db-path, in the directory
+# cargo-deny names after the database URL (advisory-db-<hash of the URL>).
+# Made afresh on each run (a second or two): cargo-deny judges staleness by
+# the repository's own dates, which would otherwise be those of its first
+# copy. The snapshot's real age is printed instead. Returns 1 when there is
+# no snapshot.
+ADVISORY_DB_SNAPSHOT="../shared/advisory-db"
+ADVISORY_DB_CLONE="$HOME/.cache/modchain-advisory-dbs/advisory-db-3157b0e258782691"
+need_advisory_db() {
+  [ -f "$ADVISORY_DB_SNAPSHOT/SNAPSHOT" ] && [ -d "$ADVISORY_DB_SNAPSHOT/crates" ] || return 1
+  local stamp date
+  stamp="$(head -1 "$ADVISORY_DB_SNAPSHOT/SNAPSHOT")"
+  date="$(sed -n 's/.*(\([0-9]\{4\}-[0-9]\{2\}-[0-9]\{2\}\)).*/\1/p' <<<"$stamp")"
+  rm -rf "$ADVISORY_DB_CLONE"
+  mkdir -p "$ADVISORY_DB_CLONE"
+  cp -a "$ADVISORY_DB_SNAPSHOT/." "$ADVISORY_DB_CLONE/"
+  # Dated as the snapshot, so that `git log` there tells its age.
+  local when=()
+  [ -z "$date" ] || when=(GIT_AUTHOR_DATE="${date}T00:00:00Z" GIT_COMMITTER_DATE="${date}T00:00:00Z")
+  (
+    cd "$ADVISORY_DB_CLONE"
+    rm -rf .git
+    git init -q -b main
+    git add -A
+    env "${when[@]}" git -c user.name=modchain-ci -c user.email=ci@modchain.invalid \
+      -c commit.gpgsign=false commit -q -m "$stamp"
+  ) || die "could not make a git repository of the advisory database in $ADVISORY_DB_CLONE"
+  local days=""
+  [ -z "$date" ] || days=$((($(date +%s) - $(date -d "$date" +%s)) / 86400))
+  say "advisory database: $stamp${days:+, $days days old}"
+  if [ -n "$days" ] && ((days > 90)); then
+    printf 'warning: the advisory database snapshot is %s days old: advisories published since are not checked; refresh %s\n' \
+      "$days" "$ADVISORY_DB_SNAPSHOT" >&2
+  fi
+}
