@@ -14,6 +14,7 @@ use libfuzzer_sys::fuzz_target;
 use modchain_fuzz::{NOW, drain, frame, read_request, read_response, receiver};
 use modchain_net::driver::adverts::AdvertEnvelopes;
 use modchain_net::driver::messages::{take_bytes, take_direct};
+use modchain_protocol::Topic;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&way, rest)) = data.split_first() else {
@@ -31,7 +32,12 @@ fuzz_target!(|data: &[u8]| {
             let _ = take_direct(&mut peer, &mut adverts, NOW, &bytes);
         }
         1 => {
-            let _ = take_bytes(&mut peer, &mut adverts, NOW, rest);
+            // Either topic, or one that is not ours: the next byte picks.
+            let Some((&t, rest)) = rest.split_first() else {
+                return;
+            };
+            let topic = [Some(Topic::Adverts), Some(Topic::Receipts), None][usize::from(t % 3)];
+            let _ = take_bytes(&mut peer, &mut adverts, NOW, topic, rest);
         }
         _ => {
             let _ = read_response(rest);
