@@ -40,17 +40,6 @@ pub enum LedgerError {
     OverQuota { signer: String, quota: u32 },
 }
 
-impl LedgerError {
-    /// A short name for counters.
-    pub fn label(&self) -> &'static str {
-        match self {
-            LedgerError::Open { .. } | LedgerError::Storage(_) => "storage",
-            LedgerError::Invalid(_) => "invalid_receipt",
-            LedgerError::OverQuota { .. } => "receipt_quota",
-        }
-    }
-}
-
 /// How many receipts one signer may have stored per window: a pair of
 /// throwaway keys can fill a ledger only this fast. Counted after a receipt
 /// verifies (a forgery naming someone never uses up their quota), for each
@@ -76,6 +65,7 @@ impl SignerQuota {
     }
 
     /// Signers tracked now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.counts.len()
     }
@@ -144,6 +134,7 @@ impl Ledger {
     }
 
     /// Verifies and stores a receipt; flushed before returning `New`.
+    #[cfg(test)]
     pub fn append(&self, receipt: &SignedReceipt) -> Result<Appended, LedgerError> {
         self.append_within(receipt, None, Instant::now())
     }
@@ -247,7 +238,7 @@ impl Ledger {
     }
 
     /// Global trust from every stored receipt.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[allow(dead_code)]
     pub fn trust(&self, pretrusted: &[NodeId], config: &TrustConfig) -> Trust {
         self.totals(Credits::ZERO).graph.compute(pretrusted, config)
     }
