@@ -6,11 +6,12 @@
 //! so that the node and the simulator's libp2p engine run one and the same
 //! behaviour: what the simulator measures over real swarms is what a node does.
 
+use crate::limits::NetLimits;
 use crate::wire::{self, MESSAGE_PROTOCOL, NetworkError};
 use libp2p::futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{StreamProtocol, connection_limits, gossipsub, identify, kad, ping, request_response};
-use modchain_protocol::{CapabilityAdvert, GpuVendor, max_envelope_bytes};
+use modchain_protocol::{CapabilityAdvert, GpuVendor, Kind, PROTOCOL_VERSION, max_envelope_bytes};
 use std::collections::BTreeSet;
 use std::io;
 
@@ -49,19 +50,37 @@ impl std::fmt::Debug for NodeBehaviour {
 }
 
 impl NodeBehaviour {
-    /// `agent` is what identify tells peers we run ([`wire::agent_string`]).
+    /// `agent` is what identify tells peers we run ([`wire::agent_string`]);
+    /// every other limit at its default for `max_connections`.
     pub fn new(
         key: &libp2p::identity::Keypair,
         agent: &str,
         gossipsub: gossipsub::Behaviour,
         max_connections: u32,
     ) -> Self {
+        Self::with_limits(
+            key,
+            agent,
+            gossipsub,
+            &NetLimits::with_max_connections(max_connections),
+        )
+    }
+
+    /// As [`new`](Self::new), with the connection and stream limits of `limits`.
+    pub fn with_limits(
+        key: &libp2p::identity::Keypair,
+        agent: &str,
+        gossipsub: gossipsub::Behaviour,
+        limits: &NetLimits,
+    ) -> Self {
         NodeBehaviour {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
-                    .with_max_established(Some(max_connections))
-                    .with_max_established_per_peer(Some(wire::CONNECTIONS_PER_PEER))
-                    .with_max_pending_incoming(Some(max_connections / 4 + 1)),
+                    .with_max_established(Some(limits.max_connections))
+                    .with_max_established_incoming(Some(limits.max_inbound_connections))
+                    .with_max_established_outgoing(Some(limits.max_outbound_connections))
+                    .with_max_established_per_peer(Some(limits.connections_per_peer))
+                    .with_max_pending_incoming(Some(limits.max_inbound_connections / 4 + 1)),
             ),
             identify: wire::identify(key, agent),
             ping: ping::Behaviour::new(ping::Config::new()),
@@ -70,7 +89,8 @@ impl NodeBehaviour {
             messages: request_response::Behaviour::new(
                 [(MESSAGE_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
-                    .with_request_timeout(wire::DIRECT_REQUEST_TIMEOUT),
+                    .with_request_timeout(wire::DIRECT_REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(limits.streams_per_connection.max(1)),
             ),
         }
     }
@@ -88,10 +108,55 @@ pub fn node_gossipsub(
 }
 
 /// One signed envelope per request, one empty acknowledgement per response,
-/// each as a big-endian u32 length and the bytes. Lengths over the largest
-/// envelope are refused before anything is allocated.
+/// each as a big-endian u32 length and the bytes.
+///
+/// A declared length is a claim, not bytes: the frame is read as its bytes
+/// arrive, in [`READ_CHUNK`] steps, so a peer that announces a megabyte and
+/// sends nothing costs a few bytes, not the megabyte. Once the envelope's
+/// first bytes name its kind, the frame may be no longer than that kind's
+/// largest envelope ([`frame_cap`]); a length over the largest envelope of
+/// any kind is refused before anything is read.
 #[derive(Clone, Debug, Default)]
 pub struct EnvelopeCodec;
+
+/// A frame grows by at most this much per read.
+pub const READ_CHUNK: usize = 16 * 1024;
+
+/// The kind an envelope's first bytes name, if they are an envelope of our
+/// protocol version. The envelope is bincode (varint): the version, a u16
+/// below 251, is one byte; the kind's tag, an index below 251, the next.
+pub fn declared_kind(prefix: &[u8]) -> Option<Kind> {
+    match prefix {
+        [version, tag, ..] if u16::from(*version) == PROTOCOL_VERSION => {
+            Kind::ALL.get(usize::from(*tag)).copied()
+        }
+        _ => None,
+    }
+}
+
+/// The largest frame whose first bytes are `prefix`: the largest envelope
+/// of the kind it names, or of any kind when it names none (an envelope of
+/// another version, refused later by the protocol's checks).
+pub fn frame_cap(prefix: &[u8]) -> usize {
+    declared_kind(prefix).map_or_else(max_envelope_bytes, |k| {
+        k.max_payload_bytes() + (max_envelope_bytes() - max_payload_of_any())
+    })
+}
+
+fn max_payload_of_any() -> usize {
+    Kind::ALL
+        .iter()
+        .map(|k| k.max_payload_bytes())
+        .max()
+        .unwrap_or(0)
+}
+
+fn too_large(len: usize, cap: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("direct message of {len} bytes exceeds the {cap} byte limit"),
+    )
+}
 
 async fn read_frame<T: libp2p::futures::AsyncRead + Unpin + Send>(
     io: &mut T,
@@ -100,16 +165,28 @@ async fn read_frame<T: libp2p::futures::AsyncRead + Unpin + Send>(
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > max_envelope_bytes() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "direct message of {len} bytes exceeds the {} byte limit",
-                max_envelope_bytes()
-            ),
-        ));
+        return Err(too_large(len, max_envelope_bytes()));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    let mut buf = Vec::with_capacity(len.min(READ_CHUNK));
+    let mut chunk = vec![0u8; len.min(READ_CHUNK)];
+    let mut cap = max_envelope_bytes();
+    while buf.len() < len {
+        let want = (len - buf.len()).min(chunk.len());
+        let n = io.read(&mut chunk[..want]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let had = buf.len();
+        buf.extend_from_slice(&chunk[..n]);
+        // The kind is known from the second byte on: hold the frame to it.
+        if had < 2 && buf.len() >= 2 {
+            cap = frame_cap(&buf);
+            if len > cap {
+                return Err(too_large(len, cap));
+            }
+        }
+    }
+    debug_assert!(buf.len() <= cap);
     Ok(buf)
 }
 
@@ -254,5 +331,51 @@ mod tests {
         let mut rd = libp2p::futures::io::Cursor::new(huge);
         let err = block_on(codec.read_request(&MESSAGE_PROTOCOL, &mut rd)).expect_err("too big");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_first_two_bytes_of_every_kind_name_it() {
+        use modchain_protocol::{Envelope, Keypair, Message, Timestamp};
+        // Pins the layout `declared_kind` reads against the real encoding.
+        let key = Keypair::from_seed(1);
+        let sealed = Envelope::seal(
+            &key,
+            Timestamp(1),
+            Message::Advert(CapabilityAdvert::default()),
+        )
+        .to_bytes();
+        assert_eq!(declared_kind(&sealed), Some(Kind::Advert));
+        for kind in Kind::ALL {
+            let mut e = Envelope::decode(&sealed).expect("decodes");
+            e.kind = kind;
+            assert_eq!(declared_kind(&e.to_bytes()), Some(kind), "{kind}");
+        }
+        assert_eq!(declared_kind(&[0xff, 0]), None);
+        assert_eq!(frame_cap(&[0xff, 0]), max_envelope_bytes());
+    }
+
+    #[test]
+    fn a_frame_longer_than_its_kind_allows_is_refused_after_two_bytes() {
+        // A "fetch" (a few hundred bytes at most) that claims a megabyte.
+        let len = 1024 * 1024u32;
+        let mut bytes = len.to_be_bytes().to_vec();
+        bytes.extend([PROTOCOL_VERSION as u8, Kind::Fetch as u8]);
+        let mut rd = libp2p::futures::io::Cursor::new(bytes);
+        let err = block_on(EnvelopeCodec.read_request(&MESSAGE_PROTOCOL, &mut rd))
+            .expect_err("over the kind's cap");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    #[test]
+    fn a_declared_length_is_not_allocated_before_the_bytes_arrive() {
+        // A megabyte announced, ten bytes sent, then the stream ends: the
+        // read fails at the end, holding no more than what arrived.
+        let len = 1024 * 1024u32;
+        let mut bytes = len.to_be_bytes().to_vec();
+        bytes.extend([0xffu8; 10]);
+        let mut rd = libp2p::futures::io::Cursor::new(bytes);
+        let err = block_on(EnvelopeCodec.read_request(&MESSAGE_PROTOCOL, &mut rd))
+            .expect_err("truncated");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -22,11 +22,13 @@
 //! }
 //! ```
 
-use crate::behaviour::{NodeBehaviour, NodeBehaviourEvent, capability_keys};
+use crate::behaviour::{NodeBehaviour, NodeBehaviourEvent, capability_keys, declared_kind};
 use crate::driver::{
-    self, AdvertEnvelopes, AdvertHandoff, AdvertSyncs, BootstrapPeers, BundleTaken, Direct,
-    PendingPublish, ProvideUpdate, ProvidedKeys, Publication, Retry, Sent, SyncAnswer, Verdict,
+    self, AdvertEnvelopes, AdvertHandoff, AdvertSyncs, BootstrapPeers, BundleAdmission,
+    BundleTaken, Direct, PendingPublish, ProvideUpdate, ProvidedKeys, Publication, Retry, Sent,
+    SyncAnswer, Verdict,
 };
+use crate::limits::{NetLimits, RequestBuckets};
 use crate::wire;
 use libp2p::futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
@@ -204,6 +206,46 @@ pub enum DriverEvent {
     },
     /// Kademlia's walk of the DHT finished.
     DhtWalked,
+    /// A direct request from a peer over its rate was dropped unopened.
+    Throttled {
+        /// Who sent it.
+        from: PeerId,
+    },
+    /// An advert bundle was dropped unopened: we never asked its sender,
+    /// asked too long ago, or its answer already brought the most we take.
+    BundleRefused {
+        /// Who sent it.
+        from: PeerId,
+        /// Why it was refused.
+        why: BundleAdmission,
+    },
+    /// Disconnected peers were forgotten to keep the peer table within its cap.
+    PeersForgotten(usize),
+    /// A direct request from a peer never arrived whole: it stalled past
+    /// the request timeout, broke a cap of the codec, or its stream failed.
+    InboundFailed {
+        /// Who opened the stream.
+        from: PeerId,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// How full the driver's tables are, and what their caps made them drop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Peers in the peer table (connected, and disconnected up to the cap).
+    pub peers: usize,
+    /// Signed adverts kept to hand to joining peers.
+    pub advert_envelopes: usize,
+    /// Advert envelopes evicted (their advert left the book) since start.
+    pub advert_envelopes_evicted: u64,
+    /// Advert envelopes not kept (the cache was full) since start.
+    pub advert_envelopes_refused: u64,
+    /// Peers with a direct-request token bucket.
+    pub request_buckets: usize,
+    /// Gossip held for want of a subscriber.
+    pub pending_publish: usize,
 }
 
 /// Owns a swarm and a protocol peer and runs one over the other. See the
@@ -225,6 +267,11 @@ pub struct SwarmDriver {
     jitter: Jitter,
     send_filter: Option<SendFilter>,
     events: VecDeque<DriverEvent>,
+    limits: NetLimits,
+    /// Direct requests per peer, as a token bucket.
+    buckets: RequestBuckets,
+    /// Disconnected peers still in the peer table, longest gone first.
+    gone: VecDeque<PeerId>,
 }
 
 impl std::fmt::Debug for SwarmDriver {
@@ -260,6 +307,36 @@ impl SwarmDriver {
             jitter,
             send_filter: None,
             events: VecDeque::new(),
+            buckets: RequestBuckets::new(
+                NetLimits::default().direct_per_second,
+                NetLimits::default().direct_burst,
+            ),
+            limits: NetLimits::default(),
+            gone: VecDeque::new(),
+        }
+    }
+
+    /// The caps on what remote peers can make the driver hold (the
+    /// connection and stream limits are the behaviour's: see
+    /// [`NodeBehaviour::with_limits`]). Call before the first event.
+    pub fn with_limits(mut self, limits: NetLimits) -> Self {
+        self.advert_envelopes = AdvertEnvelopes::with_cap(limits.max_advert_envelopes);
+        self.advert_syncs =
+            AdvertSyncs::with_limits(limits.bundle_deadline, limits.max_adverts_per_sync);
+        self.buckets = RequestBuckets::new(limits.direct_per_second, limits.direct_burst);
+        self.limits = limits;
+        self
+    }
+
+    /// How full the driver's tables are.
+    pub fn table_sizes(&self) -> TableSizes {
+        TableSizes {
+            peers: self.peers.len(),
+            advert_envelopes: self.advert_envelopes.len(),
+            advert_envelopes_evicted: self.advert_envelopes.evicted(),
+            advert_envelopes_refused: self.advert_envelopes.refused(),
+            request_buckets: self.buckets.len(),
+            pending_publish: self.pending_publish.len(),
         }
     }
 
@@ -439,7 +516,7 @@ impl SwarmDriver {
             } => {
                 let entry = self.peers.entry(peer_id).or_default();
                 entry.connections = num_established.get();
-                if endpoint.is_dialer() {
+                if endpoint.is_dialer() && entry.addrs.len() < self.limits.max_addrs_per_peer {
                     entry.addrs.insert(endpoint.get_remote_address().clone());
                 }
                 self.events.push_back(DriverEvent::Connected {
@@ -508,6 +585,8 @@ impl SwarmDriver {
         if let Some(e) = self.peers.get_mut(&peer_id) {
             e.adverts.disconnected();
         }
+        self.buckets.forget(&peer_id);
+        self.remember_gone(peer_id);
         if let Ok(node) = NodeId::from_peer_id(&peer_id) {
             self.peer.peer_gone(now, &node);
         }
@@ -516,12 +595,43 @@ impl SwarmDriver {
         }
     }
 
+    /// Keeps `peer_id` in the peer table while disconnected, forgetting the
+    /// peers longest gone past [`NetLimits::max_known_peers`].
+    fn remember_gone(&mut self, peer_id: PeerId) {
+        self.gone.retain(|p| *p != peer_id);
+        self.gone.push_back(peer_id);
+        let mut forgotten = 0;
+        while self.gone.len() > self.limits.max_known_peers {
+            let Some(old) = self.gone.pop_front() else {
+                break;
+            };
+            if self.peers.get(&old).is_some_and(|e| e.connections == 0) {
+                self.peers.remove(&old);
+                forgotten += 1;
+            }
+        }
+        if forgotten > 0 {
+            self.events
+                .push_back(DriverEvent::PeersForgotten(forgotten));
+        }
+    }
+
     fn handle_behaviour_event(&mut self, now: Timestamp, ev: NodeBehaviourEvent) {
         match ev {
-            NodeBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+            NodeBehaviourEvent::Identify(identify::Event::Received {
+                peer_id, mut info, ..
+            }) => {
+                // A peer may list any number of addresses: keep a few.
+                info.listen_addrs.truncate(self.limits.max_addrs_per_peer);
                 let entry = self.peers.entry(peer_id).or_default();
                 entry.agent = Some(info.agent_version.clone());
-                entry.addrs.extend(info.listen_addrs.iter().cloned());
+                let room = self
+                    .limits
+                    .max_addrs_per_peer
+                    .saturating_sub(entry.addrs.len());
+                entry
+                    .addrs
+                    .extend(info.listen_addrs.iter().take(room).cloned());
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 let ready = driver::identified(kad, &mut entry.adverts, peer_id, &info);
                 self.events.push_back(DriverEvent::Identified(peer_id));
@@ -573,6 +683,24 @@ impl SwarmDriver {
                     },
                 ..
             }) => {
+                // Over its rate: dropped unopened and unacknowledged, so the
+                // sender sees a failure.
+                if !self.buckets.take(peer, Instant::now()) {
+                    self.events.push_back(DriverEvent::Throttled { from: peer });
+                    return;
+                }
+                // A bundle nobody asked for is not opened (each advert in it
+                // would cost a signature check).
+                if declared_kind(&request) == Some(Kind::AdvertBundle) {
+                    match self.advert_syncs.admit_bundle(&peer, Instant::now()) {
+                        BundleAdmission::Take(_) => {}
+                        why => {
+                            self.events
+                                .push_back(DriverEvent::BundleRefused { from: peer, why });
+                            return;
+                        }
+                    }
+                }
                 // The acknowledgement says only that the bytes arrived.
                 let _ = self
                     .swarm
@@ -588,6 +716,16 @@ impl SwarmDriver {
             }) => {
                 self.events.push_back(DriverEvent::DirectFailed {
                     peer,
+                    error: error.to_string(),
+                });
+            }
+            NodeBehaviourEvent::Messages(request_response::Event::InboundFailure {
+                peer,
+                error,
+                ..
+            }) => {
+                self.events.push_back(DriverEvent::InboundFailed {
+                    from: peer,
                     error: error.to_string(),
                 });
             }
@@ -639,28 +777,40 @@ impl SwarmDriver {
         let kind = modchain_protocol::Envelope::decode(bytes)
             .ok()
             .map(|e| e.kind);
-        let outcome =
-            match driver::take_direct(&mut self.peer, &mut self.advert_envelopes, now, bytes) {
-                Direct::Message(verdict) => DirectOutcome::Message(verdict),
-                Direct::Bundle(taken) => DirectOutcome::Bundle(taken),
-                Direct::SyncAsked(sync) => {
-                    let handoff = &mut self.peers.entry(from).or_default().adverts;
-                    let answer = driver::answer_sync(
-                        handoff,
-                        &self.peer,
-                        &self.advert_envelopes,
-                        &mut self.swarm.behaviour_mut().messages,
-                        from,
-                        now,
-                        Instant::now(),
-                        &sync,
-                    );
-                    DirectOutcome::SyncAnswered {
-                        answer,
-                        known: sync.known.len(),
-                    }
+        let room = match self.advert_syncs.admit_bundle(&from, Instant::now()) {
+            BundleAdmission::Take(room) => room,
+            _ => 0,
+        };
+        let outcome = match driver::take_direct_capped(
+            &mut self.peer,
+            &mut self.advert_envelopes,
+            now,
+            bytes,
+            room,
+        ) {
+            Direct::Message(verdict) => DirectOutcome::Message(verdict),
+            Direct::Bundle(taken) => {
+                self.advert_syncs.took(&from, taken.adverts.len());
+                DirectOutcome::Bundle(taken)
+            }
+            Direct::SyncAsked(sync) => {
+                let handoff = &mut self.peers.entry(from).or_default().adverts;
+                let answer = driver::answer_sync(
+                    handoff,
+                    &self.peer,
+                    &self.advert_envelopes,
+                    &mut self.swarm.behaviour_mut().messages,
+                    from,
+                    now,
+                    Instant::now(),
+                    &sync,
+                );
+                DirectOutcome::SyncAnswered {
+                    answer,
+                    known: sync.known.len(),
                 }
-            };
+            }
+        };
         self.events.push_back(DriverEvent::Direct {
             from,
             kind,
@@ -673,7 +823,7 @@ impl SwarmDriver {
     /// holds, so we see the network at once instead of after the next
     /// advert round.
     fn advert_peer_ready(&mut self, now: Timestamp, to: PeerId) {
-        if !self.advert_syncs.should_ask(to) {
+        if !self.advert_syncs.should_ask(to, Instant::now()) {
             return;
         }
         let listed = driver::ask_for_adverts(

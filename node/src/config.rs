@@ -29,6 +29,103 @@ pub struct Config {
     pub advert: AdvertSettings,
     pub docker: DockerSettings,
     pub llm: LlmSettings,
+    pub limits: LimitsSettings,
+}
+
+/// The `[limits]` table: the cap on everything a remote peer (or a job) can
+/// make this node hold. The defaults suit a normal node; past a cap the
+/// oldest or newest entry is dropped (each key says which) and counted in
+/// `/metrics` (`modchain_table_*`, `modchain_dropped`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// Most connections other peers opened to us (of `max_connections`).
+    pub max_inbound_connections: u32,
+    /// Most connections we opened (of `max_connections`).
+    pub max_outbound_connections: u32,
+    /// Connections one peer may hold to us at once.
+    pub connections_per_peer: u32,
+    /// Direct-message streams open at once on one connection.
+    pub streams_per_connection: usize,
+    /// Direct requests one peer may send per second, sustained.
+    pub direct_per_second: u32,
+    /// ... and in a burst.
+    pub direct_burst: u32,
+    /// Disconnected peers remembered (the longest gone are forgotten).
+    pub max_known_peers: usize,
+    /// Addresses kept per peer.
+    pub max_addrs_per_peer: usize,
+    /// Signed adverts kept to hand to joining peers.
+    pub max_advert_envelopes: usize,
+    /// A peer asked for adverts may answer within this many seconds.
+    pub bundle_deadline_secs: u64,
+    /// Adverts taken from one peer's answer to one sync request.
+    pub max_adverts_per_sync: usize,
+    /// Receipts stored per signer per hour.
+    pub receipts_per_signer_per_hour: u32,
+    /// Signers whose receipt count is tracked at once.
+    pub max_receipt_signers: usize,
+    /// Receipts waiting to be verified and written.
+    pub ledger_queue: usize,
+    /// Live-output events of running jobs waiting for the event loop (the
+    /// oldest are dropped when it is full).
+    pub log_queue: usize,
+    /// Client jobs whose live output is kept for the API.
+    pub max_job_logs: usize,
+    /// Output bytes a job may write when it declares no storage.
+    pub output_quota_bytes: u64,
+    /// Total size of fetched outputs kept in `results/`; the oldest jobs'
+    /// go first.
+    pub results_max_bytes: u64,
+    /// Fetched outputs are deleted this many seconds after they arrived.
+    pub results_max_age_secs: u64,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        let net = modchain_net::NetLimits::default();
+        LimitsSettings {
+            max_inbound_connections: net.max_inbound_connections,
+            max_outbound_connections: net.max_outbound_connections,
+            connections_per_peer: net.connections_per_peer,
+            streams_per_connection: net.streams_per_connection,
+            direct_per_second: net.direct_per_second as u32,
+            direct_burst: net.direct_burst as u32,
+            max_known_peers: net.max_known_peers,
+            max_addrs_per_peer: net.max_addrs_per_peer,
+            max_advert_envelopes: net.max_advert_envelopes,
+            bundle_deadline_secs: net.bundle_deadline.as_secs(),
+            max_adverts_per_sync: net.max_adverts_per_sync,
+            receipts_per_signer_per_hour: 3600,
+            max_receipt_signers: 100_000,
+            ledger_queue: 1024,
+            log_queue: 4096,
+            max_job_logs: 256,
+            output_quota_bytes: 1 << 30,
+            results_max_bytes: 10 << 30,
+            results_max_age_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+impl LimitsSettings {
+    /// The network layer's share, for at most `max_connections` connections.
+    pub fn net(&self, max_connections: u32) -> modchain_net::NetLimits {
+        modchain_net::NetLimits {
+            max_connections,
+            max_inbound_connections: self.max_inbound_connections,
+            max_outbound_connections: self.max_outbound_connections,
+            connections_per_peer: self.connections_per_peer,
+            streams_per_connection: self.streams_per_connection,
+            direct_per_second: f64::from(self.direct_per_second),
+            direct_burst: f64::from(self.direct_burst),
+            max_known_peers: self.max_known_peers,
+            max_addrs_per_peer: self.max_addrs_per_peer,
+            max_advert_envelopes: self.max_advert_envelopes,
+            bundle_deadline: Duration::from_secs(self.bundle_deadline_secs),
+            max_adverts_per_sync: self.max_adverts_per_sync,
+        }
+    }
 }
 
 /// The `[llm]` table: which models the llm adapter serves.
@@ -125,6 +222,7 @@ impl Default for Config {
             advert: AdvertSettings::default(),
             docker: DockerSettings::default(),
             llm: LlmSettings::default(),
+            limits: LimitsSettings::default(),
         }
     }
 }
@@ -212,6 +310,7 @@ fn expected_form(key: &str) -> &'static str {
         }
         k if k.starts_with("prices.") => "a whole number of micro-credits (1 credit = 1000000)",
         k if k.starts_with("advert.") => "a whole number of seconds",
+        k if k.starts_with("limits.") => "a whole number, e.g. direct_burst = 400",
         _ => "one of the keys documented in the file `modchain init` writes",
     }
 }
@@ -414,6 +513,43 @@ models = []
 # are found and advertised within this many seconds; 0 turns it off. (A
 # node that started with no model at all needs a restart for its first.)
 rescan_seconds = 30
+
+# Caps on what other peers (and jobs) can make this node hold; past a cap
+# the excess is dropped and counted in /metrics (modchain_table_*,
+# modchain_dropped). The defaults suit a normal node.
+[limits]
+# Connections other peers opened to us, and ours to them (of max_connections).
+max_inbound_connections = {l_in}
+max_outbound_connections = {l_out}
+connections_per_peer = {l_cpp}
+# Direct-message streams open at once per connection.
+streams_per_connection = {l_spc}
+# Direct requests per peer: per second sustained, and in a burst.
+direct_per_second = {l_dps}
+direct_burst = {l_db}
+# Disconnected peers remembered, and addresses kept per peer.
+max_known_peers = {l_mkp}
+max_addrs_per_peer = {l_map}
+# Signed adverts kept to hand to joining peers.
+max_advert_envelopes = {l_mae}
+# A peer asked for its adverts may answer within this many seconds, with at
+# most this many adverts; bundles nobody asked for are dropped unopened.
+bundle_deadline_secs = {l_bd}
+max_adverts_per_sync = {l_maps}
+# Receipts stored per signer per hour, and signers tracked at once.
+receipts_per_signer_per_hour = {l_rq}
+max_receipt_signers = {l_mrs}
+# Receipts waiting to be verified and written; live-output events waiting
+# for the node (the oldest dropped); client jobs whose live output is kept.
+ledger_queue = {l_lq}
+log_queue = {l_logq}
+max_job_logs = {l_mjl}
+# Output bytes a job may write when it declares no storage.
+output_quota_bytes = {l_oq}
+# Fetched outputs in results/: total bytes kept (oldest jobs' go first), and
+# their age in seconds before they are deleted.
+results_max_bytes = {l_rmb}
+results_max_age_secs = {l_rma}
 "#,
         api = d.api,
         orch = d.orchestrator,
@@ -429,6 +565,25 @@ rescan_seconds = 30
         docker_enabled = d.docker.enabled,
         docker_net = d.docker.allow_network,
         docker_pull = d.docker.allow_pull,
+        l_in = d.limits.max_inbound_connections,
+        l_out = d.limits.max_outbound_connections,
+        l_cpp = d.limits.connections_per_peer,
+        l_spc = d.limits.streams_per_connection,
+        l_dps = d.limits.direct_per_second,
+        l_db = d.limits.direct_burst,
+        l_mkp = d.limits.max_known_peers,
+        l_map = d.limits.max_addrs_per_peer,
+        l_mae = d.limits.max_advert_envelopes,
+        l_bd = d.limits.bundle_deadline_secs,
+        l_maps = d.limits.max_adverts_per_sync,
+        l_rq = d.limits.receipts_per_signer_per_hour,
+        l_mrs = d.limits.max_receipt_signers,
+        l_lq = d.limits.ledger_queue,
+        l_logq = d.limits.log_queue,
+        l_mjl = d.limits.max_job_logs,
+        l_oq = d.limits.output_quota_bytes,
+        l_rmb = d.limits.results_max_bytes,
+        l_rma = d.limits.results_max_age_secs,
     )
 }
 

@@ -17,6 +17,9 @@ use tracing::Instrument;
 
 /// Most log bytes kept per job for the API, from the end.
 const LOG_BUFFER_BYTES: usize = 256 * 1024;
+/// Output bytes a job may write when it declares no storage, unless the
+/// node's config says otherwise.
+const DEFAULT_OUTPUT_QUOTA: u64 = 1 << 30;
 /// Pids a job may use, whatever it asks.
 const PIDS_PER_JOB: u32 = 256;
 
@@ -25,6 +28,8 @@ const PIDS_PER_JOB: u32 = 256;
 pub struct Finished {
     pub job_id: JobId,
     pub report: ExecutionReport,
+    /// It was stopped for writing past its output quota.
+    pub over_quota: bool,
 }
 
 /// What a running job reports to the event loop: live output as it comes
@@ -37,6 +42,86 @@ pub enum ExecutorEvent {
         data: Vec<u8>,
     },
     Finished(Finished),
+}
+
+/// The executor's events on their way to the event loop: a bounded queue
+/// that never blocks a job and never grows past its cap. When it is full,
+/// the oldest live-output event is dropped (and counted) to make room; a
+/// job's `Finished` is never dropped (there is one per running job, so
+/// those are bounded by the provider's capacity).
+#[derive(Clone, Debug)]
+pub struct EventQueue {
+    inner: Arc<Mutex<std::collections::VecDeque<ExecutorEvent>>>,
+    ready: Arc<tokio::sync::Notify>,
+    cap: usize,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventQueue {
+    pub fn new(cap: usize) -> Self {
+        EventQueue {
+            inner: Arc::default(),
+            ready: Arc::default(),
+            cap: cap.max(1),
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Queues `ev`, dropping the oldest output event when full.
+    pub fn send(&self, ev: ExecutorEvent) {
+        let Ok(mut q) = self.inner.lock() else {
+            return;
+        };
+        if q.len() >= self.cap {
+            let oldest_output = q
+                .iter()
+                .position(|e| matches!(e, ExecutorEvent::Output { .. }));
+            match (oldest_output, &ev) {
+                (Some(i), _) => {
+                    q.remove(i);
+                }
+                // Only ends are queued: an output event is the one to go.
+                (None, ExecutorEvent::Output { .. }) => {
+                    self.dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+                (None, ExecutorEvent::Finished(_)) => {}
+            }
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        q.push_back(ev);
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// The next event, waiting for one.
+    pub async fn recv(&self) -> Option<ExecutorEvent> {
+        loop {
+            if let Some(ev) = self.inner.lock().ok()?.pop_front() {
+                return Some(ev);
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// The next event, if one is waiting.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn try_recv(&self) -> Option<ExecutorEvent> {
+        self.inner.lock().ok()?.pop_front()
+    }
+
+    /// Output events dropped since start because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Events waiting now.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.inner.lock().map_or(0, |q| q.len())
+    }
 }
 
 /// How long live output is gathered before it is forwarded.
@@ -61,7 +146,9 @@ pub struct Executor {
     allow_network: bool,
     running: HashMap<JobId, Running>,
     logs: Arc<Mutex<HashMap<JobId, JobLog>>>,
-    events: mpsc::UnboundedSender<ExecutorEvent>,
+    events: EventQueue,
+    /// Output bytes a job may write when it declares no storage.
+    output_quota: u64,
 }
 
 impl std::fmt::Debug for Executor {
@@ -74,13 +161,16 @@ impl std::fmt::Debug for Executor {
 }
 
 impl Executor {
-    /// `work_dir` holds one directory per job (`<job id>/outputs`).
+    /// `work_dir` holds one directory per job (`<job id>/outputs`); at
+    /// most `queue` events wait for the event loop.
     pub fn new(
         adapters: Vec<Arc<dyn Adapter>>,
         work_dir: PathBuf,
         allow_network: bool,
-    ) -> (Self, mpsc::UnboundedReceiver<ExecutorEvent>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        queue: usize,
+    ) -> (Self, EventQueue) {
+        let tx = EventQueue::new(queue);
+        let rx = tx.clone();
         let adapters = adapters
             .into_iter()
             .map(|a| (a.name().to_string(), a))
@@ -93,9 +183,15 @@ impl Executor {
                 running: HashMap::new(),
                 logs: Arc::new(Mutex::new(HashMap::new())),
                 events: tx,
+                output_quota: DEFAULT_OUTPUT_QUOTA,
             },
             rx,
         )
+    }
+
+    /// Output bytes a job may write when it declares no storage.
+    pub fn set_output_quota(&mut self, bytes: u64) {
+        self.output_quota = bytes.max(1);
     }
 
     /// What the node advertises.
@@ -145,6 +241,19 @@ impl Executor {
         }
         let collector = self.forward_logs(job_id, lines);
         let req = &exec.spec.requirements;
+        // The job's output quota (what it declared, else the node's) is
+        // held while it writes: a watcher stops the job once past it.
+        let quota = Some(req.storage_bytes)
+            .filter(|b| *b > 0)
+            .unwrap_or(self.output_quota);
+        let stop = cancel.child_token();
+        let ended = CancellationToken::new();
+        let watcher = tokio::spawn(modchain_adapters::outputs::watch_quota(
+            self.output_dir(&job_id),
+            quota,
+            stop.clone(),
+            ended.clone(),
+        ));
         let ctx = ExecutionContext {
             job_id,
             limits: Limits {
@@ -155,7 +264,7 @@ impl Executor {
                 network: self.allow_network,
             },
             timeout: Duration::from_millis(exec.deadline.since(now).max(1)),
-            cancel,
+            cancel: stop,
             output_dir: self.output_dir(&job_id),
             logs: sink,
         };
@@ -166,7 +275,7 @@ impl Executor {
         let span = tracing::info_span!("job", job_id = %job_id.to_hex(), adapter = %spec.adapter);
         tokio::spawn(
             async move {
-                let report = match adapter {
+                let mut report = match adapter {
                     None => rejected(format!("this provider has no `{}` adapter", spec.adapter)),
                     Some(adapter) => {
                         match serde_json::from_str::<serde_json::Value>(&spec.params) {
@@ -178,6 +287,14 @@ impl Executor {
                         }
                     }
                 };
+                ended.cancel();
+                let over_quota = watcher.await.unwrap_or(false);
+                if over_quota {
+                    report.exit = Some(ExitStatus::Rejected(format!(
+                        "output quota exceeded: the job wrote more than {quota} bytes to its output directory"
+                    )));
+                    report.outputs.clear();
+                }
                 // The context (and its log sink) is gone: the collector ends
                 // once it forwarded the last lines, so output precedes the end.
                 let _ = tokio::time::timeout(LOG_DRAIN_WAIT, collector).await;
@@ -186,7 +303,11 @@ impl Executor {
                 {
                     entry.done = true;
                 }
-                let _ = done.send(ExecutorEvent::Finished(Finished { job_id, report }));
+                done.send(ExecutorEvent::Finished(Finished {
+                    job_id,
+                    report,
+                    over_quota,
+                }));
             }
             .instrument(span),
         );
@@ -239,7 +360,7 @@ impl Executor {
                             entry.data.drain(..len - LOG_BUFFER_BYTES);
                         }
                     }
-                    let _ = live.send(ExecutorEvent::Output {
+                    live.send(ExecutorEvent::Output {
                         job_id,
                         stream,
                         data,
@@ -326,7 +447,7 @@ mod tests {
     }
 
     /// The next `Finished`, collecting the output events before it.
-    async fn finished(rx: &mut mpsc::UnboundedReceiver<ExecutorEvent>) -> (Finished, Vec<u8>) {
+    async fn finished(rx: &mut EventQueue) -> (Finished, Vec<u8>) {
         let mut out = Vec::new();
         loop {
             match rx.recv().await.expect("executor event") {
@@ -336,10 +457,36 @@ mod tests {
         }
     }
 
-    fn executor() -> (Executor, mpsc::UnboundedReceiver<ExecutorEvent>) {
+    #[tokio::test]
+    async fn a_full_event_queue_drops_the_oldest_output_never_an_end() {
+        let q = EventQueue::new(2);
+        let job = Digest::of(b"chatty");
+        let out = |n: u8| ExecutorEvent::Output {
+            job_id: job,
+            stream: ProtoStream::Stdout,
+            data: vec![n],
+        };
+        q.send(out(1));
+        q.send(out(2));
+        q.send(out(3));
+        q.send(ExecutorEvent::Finished(Finished {
+            job_id: job,
+            report: ExecutionReport::default(),
+            over_quota: false,
+        }));
+        assert_eq!(q.dropped(), 2);
+        assert_eq!(q.len(), 2);
+        match q.recv().await {
+            Some(ExecutorEvent::Output { data, .. }) => assert_eq!(data, [3]),
+            other => panic!("the newest output is kept: {other:?}"),
+        }
+        assert!(matches!(q.recv().await, Some(ExecutorEvent::Finished(_))));
+    }
+
+    fn executor() -> (Executor, EventQueue) {
         let wasm: Arc<dyn Adapter> = Arc::new(WasmAdapter::new().expect("engine"));
         let dir = std::env::temp_dir().join(format!("modchain-executor-{}", std::process::id()));
-        Executor::new(vec![wasm], dir, false)
+        Executor::new(vec![wasm], dir, false, 4096)
     }
 
     #[tokio::test]
@@ -378,7 +525,7 @@ mod tests {
 
     #[tokio::test]
     async fn many_small_lines_travel_as_few_chunks() {
-        let (ex, mut rx) = executor();
+        let (ex, rx) = executor();
         let job_id = Digest::of(b"chatty");
         let (sink, lines) = LogSink::new();
         let handle = ex.forward_logs(job_id, lines);
@@ -392,7 +539,7 @@ mod tests {
         drop(sink);
         handle.await.expect("collector");
         let mut chunks = Vec::new();
-        while let Ok(ExecutorEvent::Output { stream, data, .. }) = rx.try_recv() {
+        while let Some(ExecutorEvent::Output { stream, data, .. }) = rx.try_recv() {
             chunks.push((stream, data));
         }
         assert!(chunks.len() <= 4, "{} chunks", chunks.len());

@@ -371,6 +371,7 @@ async fn start(data_dir: &DataDir, args: StartArgs) -> Result<()> {
         provider: config.provider,
         docker: config.docker.clone(),
         grant: modchain_protocol::Credits::ZERO,
+        limits: config.limits.clone(),
     };
     let mut node = node::Node::new(&key, options).await?;
     let addrs = node.wait_listening().await?;

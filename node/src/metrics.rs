@@ -55,6 +55,11 @@ struct VersionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabel {
+    table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -99,7 +104,42 @@ pub struct Snapshot {
     pub elected: bool,
     /// Connected peers by the protocol version their identify agent names.
     pub peers_by_protocol: BTreeMap<String, u64>,
+    /// Entries in each capped table a peer or a job can grow.
+    pub tables: BTreeMap<String, u64>,
+    /// Entries evicted from each capped table (cumulative).
+    pub evictions: BTreeMap<String, u64>,
+    /// What a cap or a rate limit dropped, by reason (cumulative).
+    pub dropped: BTreeMap<String, u64>,
 }
+
+/// Every reason [`Snapshot::dropped`] names, so that each reads 0 from the
+/// start.
+pub const DROP_REASONS: [&str; 11] = [
+    "direct_throttled",
+    "direct_inbound_failed",
+    "bundle_unsolicited",
+    "bundle_over_cap",
+    "bundle_adverts_over_cap",
+    "receipt_backlog",
+    "receipt_quota",
+    "log_overflow",
+    "output_over_quota",
+    "output_over_limit",
+    "advert_envelope_cache_full",
+];
+
+/// Every table [`Snapshot::tables`] names.
+pub const TABLES: [&str; 9] = [
+    "results",
+    "peers",
+    "advert_envelopes",
+    "request_buckets",
+    "pending_publish",
+    "job_logs",
+    "served_outputs",
+    "results_bytes",
+    "provider_lookups",
+];
 
 pub struct NodeMetrics {
     registry: Registry,
@@ -129,6 +169,9 @@ pub struct NodeMetrics {
     receipts: Family<ResultLabel, Counter>,
     balance: Gauge<f64, AtomicU64>,
     trust: Gauge<f64, AtomicU64>,
+    tables: Family<TableLabel, Gauge>,
+    evictions: Family<TableLabel, Counter>,
+    dropped: Family<ReasonLabel, Counter>,
     /// Adapter of each job this node is running, for the duration histogram.
     running: HashMap<JobId, String>,
 }
@@ -333,7 +376,40 @@ impl NodeMetrics {
             "This node's share of global trust (EigenTrust over the ledger, 0..1)",
             trust.clone(),
         );
+        let tables = Family::<TableLabel, Gauge>::default();
+        r.register(
+            "table_entries",
+            "Entries in each capped table a peer or a job can grow (results_bytes: bytes)",
+            tables.clone(),
+        );
+        let evictions = Family::<TableLabel, Counter>::default();
+        r.register(
+            "table_evictions",
+            "Entries evicted from each capped table to keep it within its cap",
+            evictions.clone(),
+        );
+        let dropped = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "dropped",
+            "What a cap, a quota or a rate limit dropped, by reason",
+            dropped.clone(),
+        );
+        for table in TABLES {
+            let label = TableLabel {
+                table: table.into(),
+            };
+            let _zero = tables.get_or_create(&label);
+            let _zero = evictions.get_or_create(&label);
+        }
+        for reason in DROP_REASONS {
+            let _zero = dropped.get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            });
+        }
         NodeMetrics {
+            tables,
+            evictions,
+            dropped,
             registry,
             libp2p,
             peers_connected,
@@ -497,6 +573,30 @@ impl NodeMetrics {
                     result: result.into(),
                 }),
                 n,
+            );
+        }
+        for (table, n) in &s.tables {
+            set(
+                &self.tables.get_or_create(&TableLabel {
+                    table: table.clone(),
+                }),
+                *n,
+            );
+        }
+        for (table, n) in &s.evictions {
+            sync(
+                &self.evictions.get_or_create(&TableLabel {
+                    table: table.clone(),
+                }),
+                *n,
+            );
+        }
+        for (reason, n) in &s.dropped {
+            sync(
+                &self.dropped.get_or_create(&ReasonLabel {
+                    reason: reason.clone(),
+                }),
+                *n,
             );
         }
         set(&self.ledger_receipts, s.ledger_receipts as u64);

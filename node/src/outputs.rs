@@ -21,6 +21,10 @@ pub enum OutputError {
     BadName(String),
     #[error("inline output `{0}` does not match its signed digest")]
     DigestMismatch(String),
+    #[error(
+        "output `{name}` declares {size} bytes, more than the {limit} bytes the job allows; not fetched"
+    )]
+    TooLarge { name: String, size: u64, limit: u64 },
     #[error("cannot write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -103,6 +107,20 @@ pub struct ResultStore {
     root: PathBuf,
     stored: HashMap<JobId, BTreeMap<String, PathBuf>>,
     fetches: HashMap<(JobId, Digest), Fetch>,
+    /// Bytes each job's results take (declared sizes of files stored or
+    /// being fetched), and when the first arrived: what pruning reads.
+    usage: HashMap<JobId, (Instant, u64)>,
+    /// Directories under `root` an earlier run left, with their age and size.
+    earlier: Vec<(PathBuf, Instant, u64)>,
+}
+
+/// What a job's outputs may take on the client, in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Total bytes kept under `results/`; the oldest jobs' go first.
+    pub max_bytes: u64,
+    /// A job's outputs are deleted this long after they arrived.
+    pub max_age: Duration,
 }
 
 /// The relative path for an output name, if it is a plain relative path.
@@ -132,6 +150,44 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     }
 }
 
+/// The job directories an earlier run left under `root`, oldest first, each
+/// with its age (from its modification time) and size.
+fn earlier_results(root: &Path) -> Vec<(PathBuf, Instant, u64)> {
+    fn size(dir: &Path) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => size(&e.path()),
+                Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+                _ => 0,
+            })
+            .sum()
+    }
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let now = Instant::now();
+    let mut out: Vec<(PathBuf, Instant, u64)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            let age = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .unwrap_or_default();
+            let at = now.checked_sub(age).unwrap_or(now);
+            (e.path(), at, size(&e.path()))
+        })
+        .collect();
+    out.sort_by_key(|e| e.1);
+    out
+}
+
 /// BLAKE3 of a file, read in pieces.
 fn digest_file(path: &Path) -> std::io::Result<Digest> {
     let mut f = std::fs::File::open(path)?;
@@ -149,11 +205,70 @@ fn digest_file(path: &Path) -> std::io::Result<Digest> {
 
 impl ResultStore {
     pub fn new(root: PathBuf) -> Self {
+        let earlier = earlier_results(&root);
         ResultStore {
             root,
             stored: HashMap::new(),
             fetches: HashMap::new(),
+            usage: HashMap::new(),
+            earlier,
         }
+    }
+
+    /// Bytes the results under `results/` take (as declared by the signed
+    /// results, plus what earlier runs left).
+    pub fn stored_bytes(&self) -> u64 {
+        self.usage.values().map(|u| u.1).sum::<u64>()
+            + self.earlier.iter().map(|e| e.2).sum::<u64>()
+    }
+
+    fn account(&mut self, job: JobId, bytes: u64) {
+        let e = self.usage.entry(job).or_insert((Instant::now(), 0));
+        e.1 = e.1.saturating_add(bytes);
+    }
+
+    /// Deletes results past `retention` at `now`: every job's older than
+    /// its age, then the oldest jobs' until the total fits. Jobs with a
+    /// fetch in flight are left alone. Returns how many jobs' went.
+    pub fn prune(&mut self, retention: Retention, now: Instant) -> usize {
+        let old = |at: Instant| now.saturating_duration_since(at) > retention.max_age;
+        let mut pruned = 0;
+        let before = self.earlier.len();
+        self.earlier.retain(|(dir, at, _)| {
+            let keep = !old(*at);
+            if !keep {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            keep
+        });
+        pruned += before - self.earlier.len();
+        let busy: BTreeSet<JobId> = self.fetches.keys().map(|(j, _)| *j).collect();
+        let mut jobs: Vec<(JobId, Instant)> = self
+            .usage
+            .iter()
+            .filter(|(j, _)| !busy.contains(j))
+            .map(|(j, u)| (*j, u.0))
+            .collect();
+        jobs.sort_by_key(|(_, at)| *at);
+        for (job, at) in jobs {
+            if !old(at) && self.stored_bytes() <= retention.max_bytes {
+                break;
+            }
+            self.forget_job(&job);
+            pruned += 1;
+        }
+        while self.stored_bytes() > retention.max_bytes && !self.earlier.is_empty() {
+            let (dir, _, _) = self.earlier.remove(0);
+            let _ = std::fs::remove_dir_all(dir);
+            pruned += 1;
+        }
+        pruned
+    }
+
+    fn forget_job(&mut self, job: &JobId) {
+        self.usage.remove(job);
+        self.stored.remove(job);
+        let _ = std::fs::remove_dir_all(self.job_dir(job));
     }
 
     pub fn job_dir(&self, job: &JobId) -> PathBuf {
@@ -199,13 +314,29 @@ impl ResultStore {
         let path = self.target(&job, &file.name)?;
         std::fs::write(&path, data).map_err(io_err(&path))?;
         self.remember(job, &file.name, path.clone());
+        self.account(job, data.len() as u64);
         Ok(path)
     }
 
     /// Starts fetching a file that did not travel inline. Returns the
     /// offsets to ask for first; none when there is nothing to fetch (an
     /// empty file, stored at once).
-    pub fn begin_fetch(&mut self, job: JobId, file: &OutputFile) -> Result<Vec<u64>, OutputError> {
+    /// `limit` is what the job allows its outputs in all (`room`: what is
+    /// left of it): a file declared larger is refused, never fetched, so a
+    /// provider cannot fill the client's disk by declaring a size.
+    pub fn begin_fetch(
+        &mut self,
+        job: JobId,
+        file: &OutputFile,
+        room: u64,
+    ) -> Result<Vec<u64>, OutputError> {
+        if file.size > room {
+            return Err(OutputError::TooLarge {
+                name: file.name.clone(),
+                size: file.size,
+                limit: room,
+            });
+        }
         if file.size == 0 {
             self.store_inline(job, file, &[])?;
             return Ok(Vec::new());
@@ -228,6 +359,7 @@ impl ResultStore {
         };
         let first = fetch.refill();
         self.fetches.insert((job, file.digest), fetch);
+        self.account(job, file.size);
         Ok(first)
     }
 
@@ -405,7 +537,7 @@ mod tests {
         let job = Digest::of(b"job");
         let whole: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let f = file("big/data.bin", &whole);
-        let mut asked = store.begin_fetch(job, &f).expect("begin");
+        let mut asked = store.begin_fetch(job, &f, u64::MAX).expect("begin");
         assert_eq!(asked, vec![0]);
         assert_eq!(store.pending(&job), 1);
         // A chunk nobody asked for is ignored.
@@ -444,7 +576,7 @@ mod tests {
         let job = Digest::of(b"job2");
         let whole = b"the real contents".to_vec();
         let f = file("out.txt", &whole);
-        store.begin_fetch(job, &f).expect("begin");
+        store.begin_fetch(job, &f, u64::MAX).expect("begin");
         let forged = b"the fake contents".to_vec();
         let mut c = chunk(job, &forged, &whole, 0);
         c.digest = f.digest;
@@ -498,7 +630,7 @@ mod window_tests {
             digest: Digest::of(&whole),
             inline: None,
         };
-        let mut asked = store.begin_fetch(job, &f).expect("begin");
+        let mut asked = store.begin_fetch(job, &f, u64::MAX).expect("begin");
         assert_eq!(asked.len(), FETCH_WINDOW);
         let mut done = None;
         while let Some(offset) = asked.pop() {
@@ -536,7 +668,10 @@ mod window_tests {
             digest: Digest::of(b"0123456789"),
             inline: None,
         };
-        assert_eq!(store.begin_fetch(job, &f).expect("begin"), vec![0]);
+        assert_eq!(
+            store.begin_fetch(job, &f, u64::MAX).expect("begin"),
+            vec![0]
+        );
         for _ in 0..FETCH_RETRIES {
             let (again, gone) = store.stalled(Duration::ZERO);
             assert_eq!(again, vec![(job, f.digest, vec![0])]);
@@ -547,5 +682,55 @@ mod window_tests {
         assert_eq!(gone, vec![(job, "s.bin".to_string())]);
         assert_eq!(store.pending(&job), 0);
         assert!(!root.join(job.to_hex()).join("s.bin.part").exists());
+    }
+
+    #[test]
+    fn an_output_larger_than_the_job_allows_is_never_fetched_and_old_results_are_pruned() {
+        let root = std::env::temp_dir().join(format!("modchain-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut store = ResultStore::new(root.clone());
+        let job = Digest::of(b"big job");
+        let huge = OutputFile {
+            name: "huge.bin".into(),
+            size: 10 << 30,
+            digest: Digest::of(b"whatever"),
+            inline: None,
+        };
+        let err = store
+            .begin_fetch(job, &huge, 1 << 20)
+            .expect_err("too large");
+        assert!(matches!(err, OutputError::TooLarge { .. }), "{err}");
+        assert!(!root.join(job.to_hex()).join("huge.bin.part").exists());
+
+        // Two jobs' inline outputs of 3 bytes each; a cap of 4 bytes keeps
+        // only the newer one, an age of zero keeps none.
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let file = |name: &str| OutputFile {
+            name: name.into(),
+            size: 3,
+            digest: Digest::of(b"abc"),
+            inline: Some(b"abc".to_vec()),
+        };
+        store.store_inline(a, &file("x"), b"abc").expect("a");
+        std::thread::sleep(Duration::from_millis(5));
+        store.store_inline(b, &file("y"), b"abc").expect("b");
+        assert_eq!(store.stored_bytes(), 6);
+        let keep = Retention {
+            max_bytes: 4,
+            max_age: Duration::from_secs(3600),
+        };
+        assert_eq!(store.prune(keep, Instant::now()), 1);
+        assert!(!root.join(a.to_hex()).exists(), "the older job went");
+        assert!(root.join(b.to_hex()).join("y").exists());
+        let none = Retention {
+            max_bytes: u64::MAX,
+            max_age: Duration::ZERO,
+        };
+        assert_eq!(
+            store.prune(none, Instant::now() + Duration::from_secs(1)),
+            1
+        );
+        assert_eq!(store.stored_bytes(), 0);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

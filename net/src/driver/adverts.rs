@@ -33,11 +33,23 @@ pub const SYNC_PEERS_PER_JOIN: usize = 2;
 /// it lost the network) is answered again at once.
 pub const SYNC_ANSWER_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The newest signed advert of each node (ours too), with its sequence.
-#[derive(Debug, Default)]
+/// The newest signed advert of each node (ours too), with its sequence, up
+/// to a cap: when it is full, envelopes whose advert the peer's book no
+/// longer holds are evicted, and if none is, a new signer's advert is not
+/// kept (the book already took it; it is only not handed on).
+#[derive(Debug)]
 pub struct AdvertEnvelopes {
     /// Ordered by node so that bundles come out the same way every time.
     by_signer: BTreeMap<NodeId, (u64, Vec<u8>)>,
+    max: usize,
+    evicted: u64,
+    refused: u64,
+}
+
+impl Default for AdvertEnvelopes {
+    fn default() -> Self {
+        Self::with_cap(crate::limits::NetLimits::default().max_advert_envelopes)
+    }
 }
 
 impl AdvertEnvelopes {
@@ -45,8 +57,41 @@ impl AdvertEnvelopes {
         Self::default()
     }
 
+    /// Keeps at most `max` envelopes (at least one: our own).
+    pub fn with_cap(max: usize) -> Self {
+        AdvertEnvelopes {
+            by_signer: BTreeMap::new(),
+            max: max.max(1),
+            evicted: 0,
+            refused: 0,
+        }
+    }
+
+    /// Envelopes evicted since start because the book no longer held their advert.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// New signers' envelopes not kept since start because the cap was reached.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Makes room for one more signer: drops the envelopes whose advert
+    /// `table` no longer holds. Returns whether there is room now.
+    fn make_room(&mut self, table: &AdvertBook) -> bool {
+        if self.by_signer.len() < self.max {
+            return true;
+        }
+        let before = self.by_signer.len();
+        self.by_signer
+            .retain(|node, (seq, _)| table.get(node).is_some_and(|a| a.sequence == *seq));
+        self.evicted += (before - self.by_signer.len()) as u64;
+        self.by_signer.len() < self.max
+    }
+
     /// Keeps a message we publish ourselves, as `bytes`, if it is an
-    /// advert; returns that advert.
+    /// advert (whatever the cap: it is one entry); returns that advert.
     pub fn keep_own<'m>(
         &mut self,
         message: &'m Signed,
@@ -75,6 +120,10 @@ impl AdvertEnvelopes {
                 .get(&signer)
                 .is_some_and(|(s, _)| *s >= ad.sequence)
         {
+            return false;
+        }
+        if !self.by_signer.contains_key(&signer) && !self.make_room(table) {
+            self.refused += 1;
             return false;
         }
         self.by_signer.insert(signer, (ad.sequence, bytes.to_vec()));
@@ -184,15 +233,47 @@ impl AdvertHandoff {
     }
 }
 
-/// Which peers we asked for their adverts since we last (re)joined.
-#[derive(Clone, Debug, Default)]
+/// Which peers we asked for their adverts since we last (re)joined, when,
+/// and how many adverts each answer has brought so far. Only a peer we
+/// asked may send us bundles, within the deadline and up to a cap.
+#[derive(Clone, Debug)]
 pub struct AdvertSyncs {
-    asked: Vec<PeerId>,
+    asked: Vec<(PeerId, Instant, usize)>,
+    deadline: Duration,
+    max_adverts: usize,
+}
+
+impl Default for AdvertSyncs {
+    fn default() -> Self {
+        let l = crate::limits::NetLimits::default();
+        Self::with_limits(l.bundle_deadline, l.max_adverts_per_sync)
+    }
+}
+
+/// Whether a bundle that arrived may be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BundleAdmission {
+    /// We asked its sender, in time: take at most this many of its adverts.
+    Take(usize),
+    /// We never asked its sender, or asked it too long ago.
+    Unsolicited,
+    /// Its sender's answer already brought the most we take from one answer.
+    OverCap,
 }
 
 impl AdvertSyncs {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Bundles are taken from a peer within `deadline` of asking it, at
+    /// most `max_adverts` adverts per answer.
+    pub fn with_limits(deadline: Duration, max_adverts: usize) -> Self {
+        AdvertSyncs {
+            asked: Vec::new(),
+            deadline,
+            max_adverts,
+        }
     }
 
     /// We (re)joined the network (the first bootstrap peer answered): the
@@ -201,20 +282,42 @@ impl AdvertSyncs {
         self.asked.clear();
     }
 
-    /// `peer` is ready to be asked. Returns whether to ask it: it is one of
-    /// the first [`SYNC_PEERS_PER_JOIN`] since we (re)joined, and not asked
-    /// yet (a peer that reconnects is not asked twice for one join).
-    pub fn should_ask(&mut self, peer: PeerId) -> bool {
-        if self.asked.len() >= SYNC_PEERS_PER_JOIN || self.asked.contains(&peer) {
+    /// `peer` is ready to be asked at `now`. Returns whether to ask it: it
+    /// is one of the first [`SYNC_PEERS_PER_JOIN`] since we (re)joined, and
+    /// not asked yet (a peer that reconnects is not asked twice for one join).
+    pub fn should_ask(&mut self, peer: PeerId, now: Instant) -> bool {
+        if self.asked.len() >= SYNC_PEERS_PER_JOIN || self.asked.iter().any(|a| a.0 == peer) {
             return false;
         }
-        self.asked.push(peer);
+        self.asked.push((peer, now, 0));
         true
     }
 
+    /// A bundle came from `from` at `now`: whether to open it, and how many
+    /// of its adverts it may still bring (report them with [`took`](Self::took)).
+    pub fn admit_bundle(&self, from: &PeerId, now: Instant) -> BundleAdmission {
+        let Some(entry) = self.asked.iter().find(|a| a.0 == *from) else {
+            return BundleAdmission::Unsolicited;
+        };
+        if now.saturating_duration_since(entry.1) > self.deadline {
+            return BundleAdmission::Unsolicited;
+        }
+        match self.max_adverts.saturating_sub(entry.2) {
+            0 => BundleAdmission::OverCap,
+            room => BundleAdmission::Take(room),
+        }
+    }
+
+    /// A bundle admitted from `from` brought `adverts` adverts.
+    pub fn took(&mut self, from: &PeerId, adverts: usize) {
+        if let Some(entry) = self.asked.iter_mut().find(|a| a.0 == *from) {
+            entry.2 = entry.2.saturating_add(adverts);
+        }
+    }
+
     /// The peers asked since we last (re)joined.
-    pub fn asked(&self) -> &[PeerId] {
-        &self.asked
+    pub fn asked(&self) -> Vec<PeerId> {
+        self.asked.iter().map(|a| a.0).collect()
     }
 }
 
@@ -392,15 +495,68 @@ mod tests {
     fn only_the_first_two_ready_peers_are_asked_per_join() {
         let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
         let mut syncs = AdvertSyncs::new();
-        assert!(syncs.should_ask(peers[0]));
-        assert!(!syncs.should_ask(peers[0]), "not twice in one join");
-        assert!(syncs.should_ask(peers[1]));
-        assert!(!syncs.should_ask(peers[2]), "two are enough");
+        let t = Instant::now();
+        assert!(syncs.should_ask(peers[0], t));
+        assert!(!syncs.should_ask(peers[0], t), "not twice in one join");
+        assert!(syncs.should_ask(peers[1], t));
+        assert!(!syncs.should_ask(peers[2], t), "two are enough");
         assert_eq!(syncs.asked(), &peers[..2]);
         syncs.rejoined();
-        assert!(syncs.should_ask(peers[3]), "a rejoin asks again");
-        assert!(syncs.should_ask(peers[0]));
-        assert!(!syncs.should_ask(peers[1]));
+        assert!(syncs.should_ask(peers[3], t), "a rejoin asks again");
+        assert!(syncs.should_ask(peers[0], t));
+        assert!(!syncs.should_ask(peers[1], t));
+    }
+
+    #[test]
+    fn bundles_are_taken_only_from_peers_asked_in_time_and_up_to_a_cap() {
+        let t = Instant::now();
+        let (asked, stranger) = (PeerId::random(), PeerId::random());
+        let mut syncs = AdvertSyncs::with_limits(Duration::from_secs(30), 100);
+        assert!(syncs.should_ask(asked, t));
+        assert_eq!(
+            syncs.admit_bundle(&stranger, t),
+            BundleAdmission::Unsolicited
+        );
+        assert_eq!(syncs.admit_bundle(&asked, t), BundleAdmission::Take(100));
+        syncs.took(&asked, 60);
+        assert_eq!(syncs.admit_bundle(&asked, t), BundleAdmission::Take(40));
+        syncs.took(&asked, 40);
+        assert_eq!(syncs.admit_bundle(&asked, t), BundleAdmission::OverCap);
+        let mut late = AdvertSyncs::with_limits(Duration::from_secs(30), 100);
+        assert!(late.should_ask(asked, t));
+        assert_eq!(
+            late.admit_bundle(&asked, t + Duration::from_secs(31)),
+            BundleAdmission::Unsolicited
+        );
+    }
+
+    #[test]
+    fn a_full_envelope_cache_evicts_what_the_book_dropped_and_refuses_the_rest() {
+        let now = Timestamp::from_millis(1_000_000);
+        let mut table = AdvertBook::new();
+        let mut kept = AdvertEnvelopes::with_cap(2);
+        let keys: Vec<Keypair> = (60..64).map(Keypair::from_seed).collect();
+        let signed: Vec<Signed> = keys
+            .iter()
+            .map(|k| {
+                let (s, ad) = advert(k, 1, now);
+                table.insert(now, k.node_id(), ad).expect("insert");
+                s
+            })
+            .collect();
+        assert!(kept.remember(&signed[0], &signed[0].to_bytes(), &table));
+        assert!(kept.remember(&signed[1], &signed[1].to_bytes(), &table));
+        assert!(!kept.remember(&signed[2], &signed[2].to_bytes(), &table));
+        assert_eq!((kept.len(), kept.refused(), kept.evicted()), (2, 1, 0));
+        // The book moves on from the first signer: its envelope goes.
+        let (newer, ad) = advert(&keys[0], 2, now);
+        table.insert(now, keys[0].node_id(), ad).expect("insert");
+        assert!(kept.remember(&signed[3], &signed[3].to_bytes(), &table));
+        assert_eq!((kept.len(), kept.evicted()), (2, 1));
+        assert!(
+            !kept.remember(&newer, &newer.to_bytes(), &table),
+            "full again"
+        );
     }
 
     #[test]

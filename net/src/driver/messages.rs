@@ -165,6 +165,8 @@ pub struct BundleTaken {
     pub adverts: Vec<Verdict>,
     /// Envelopes that decoded but were no adverts: dropped unopened.
     pub not_adverts: usize,
+    /// Adverts past what the driver takes from one sync answer: dropped unopened.
+    pub over_cap: usize,
 }
 
 impl BundleTaken {
@@ -179,6 +181,7 @@ impl BundleTaken {
     /// Envelopes dropped: rejected by the protocol's checks, or no adverts.
     pub fn dropped(&self) -> usize {
         self.not_adverts
+            + self.over_cap
             + self
                 .adverts
                 .iter()
@@ -197,6 +200,18 @@ pub fn take_direct(
     now: Timestamp,
     bytes: &[u8],
 ) -> Direct {
+    take_direct_capped(peer, adverts, now, bytes, usize::MAX)
+}
+
+/// As [`take_direct`], taking at most `max_adverts` adverts from a bundle
+/// (the rest count as dropped: the driver caps what one sync answer brings).
+pub fn take_direct_capped(
+    peer: &mut Peer,
+    adverts: &mut AdvertEnvelopes,
+    now: Timestamp,
+    bytes: &[u8],
+    max_adverts: usize,
+) -> Direct {
     let signed = match peer.open(now, bytes) {
         Ok(signed) => signed,
         Err(rejection) => return Direct::Message(Verdict::Rejected(rejection)),
@@ -209,7 +224,9 @@ pub fn take_direct(
         }
         Message::AdvertBundle(bundle) => {
             let mut taken = BundleTaken::default();
-            for inner in &bundle.adverts {
+            let over = bundle.adverts.len().saturating_sub(max_adverts);
+            taken.over_cap = over;
+            for inner in bundle.adverts.iter().take(max_adverts) {
                 // Checked before `take_bytes` opens it, so that a bundle
                 // never carries anything but adverts into the peer.
                 if Envelope::decode(inner).is_ok_and(|e| e.kind != Kind::Advert) {

@@ -24,13 +24,14 @@ pub mod provided;
 pub mod publish;
 
 pub use adverts::{
-    AdvertEnvelopes, AdvertHandoff, AdvertSyncs, SYNC_ANSWER_INTERVAL, SYNC_PEERS_PER_JOIN,
-    SyncAnswer, answer_sync, ask_for_adverts,
+    AdvertEnvelopes, AdvertHandoff, AdvertSyncs, BundleAdmission, SYNC_ANSWER_INTERVAL,
+    SYNC_PEERS_PER_JOIN, SyncAnswer, answer_sync, ask_for_adverts,
 };
 pub use dial::{BootstrapDial, BootstrapPeers, DialFailed, Joined, Retry};
 pub use identify::identified;
 pub use messages::{
     BundleTaken, Direct, Sent, Verdict, screen_gossip, send_direct, take_bytes, take_direct,
+    take_direct_capped,
 };
 pub use provided::{ProvideUpdate, ProvidedKeys, walk_dht};
 pub use publish::{PendingPublish, Publication, PublishOutcome};

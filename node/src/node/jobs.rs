@@ -5,7 +5,7 @@
 use super::state::*;
 use crate::control::LogFeed;
 use crate::executor::{ExecutorEvent, Finished};
-use crate::ledger::Appended;
+use crate::ledger::{Appended, LedgerError, Stored};
 use crate::outputs::ChunkOutcome;
 use crate::views::{ReceiptView, exit_text};
 use modchain_net::behaviour::timings::REPUTATION_DEBOUNCE;
@@ -230,11 +230,23 @@ impl Node {
         let _ = self.jobs.events.send(line.to_string());
     }
 
+    /// A receipt to store: verified and written by the ledger worker, off
+    /// the event loop; [`on_stored`](Self::on_stored) takes the outcome.
     pub(super) fn store_receipt(&mut self, r: &SignedReceipt) {
         self.jobs.receipts_seen += 1;
-        match self.jobs.ledger.append(r) {
+        if !self.jobs.ledger_worker.submit(r.clone()) {
+            self.jobs.receipts_backlogged += 1;
+            tracing::debug!(receipt = %r.id().to_hex(), "ledger queue full; receipt dropped");
+        }
+    }
+
+    /// What the ledger worker did with a receipt.
+    pub(super) fn on_stored(&mut self, stored: Stored) {
+        let r = &stored.receipt;
+        match stored.result {
             Ok(Appended::New) => {
                 self.jobs.receipts_new += 1;
+                self.jobs.totals.add(r);
                 let rec = &r.receipt;
                 tracing::info!(
                     receipt = %r.id().to_hex(),
@@ -253,6 +265,10 @@ impl Node {
                 }
             }
             Ok(Appended::Duplicate) => {}
+            Err(e @ LedgerError::OverQuota { .. }) => {
+                self.jobs.receipts_over_quota += 1;
+                tracing::debug!(receipt = %r.id().to_hex(), error = %e, "receipt not stored");
+            }
             Err(e) => {
                 self.jobs.receipts_failed += 1;
                 tracing::warn!(receipt = %r.id().to_hex(), error = %e, "receipt not stored");
@@ -276,7 +292,14 @@ impl Node {
                 stream,
                 data,
             } => self.net.peer_mut().log_output(t, job_id, stream, &data),
-            ExecutorEvent::Finished(Finished { job_id, report }) => {
+            ExecutorEvent::Finished(Finished {
+                job_id,
+                report,
+                over_quota,
+            }) => {
+                if over_quota {
+                    self.limits_seen.drop("output_over_quota", 1);
+                }
                 let dir = self.jobs.executor.output_dir(&job_id);
                 let files: HashMap<Digest, PathBuf> = report
                     .outputs
@@ -343,6 +366,16 @@ impl Node {
     }
 
     pub(super) fn push_job_log(&mut self, job_id: JobId, data: &[u8]) {
+        if !self.jobs.job_logs.contains_key(&job_id) {
+            // Within the cap: the jobs whose output came first go first.
+            self.jobs.job_log_order.push_back(job_id);
+            while self.jobs.job_log_order.len() > self.options.limits.max_job_logs.max(1) {
+                if let Some(old) = self.jobs.job_log_order.pop_front() {
+                    self.jobs.job_logs.remove(&old);
+                    self.limits_seen.evict("job_logs", 1);
+                }
+            }
+        }
         let buf = self.jobs.job_logs.entry(job_id).or_default();
         buf.extend_from_slice(data);
         if buf.len() > JOB_LOG_BYTES {
@@ -390,6 +423,16 @@ impl Node {
                 self.push_job_log(job_id, &text);
             }
         }
+        // What the job declared it may write, else the node's default
+        // quota: a provider cannot make us fetch more than that.
+        let limit = self
+            .net
+            .peer()
+            .job(&job_id)
+            .map(|j| j.spec.requirements.storage_bytes)
+            .filter(|b| *b > 0)
+            .unwrap_or(self.options.limits.output_quota_bytes);
+        let mut room = limit;
         for file in &result.outputs {
             match &file.inline {
                 Some(data) => match self.jobs.results.store_inline(job_id, file, data) {
@@ -400,8 +443,9 @@ impl Node {
                         tracing::warn!(job = %job_id.to_hex(), error = %e, "output not stored")
                     }
                 },
-                None => match self.jobs.results.begin_fetch(job_id, file) {
+                None => match self.jobs.results.begin_fetch(job_id, file, room) {
                     Ok(offsets) => {
+                        room = room.saturating_sub(file.size);
                         if !offsets.is_empty() {
                             tracing::info!(job = %job_id.to_hex(), name = %file.name, size = file.size, "fetching an output from the provider");
                         }
@@ -412,6 +456,13 @@ impl Node {
                         }
                     }
                     Err(e) => {
+                        if matches!(e, crate::outputs::OutputError::TooLarge { .. }) {
+                            self.limits_seen.drop("output_over_limit", 1);
+                            self.emit(
+                                "output_rejected",
+                                json!({ "job_id": job_id.to_hex(), "name": file.name, "reason": e.to_string() }),
+                            );
+                        }
                         tracing::warn!(job = %job_id.to_hex(), error = %e, "output not fetched")
                     }
                 },

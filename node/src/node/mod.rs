@@ -28,7 +28,7 @@ use state::*;
 
 use crate::control::ApiQuery;
 use crate::executor::{Executor, ExecutorEvent};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerWorker, SignerQuota};
 use crate::metrics::NodeMetrics;
 use crate::outputs::ResultStore;
 use libp2p::swarm::SwarmEvent;
@@ -54,10 +54,10 @@ impl Node {
         let mut registry = libp2p::metrics::Registry::default();
         let lkey = key.to_libp2p();
         let gs = node_gossipsub(&lkey, &mut registry)?;
-        let max = options.max_connections;
+        let net_limits = options.limits.net(options.max_connections);
         let agent = format!("modchain/{}", crate::build_info::SOFTWARE_VERSION);
         let mut swarm = wire::build_swarm(lkey, Some(&mut registry), |k| {
-            NodeBehaviour::new(k, &wire::agent_string(&agent), gs, max)
+            NodeBehaviour::with_limits(k, &wire::agent_string(&agent), gs, &net_limits)
         })?;
         wire::join(
             &mut swarm,
@@ -87,8 +87,13 @@ impl Node {
                 .map(|a| (a.name().to_string(), a.clone()))
                 .collect(),
         );
-        let (executor, executor_events) =
-            Executor::new(adapters, work_dir, options.docker.allow_network);
+        let (mut executor, executor_events) = Executor::new(
+            adapters,
+            work_dir,
+            options.docker.allow_network,
+            options.limits.log_queue,
+        );
+        executor.set_output_quota(options.limits.output_quota_bytes);
         let provider = options.provider.then(|| {
             let ad = &options.advert;
             ProviderConfig {
@@ -110,6 +115,25 @@ impl Node {
             tracing::info!("provider role off (`provider = false` in config.toml)");
         }
         let ledger = Ledger::open(&options.data_dir.join("ledger"))?;
+        // The one read of the whole ledger, before the event loop starts;
+        // from here on the totals follow each receipt stored.
+        let totals = {
+            let (ledger, grant) = (ledger.clone(), options.grant);
+            tokio::task::spawn_blocking(move || ledger.totals(grant))
+                .await
+                .unwrap_or_default()
+        };
+        let limits = &options.limits;
+        let (ledger_worker, stored) = LedgerWorker::start(
+            ledger.clone(),
+            SignerQuota::new(
+                limits.receipts_per_signer_per_hour,
+                Duration::from_secs(3600),
+                limits.max_receipt_signers,
+            ),
+            limits.ledger_queue,
+        );
+        let (reputation_tx, reputation_rx) = mpsc::channel(1);
         let pretrusted: Vec<NodeId> = options
             .bootstrap
             .iter()
@@ -124,14 +148,22 @@ impl Node {
             served: HashMap::new(),
             results: ResultStore::new(options.data_dir.join("results")),
             ledger,
-            grant: options.grant,
+            ledger_worker,
+            stored,
+            totals,
             pretrusted,
             trust: Trust::default(),
             reputation_due: Some(Instant::now()),
+            reputation_running: false,
+            reputation_tx,
+            reputation_rx,
             receipts_seen: 0,
             receipts_new: 0,
             receipts_failed: 0,
+            receipts_backlogged: 0,
+            receipts_over_quota: 0,
             job_logs: HashMap::new(),
+            job_log_order: Default::default(),
             log_feed,
             events,
             elected: Vec::new(),
@@ -151,11 +183,12 @@ impl Node {
         // provider that can run it and leaves no receipt.
         peer.set_admission(Box::new(admission));
         Ok(Node {
-            net: SwarmDriver::new(swarm, peer, bootstrap, Box::new(jitter)),
+            net: SwarmDriver::new(swarm, peer, bootstrap, Box::new(jitter)).with_limits(net_limits),
             me,
             metrics: NodeMetrics::new(registry, &key.to_libp2p().public().to_peer_id().to_string()),
             started: Instant::now(),
             gossip: GossipCounters::default(),
+            limits_seen: LimitCounters::default(),
             options,
             provider_lookups: HashMap::new(),
             protocol_watch: versions::ProtocolWatch::default(),
@@ -246,6 +279,8 @@ impl Node {
                 }
                 Some(q) = api.recv() => self.answer(q),
                 Some(ev) = self.jobs.executor_events.recv() => self.on_executor_event(ev),
+                Some(stored) = self.jobs.stored.recv() => self.on_stored(stored),
+                Some(trust) = self.jobs.reputation_rx.recv() => self.reputation_computed(trust),
                 _ = tick.tick() => {
                     self.net.dial_due();
                     self.on_tick();
@@ -355,12 +390,29 @@ impl Node {
         }
     }
 
+    /// Starts a reputation computation on the blocking pool, from a copy of
+    /// the trust graph kept up to date receipt by receipt; its result comes
+    /// back to [`reputation_computed`](Self::reputation_computed). One at a
+    /// time: asked while one runs, it runs again right after.
     fn recompute_reputation(&mut self) {
+        if self.jobs.reputation_running {
+            self.jobs.reputation_due = Some(Instant::now());
+            return;
+        }
         self.jobs.reputation_due = None;
-        let trust = self
-            .jobs
-            .ledger
-            .trust(&self.jobs.pretrusted, &TrustConfig::default());
+        self.jobs.reputation_running = true;
+        let graph = self.jobs.totals.graph.clone();
+        let pretrusted = self.jobs.pretrusted.clone();
+        let done = self.jobs.reputation_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let trust = graph.compute(&pretrusted, &TrustConfig::default());
+            let _ = done.blocking_send(trust);
+        });
+    }
+
+    /// A reputation computation finished: the protocol's table follows it.
+    fn reputation_computed(&mut self, trust: Trust) {
+        self.jobs.reputation_running = false;
         let table: ReputationTable = trust
             .iter()
             .map(|(n, _)| (n, trust.reputation(&n)))
@@ -373,7 +425,7 @@ impl Node {
     /// Every half second: debounced reputation, output retention, election changes.
     fn on_tick(&mut self) {
         let instant = Instant::now();
-        if self.jobs.reputation_due.is_some_and(|t| t <= instant) {
+        if self.jobs.reputation_due.is_some_and(|t| t <= instant) && !self.jobs.reputation_running {
             self.recompute_reputation();
             self.drain_actions();
         }
@@ -387,6 +439,16 @@ impl Node {
         for job in expired {
             self.jobs.served.remove(&job);
             self.forget_work(&job);
+        }
+        let limits = &self.options.limits;
+        let retention = crate::outputs::Retention {
+            max_bytes: limits.results_max_bytes,
+            max_age: Duration::from_secs(limits.results_max_age_secs),
+        };
+        let pruned = self.jobs.results.prune(retention, instant);
+        if pruned > 0 {
+            self.limits_seen.evict("results", pruned as u64);
+            tracing::info!(jobs = pruned, "pruned old results");
         }
         let (again, abandoned) = self.jobs.results.stalled(FETCH_QUIET);
         for (job, digest, offsets) in again {

@@ -6,7 +6,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, kad};
 use modchain_net::behaviour::NodeBehaviourEvent;
 use modchain_net::driver::{
-    ProvideUpdate, Publication, PublishOutcome, Retry, Sent, SyncAnswer, Verdict,
+    BundleAdmission, ProvideUpdate, Publication, PublishOutcome, Retry, Sent, SyncAnswer, Verdict,
 };
 use modchain_net::{DirectOutcome, DriverEvent};
 use modchain_protocol::Message;
@@ -158,6 +158,23 @@ impl Node {
                 } => self.providers_found(query, providers, done, error),
                 DriverEvent::DhtWalked => tracing::debug!("kademlia bootstrap finished"),
                 DriverEvent::Identified(_) => self.check_protocol_versions(),
+                DriverEvent::Throttled { from } => {
+                    self.limits_seen.drop("direct_throttled", 1);
+                    tracing::debug!(%from, "direct request over the peer's rate; dropped");
+                }
+                DriverEvent::BundleRefused { from, why } => {
+                    let reason = match why {
+                        BundleAdmission::OverCap => "bundle_over_cap",
+                        _ => "bundle_unsolicited",
+                    };
+                    self.limits_seen.drop(reason, 1);
+                    tracing::debug!(%from, ?why, "advert bundle refused unopened");
+                }
+                DriverEvent::InboundFailed { from, error } => {
+                    self.limits_seen.drop("direct_inbound_failed", 1);
+                    tracing::debug!(%from, %error, "a direct request never arrived whole");
+                }
+                DriverEvent::PeersForgotten(n) => self.limits_seen.evict("peers", n as u64),
                 _ => {}
             }
         }
@@ -244,6 +261,8 @@ impl Node {
                 tracing::debug!(%from, "advert sync asked again too soon; not answered");
             }
             DirectOutcome::Bundle(taken) => {
+                self.limits_seen
+                    .drop("bundle_adverts_over_cap", taken.over_cap as u64);
                 for verdict in &taken.adverts {
                     self.note_verdict(verdict);
                 }

@@ -228,16 +228,67 @@ impl Node {
             ledger_bytes: self.jobs.ledger.size_on_disk(),
             receipts_stored: self.jobs.receipts_new,
             receipts_refused: self.jobs.receipts_failed,
-            balance_micro: self.jobs.ledger.balances(self.jobs.grant).balance(&self.me),
+            balance_micro: self.jobs.totals.balances.balance(&self.me),
             trust: self.jobs.trust.value(&self.me),
             elected: self.jobs.elected.contains(&self.me),
             peers_by_protocol: super::versions::peers_by_protocol(self.net.peers()),
+            tables: self.table_entries(),
+            evictions: self.table_evictions(),
+            dropped: self.drops(),
         };
         self.metrics.encode(&snapshot)
     }
 }
 
 impl Node {
+    /// Entries in each capped table, for `/metrics`.
+    fn table_entries(&self) -> BTreeMap<String, u64> {
+        let t = self.net.table_sizes();
+        [
+            ("peers", t.peers as u64),
+            ("advert_envelopes", t.advert_envelopes as u64),
+            ("request_buckets", t.request_buckets as u64),
+            ("pending_publish", t.pending_publish as u64),
+            ("job_logs", self.jobs.job_logs.len() as u64),
+            ("served_outputs", self.jobs.served.len() as u64),
+            ("results_bytes", self.jobs.results.stored_bytes()),
+            ("provider_lookups", self.provider_lookups.len() as u64),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    fn table_evictions(&self) -> BTreeMap<String, u64> {
+        let t = self.net.table_sizes();
+        let mut out: BTreeMap<String, u64> = self
+            .limits_seen
+            .evicted
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        out.insert("advert_envelopes".into(), t.advert_envelopes_evicted);
+        out
+    }
+
+    fn drops(&self) -> BTreeMap<String, u64> {
+        let t = self.net.table_sizes();
+        let mut out: BTreeMap<String, u64> = self
+            .limits_seen
+            .dropped
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        out.insert(
+            "advert_envelope_cache_full".into(),
+            t.advert_envelopes_refused,
+        );
+        out.insert("receipt_backlog".into(), self.jobs.receipts_backlogged);
+        out.insert("receipt_quota".into(), self.jobs.receipts_over_quota);
+        out.insert("log_overflow".into(), self.jobs.executor_events.dropped());
+        out
+    }
+
     /// Client: checks that some advert offers the adapter (and the model a
     /// job asks for), runs the local adapter's shape checks if we have it,
     /// then signs and submits.
@@ -442,14 +493,19 @@ impl Node {
                 let _ = reply.send(self.net.peer().job(&id).map(|j| self.result_view(&id, j)));
             }
             ApiQuery::Receipts(reply) => {
-                let (list, damaged) = self.jobs.ledger.receipts();
-                if damaged > 0 {
-                    tracing::warn!(
-                        damaged,
-                        "ledger entries that failed to decode or verify were skipped"
-                    );
-                }
-                let _ = reply.send(list.iter().map(ReceiptView::from).collect());
+                // Reading (and checking) the whole ledger is bulk work: on
+                // the blocking pool, never on the event loop.
+                let ledger = self.jobs.ledger.clone();
+                tokio::task::spawn_blocking(move || {
+                    let (list, damaged) = ledger.receipts();
+                    if damaged > 0 {
+                        tracing::warn!(
+                            damaged,
+                            "ledger entries that failed to decode or verify were skipped"
+                        );
+                    }
+                    let _ = reply.send(list.iter().map(ReceiptView::from).collect());
+                });
             }
             ApiQuery::Reputation(reply) => {
                 let trust = &self.jobs.trust;
@@ -469,7 +525,7 @@ impl Node {
             }
             ApiQuery::Balance { node, reply } => {
                 let node = node.unwrap_or(self.me);
-                let micro = self.jobs.ledger.balances(self.jobs.grant).balance(&node);
+                let micro = self.jobs.totals.balances.balance(&node);
                 let micro =
                     i64::try_from(micro).unwrap_or(if micro < 0 { i64::MIN } else { i64::MAX });
                 let _ = reply.send(BalanceView {

@@ -3,10 +3,10 @@
 //! constants its parts share. Every other module of `node/` imports this
 //! one and nothing imports them back.
 
-use crate::config::{DockerSettings, LlmSettings};
+use crate::config::{DockerSettings, LimitsSettings, LlmSettings};
 use crate::control::LogFeed;
-use crate::executor::{Executor, ExecutorEvent};
-use crate::ledger::{Ledger, LedgerError};
+use crate::executor::{EventQueue, Executor};
+use crate::ledger::{Ledger, LedgerError, LedgerWorker, Stored, Totals};
 use crate::metrics::NodeMetrics;
 use crate::outputs::ResultStore;
 use libp2p::{Multiaddr, PeerId, kad};
@@ -16,8 +16,8 @@ use modchain_net::SwarmDriver;
 use modchain_net::wire::NetworkError;
 use modchain_protocol::{CapabilityAdvert, Credits, Digest, JobId, NodeId, Timestamp, Trust};
 use serde_json::Value;
-use std::collections::BTreeSet;
 use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -43,6 +43,8 @@ pub struct NodeOptions {
     pub llm: LlmSettings,
     /// Credits every node starts with, in micro-credits (balances only).
     pub grant: Credits,
+    /// The caps on what peers and jobs can make the node hold.
+    pub limits: LimitsSettings,
 }
 
 #[derive(Debug, Error)]
@@ -83,6 +85,23 @@ pub(super) struct GossipCounters {
     pub(super) direct_failed: u64,
 }
 
+/// What caps, quotas and rate limits dropped or evicted, for `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub(super) struct LimitCounters {
+    pub(super) dropped: BTreeMap<&'static str, u64>,
+    pub(super) evicted: BTreeMap<&'static str, u64>,
+}
+
+impl LimitCounters {
+    pub(super) fn drop(&mut self, reason: &'static str, n: u64) {
+        *self.dropped.entry(reason).or_default() += n;
+    }
+
+    pub(super) fn evict(&mut self, table: &'static str, n: u64) {
+        *self.evicted.entry(table).or_default() += n;
+    }
+}
+
 pub struct Node {
     /// The swarm and the protocol peer, run one over the other.
     pub(super) net: SwarmDriver,
@@ -90,6 +109,7 @@ pub struct Node {
     pub(super) metrics: NodeMetrics,
     pub(super) started: Instant,
     pub(super) gossip: GossipCounters,
+    pub(super) limits_seen: LimitCounters,
     pub(super) options: NodeOptions,
     pub(super) provider_lookups: HashMap<kad::QueryId, ProviderLookup>,
     pub(super) jobs: JobDriver,
@@ -102,21 +122,37 @@ pub struct Node {
 /// ledger, reputation, and the event feeds for observers.
 pub(super) struct JobDriver {
     pub(super) executor: Executor,
-    pub(super) executor_events: mpsc::UnboundedReceiver<ExecutorEvent>,
+    pub(super) executor_events: EventQueue,
     pub(super) provider: bool,
     /// Provider: output files of finished jobs by digest, until retention ends.
     pub(super) served: HashMap<JobId, (Instant, HashMap<Digest, PathBuf>)>,
     pub(super) results: ResultStore,
+    /// For reads (sizes, listings); writes go through `ledger_worker`.
     pub(super) ledger: Ledger,
-    pub(super) grant: Credits,
+    /// Verifies and stores receipts on the blocking pool.
+    pub(super) ledger_worker: LedgerWorker,
+    /// What the ledger worker did with each receipt.
+    pub(super) stored: mpsc::Receiver<Stored>,
+    /// Balances and the trust graph, kept up to date receipt by receipt.
+    pub(super) totals: Totals,
     pub(super) pretrusted: Vec<NodeId>,
     pub(super) trust: Trust,
     pub(super) reputation_due: Option<Instant>,
+    /// A reputation computation runs on the blocking pool.
+    pub(super) reputation_running: bool,
+    pub(super) reputation_tx: mpsc::Sender<Trust>,
+    pub(super) reputation_rx: mpsc::Receiver<Trust>,
     pub(super) receipts_seen: u64,
     pub(super) receipts_new: u64,
     pub(super) receipts_failed: u64,
+    /// Receipts dropped because the ledger worker's queue was full.
+    pub(super) receipts_backlogged: u64,
+    /// Receipts refused because a signer was over its quota.
+    pub(super) receipts_over_quota: u64,
     /// Client: live output received per job.
     pub(super) job_logs: HashMap<JobId, Vec<u8>>,
+    /// The jobs in `job_logs`, first come first.
+    pub(super) job_log_order: std::collections::VecDeque<JobId>,
     pub(super) log_feed: broadcast::Sender<LogFeed>,
     pub(super) events: broadcast::Sender<String>,
     pub(super) elected: Vec<NodeId>,
