@@ -164,3 +164,87 @@ fn a_rogue_peer_flooding_streams_bundles_and_requests_does_not_stop_the_network(
         eprintln!("{}: {}", a.name, said.trim());
     }
 }
+
+#[test]
+fn a_rogue_peer_without_a_seat_cannot_lock_capacity_or_fill_ledgers() {
+    let net = TestNet::start("hostile-authority", 3);
+    let (client, target) = (0, 1);
+    let url = net.nodes[target].url().expect("api.url");
+    let stats = net.nodes[target].get("/api/v1/stats").expect("stats");
+    let addr = stats["listen_addrs"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .find(|a| a.contains("/tcp/"))
+        })
+        .expect("a tcp listen address")
+        .to_string();
+    let pid = net.nodes[target].proc.as_ref().expect("running").child.id();
+    let before = vm_rss_kib(pid).expect("VmRSS");
+    let receipts_before = net.nodes[target].receipts().len();
+
+    // Calls for bids a year long from a peer nobody elected, and receipts
+    // between throwaway keys with a throwaway "orchestrator"'s award.
+    let attacks = vec![
+        attack(&addr, &["calls", "--count", "200"]),
+        attack(&addr, &["receipts", "--count", "2000"]),
+    ];
+
+    let file = net.root.join("fine.wat");
+    std::fs::write(&file, WAT).expect("write wat");
+    let mut peak = before;
+    for _ in 0..3 {
+        let out = net.nodes[client].cli(&[
+            "submit",
+            "wasm",
+            file.to_str().expect("utf-8 path"),
+            "--wait",
+        ]);
+        assert!(
+            out.status.success(),
+            "a job failed under attack: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            net.logs()
+        );
+        peak = peak.max(vm_rss_kib(pid).unwrap_or(0));
+    }
+    for mut a in attacks {
+        let _ = a.child.wait();
+        let mut said = String::new();
+        if let Some(mut out) = a.child.stdout.take() {
+            let _ = out.read_to_string(&mut said);
+        }
+        eprintln!("{}: {}", a.name, said.trim());
+    }
+    peak = peak.max(vm_rss_kib(pid).unwrap_or(0));
+    assert!(
+        peak.saturating_sub(before) < RSS_GROWTH_BOUND_KIB,
+        "the target's RSS grew from {before} KiB to {peak} KiB under attack"
+    );
+
+    // Both attacks are visible on the target, and neither took hold.
+    let text = wait_until(Duration::from_secs(30), "the attacks counted", || {
+        let text = metrics(&url);
+        (sample(
+            &text,
+            "modchain_messages_refused_total{reason=\"unelected_call\"}",
+        ) > 0.0
+            && sample(
+                &text,
+                "modchain_messages_refused_total{reason=\"unelected_award\"}",
+            ) > 0.0)
+            .then_some(text)
+    });
+    let stats = net.nodes[target].get("/api/v1/stats").expect("stats");
+    eprintln!("refused on the target: {}", stats["refused"]);
+    let stored = net.nodes[target].receipts().len();
+    assert!(
+        stored <= receipts_before + 3,
+        "the rogue's receipts were stored: {receipts_before} before, {stored} after 3 jobs"
+    );
+    assert!(
+        sample(&text, "modchain_executions_running") == 0.0,
+        "a rogue call left work running:\n{text}"
+    );
+}

@@ -17,9 +17,11 @@ use libp2p::futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, request_response};
 use modchain_net::wire::{self, MESSAGE_PROTOCOL};
+use modchain_protocol::testnet::{ReceiptParties, settled_receipt};
 use modchain_protocol::{
-    AdvertBundle, AdvertSync, CapabilityAdvert, Digest, Envelope, FetchOutput, Keypair, Kind,
-    Message, PROTOCOL_VERSION, Timestamp,
+    AdvertBundle, AdvertSync, CallForBids, CapabilityAdvert, Credits, Digest, Envelope, ExitStatus,
+    FetchOutput, JobSpec, Keypair, Kind, MAX_START_WINDOW_MS, Message, Outcome, PROTOCOL_VERSION,
+    Requirements, Timestamp, limits,
 };
 use std::io;
 use std::time::Duration;
@@ -62,6 +64,23 @@ enum Attack {
     /// takes them.
     Direct {
         #[arg(long, default_value_t = 5000)]
+        count: usize,
+    },
+    /// Sends `count` calls for bids for jobs that ask for every core, each
+    /// signed by the rogue (elected by nobody), with a bid deadline
+    /// `deadline_secs` ahead (a year by default): were they obeyed, the
+    /// target's capacity would be reserved until then.
+    Calls {
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        #[arg(long, default_value_t = 365 * 24 * 3600)]
+        deadline_secs: u64,
+    },
+    /// Sends `count` receipts made between pairs of throwaway keys, fully
+    /// signed and each with an award signed by a third throwaway key: were
+    /// they stored, they would fill the target's ledger and move balances.
+    Receipts {
+        #[arg(long, default_value_t = 2000)]
         count: usize,
     },
 }
@@ -309,6 +328,64 @@ async fn main() -> Result<()> {
                 })
                 .collect();
             ("direct", frames, 64, Duration::from_secs(120))
+        }
+        Attack::Calls {
+            count,
+            deadline_secs,
+        } => {
+            let client = Keypair::from_seed(u64::from(std::process::id()) << 20);
+            let frames = (0..count)
+                .map(|i| {
+                    let spec = JobSpec {
+                        adapter: "wasm".into(),
+                        method: "run".into(),
+                        params: "{}".into(),
+                        requirements: Requirements {
+                            cores: 1,
+                            ..Requirements::default()
+                        },
+                        max_price: Credits::from_credits(1_000_000),
+                        timeout_ms: limits::MAX_TIMEOUT_MS,
+                        priority: 255,
+                        start_by: now.plus(MAX_START_WINDOW_MS),
+                        nonce: i as u64,
+                    };
+                    let job = Envelope::seal(&client, now, Message::Job(spec));
+                    let call = Message::CallForBids(CallForBids {
+                        job: job.into_envelope(),
+                        attempt: 0,
+                        bid_deadline: now.plus(deadline_secs.saturating_mul(1000)),
+                    });
+                    Frame::Whole(Envelope::seal(&key, now, call).to_bytes())
+                })
+                .collect();
+            ("calls", frames, 16, Duration::from_secs(120))
+        }
+        Attack::Receipts { count } => {
+            let base = u64::from(std::process::id()) << 24;
+            let frames = (0..count as u64)
+                .map(|i| {
+                    let (a, b, o) = (
+                        Keypair::from_seed(base + 3 * i),
+                        Keypair::from_seed(base + 3 * i + 1),
+                        Keypair::from_seed(base + 3 * i + 2),
+                    );
+                    let parties = ReceiptParties {
+                        client: &a,
+                        provider: &b,
+                        orchestrator: &o,
+                    };
+                    let receipt = settled_receipt(
+                        &parties,
+                        Digest::of(&(base + i).to_le_bytes()),
+                        Credits::from_credits(1_000),
+                        Outcome::Executed(ExitStatus::Exited(0)),
+                        now,
+                    );
+                    Frame::Whole(Envelope::seal(&a, now, Message::Receipt(receipt)).to_bytes())
+                })
+                .collect();
+            ("receipts", frames, 16, Duration::from_secs(120))
         }
     };
     let mut rogue = Rogue::connect(&key, target, window + 8).await?;

@@ -536,6 +536,8 @@ mod tests {
             provider_signature: Some(r.sign(&p)),
             orchestrator_signature: None,
             receipt: r,
+            // Shown, not verified: no award needed.
+            award: Vec::new(),
         }
     }
 
