@@ -29,6 +29,24 @@ pub struct Config {
     pub advert: AdvertSettings,
     pub docker: DockerSettings,
     pub llm: LlmSettings,
+    pub wasm: WasmSettings,
+}
+
+/// The `[wasm]` table: how the wasm adapter keeps compiled modules.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WasmSettings {
+    /// Most MiB of compiled modules kept for reuse (least recently used
+    /// evicted first); 0 compiles every run afresh.
+    pub module_cache_mib: u64,
+}
+
+impl Default for WasmSettings {
+    fn default() -> Self {
+        WasmSettings {
+            module_cache_mib: 256,
+        }
+    }
 }
 
 /// The `[llm]` table: which models the llm adapter serves.
@@ -75,10 +93,14 @@ pub struct DockerSettings {
     pub enabled: bool,
     /// Give network access to jobs that ask for it.
     pub allow_network: bool,
-    /// Image name patterns allowed to run (`*` matches any suffix); empty allows all present images.
+    /// Image name patterns allowed to run (`*` matches any suffix); empty
+    /// allows none.
     pub allowed_images: Vec<String>,
     /// Pull images that are not present.
     pub allow_pull: bool,
+    /// Run only images named by digest (`name@sha256:…`), whose local
+    /// image has that digest.
+    pub require_digest: bool,
 }
 
 impl Default for DockerSettings {
@@ -88,6 +110,7 @@ impl Default for DockerSettings {
             allow_network: false,
             allowed_images: Vec::new(),
             allow_pull: false,
+            require_digest: false,
         }
     }
 }
@@ -125,6 +148,7 @@ impl Default for Config {
             advert: AdvertSettings::default(),
             docker: DockerSettings::default(),
             llm: LlmSettings::default(),
+            wasm: WasmSettings::default(),
         }
     }
 }
@@ -202,10 +226,12 @@ fn expected_form(key: &str) -> &'static str {
         | "provider"
         | "docker.enabled"
         | "docker.allow_network"
-        | "docker.allow_pull" => "true or false",
+        | "docker.allow_pull"
+        | "docker.require_digest" => "true or false",
         "docker.allowed_images" => {
-            "a list of image name patterns, e.g. allowed_images = [\"busybox:*\"] (empty allows every image present)"
+            "a list of image name patterns, e.g. allowed_images = [\"busybox:*\"] (empty allows no image)"
         }
+        "wasm.module_cache_mib" => "a whole number of MiB, e.g. module_cache_mib = 256",
         "max_connections" => "a whole number, e.g. max_connections = 256",
         "llm.rescan_seconds" => {
             "a whole number of seconds, e.g. rescan_seconds = 30 (0 never rescans)"
@@ -395,11 +421,21 @@ ttl_secs = {ttl}
 enabled = {docker_enabled}
 # Give network access to jobs that ask for it (off: jobs never reach the network).
 allow_network = {docker_net}
-# Image name patterns jobs may run (`*` matches any suffix); empty allows
-# every image already present on this machine.
+# Image name patterns jobs may run (`*` matches any suffix), e.g.
+# allowed_images = ["busybox:*", "python:3.12-slim"]. Empty allows no image:
+# name the ones jobs may run, so that no job can run an image of your own
+# (and read what is baked into it).
 allowed_images = []
 # Pull images that are not present.
 allow_pull = {docker_pull}
+# Run only images named by digest (`name@sha256:<64 hex>`, with a pattern
+# such as "busybox@sha256:*" above) whose local image has that digest.
+require_digest = {docker_digest}
+
+# The wasm adapter (always offered).
+[wasm]
+# MiB of compiled modules kept for reuse, least recently used evicted first.
+module_cache_mib = {wasm_cache}
 
 # The llm adapter: serves every GGUF model in <data-dir>/models/ in this
 # process (llama.cpp), the files listed here, and an Ollama server's models.
@@ -429,6 +465,8 @@ rescan_seconds = 30
         docker_enabled = d.docker.enabled,
         docker_net = d.docker.allow_network,
         docker_pull = d.docker.allow_pull,
+        docker_digest = d.docker.require_digest,
+        wasm_cache = d.wasm.module_cache_mib,
     )
 }
 
