@@ -21,7 +21,7 @@ mod versions;
 
 pub use state::{Node, NodeError, NodeOptions};
 
-use adapters::{AdapterAdmission, llm_adapter, local_adapters};
+use adapters::{AdapterAdmission, WasmGate, llm_adapter, local_adapters};
 use jobs::{event_job, hex_list};
 use network::jitter;
 use state::*;
@@ -73,7 +73,8 @@ impl Node {
             path: work_dir.clone(),
             source,
         })?;
-        let mut adapters = local_adapters(&me, &options.docker).await?;
+        let (mut adapters, wasm) = local_adapters(&me, &options.docker, &options.wasm).await?;
+        let wasm_gate = WasmGate::new(wasm);
         let peer_id = *swarm.local_peer_id();
         // A provider that looks for model changes keeps the llm adapter on
         // with no model yet: the first file dropped in is then served too.
@@ -81,12 +82,13 @@ impl Node {
         if let Some(llm) = llm_adapter(&options.data_dir, &options.llm, &peer_id, rescans).await {
             adapters.push(llm);
         }
-        let admission = AdapterAdmission(
-            adapters
+        let admission = AdapterAdmission {
+            adapters: adapters
                 .iter()
                 .map(|a| (a.name().to_string(), a.clone()))
                 .collect(),
-        );
+            verdicts: wasm_gate.verdicts.clone(),
+        };
         let (executor, executor_events) =
             Executor::new(adapters, work_dir, options.docker.allow_network);
         let provider = options.provider.then(|| {
@@ -160,6 +162,7 @@ impl Node {
             provider_lookups: HashMap::new(),
             protocol_watch: versions::ProtocolWatch::default(),
             jobs,
+            wasm_gate,
         })
     }
 
@@ -246,6 +249,11 @@ impl Node {
                 }
                 Some(q) = api.recv() => self.answer(q),
                 Some(ev) = self.jobs.executor_events.recv() => self.on_executor_event(ev),
+                Some(checked) = self.wasm_gate.rx.recv() => {
+                    if let Some(ev) = self.wasm_gate.checked(checked) {
+                        self.handle_swarm_event_now(ev);
+                    }
+                }
                 _ = tick.tick() => {
                     self.net.dial_due();
                     self.on_tick();

@@ -3,7 +3,7 @@
 //! constants its parts share. Every other module of `node/` imports this
 //! one and nothing imports them back.
 
-use crate::config::{DockerSettings, LlmSettings};
+use crate::config::{DockerSettings, LlmSettings, WasmSettings};
 use crate::control::LogFeed;
 use crate::executor::{Executor, ExecutorEvent};
 use crate::ledger::{Ledger, LedgerError};
@@ -41,6 +41,7 @@ pub struct NodeOptions {
     pub provider: bool,
     pub docker: DockerSettings,
     pub llm: LlmSettings,
+    pub wasm: WasmSettings,
     /// Credits every node starts with, in micro-credits (balances only).
     pub grant: Credits,
 }
@@ -95,6 +96,8 @@ pub struct Node {
     pub(super) jobs: JobDriver,
     /// Warns (once per version) when most peers speak a newer protocol.
     pub(super) protocol_watch: super::versions::ProtocolWatch,
+    /// Calls for bids held while their wasm modules are checked off the loop.
+    pub(super) wasm_gate: super::adapters::WasmGate,
 }
 
 /// Everything about jobs the node keeps beside the protocol's machines:
