@@ -182,6 +182,15 @@ impl DockerAdapter {
             .unwrap_or(false)
     }
 
+    /// The id of the image present under `name` (a tag), as last listed.
+    fn local_id(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}@", with_tag(name));
+        let held = self.images.read().ok()?;
+        held.as_ref()?
+            .iter()
+            .find_map(|r| r.strip_prefix(&prefix).map(String::from))
+    }
+
     /// Checks that the daemon answers; returns its version.
     pub async fn ping(&self) -> Result<String, AdapterError> {
         let v = self
@@ -330,6 +339,15 @@ impl DockerAdapter {
             return Err(AdapterError::NetworkNotAllowed);
         }
         if self.known_absent(&p.image) {
+            // Named by a digest the image here does not have: say so.
+            if let Some((name, _)) = split_digest(&p.image)
+                && let Some(found) = self.local_id(name)
+            {
+                return Err(AdapterError::DigestMismatch {
+                    image: p.image,
+                    found,
+                });
+            }
             return Err(AdapterError::ImageNotPresent(p.image));
         }
         Ok(p)
