@@ -99,8 +99,23 @@ pub enum AdapterError {
     InvalidParams(String),
     #[error("image `{0}` is not present on this provider and pulling is disabled")]
     ImageNotPresent(String),
-    #[error("image `{image}` is not allowed on this provider (allowed: {allowed})")]
+    #[error(
+        "image `{image}` is not allowed on this provider: {}",
+        if allowed.is_empty() {
+            "its `[docker] allowed_images` is empty, which allows no image (its operator lists the images jobs may run there, e.g. allowed_images = [\"busybox:*\"])".to_string()
+        } else {
+            format!("it matches none of `[docker] allowed_images` ({allowed})")
+        }
+    )]
     ImageNotAllowed { image: String, allowed: String },
+    #[error(
+        "image `{image}` is not named by digest, and this provider runs only images named so (`[docker] require_digest = true`): ask for `name@sha256:<64 hex digits>`"
+    )]
+    DigestRequired { image: String },
+    #[error(
+        "image `{image}` is present on this provider with another digest ({found}): `[docker] require_digest = true` runs only the exact image named"
+    )]
+    DigestMismatch { image: String, found: String },
     #[error("the job asked for network access, which this provider does not allow")]
     NetworkNotAllowed,
     #[error("the container runtime is unavailable: {0}")]

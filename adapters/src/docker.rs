@@ -40,8 +40,13 @@ pub const NODE_LABEL: &str = "modchain.node";
 pub struct DockerConfig {
     /// Pull images that are not present (off: only local images run).
     pub allow_pull: bool,
-    /// Image name patterns allowed to run (`*` matches any suffix); empty allows all.
+    /// Image name patterns allowed to run (`*` matches any suffix); empty
+    /// allows none, so that a job can never run an image of the operator's
+    /// own (and read what is baked into it) unless the operator says so.
     pub allowed_images: Vec<String>,
+    /// Run only images named by digest (`name@sha256:<64 hex>`), and only
+    /// when the local image has that digest (its id, or a repo digest).
+    pub require_digest: bool,
     /// Whether jobs that ask for network access may have it.
     pub allow_network: bool,
     /// The user jobs run as (`uid:gid`), unless the job's image needs root and the provider allows it.
@@ -57,6 +62,7 @@ impl Default for DockerConfig {
         DockerConfig {
             allow_pull: false,
             allowed_images: Vec::new(),
+            require_digest: false,
             allow_network: false,
             user: "65534:65534".into(),
             tmpfs_size: "64m".into(),
@@ -90,9 +96,32 @@ const MAX_ENV: usize = 128;
 pub struct DockerAdapter {
     docker: Docker,
     config: DockerConfig,
-    /// Image tags present on the daemon as last listed (`None` until listed),
-    /// so `validate` can refuse a missing image without asking the daemon.
+    /// References of the images present on the daemon as last listed
+    /// (`None` until listed): tags, repo digests, and each tag and
+    /// repository `@` the image id, so `validate` can refuse a missing
+    /// image, by tag or by digest, without asking the daemon.
     images: Arc<RwLock<Option<HashSet<String>>>>,
+}
+
+/// The digest of a `name@sha256:<64 hex>` reference, and the name before it.
+fn split_digest(image: &str) -> Option<(&str, &str)> {
+    let (name, digest) = image.rsplit_once('@')?;
+    let hex = digest.strip_prefix("sha256:")?;
+    let well_formed = !name.is_empty()
+        && hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    well_formed.then_some((name, digest))
+}
+
+/// `name:tag` → `name`: the repository of a reference without its digest.
+fn repository(name: &str) -> &str {
+    match name.rsplit_once(':') {
+        // A colon after the last slash separates the tag, not a registry port.
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => name,
+    }
 }
 
 /// `name` → `name:latest`, as Docker reads a reference without a tag.
@@ -125,7 +154,15 @@ impl DockerAdapter {
             .list_images(None::<bollard::query_parameters::ListImagesOptions>)
             .await
             .map_err(|e| AdapterError::RuntimeUnavailable(e.to_string()))?;
-        let tags: HashSet<String> = list.into_iter().flat_map(|i| i.repo_tags).collect();
+        let mut tags: HashSet<String> = HashSet::new();
+        for image in list {
+            for tag in &image.repo_tags {
+                tags.insert(format!("{tag}@{}", image.id));
+                tags.insert(format!("{}@{}", repository(tag), image.id));
+            }
+            tags.extend(image.repo_digests);
+            tags.extend(image.repo_tags);
+        }
         let n = tags.len();
         if let Ok(mut held) = self.images.write() {
             *held = Some(tags);
@@ -143,6 +180,15 @@ impl DockerAdapter {
             .ok()
             .and_then(|held| held.as_ref().map(|tags| !tags.contains(&with_tag(image))))
             .unwrap_or(false)
+    }
+
+    /// The id of the image present under `name` (a tag), as last listed.
+    fn local_id(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}@", with_tag(name));
+        let held = self.images.read().ok()?;
+        held.as_ref()?
+            .iter()
+            .find_map(|r| r.strip_prefix(&prefix).map(String::from))
     }
 
     /// Checks that the daemon answers; returns its version.
@@ -206,16 +252,57 @@ impl DockerAdapter {
         }
     }
 
+    /// Whether a pattern of `allowed_images` matches: none when the list
+    /// is empty.
     fn image_allowed(&self, image: &str) -> bool {
-        self.config.allowed_images.is_empty()
-            || self
-                .config
-                .allowed_images
-                .iter()
-                .any(|p| match p.strip_suffix('*') {
-                    Some(prefix) => image.starts_with(prefix),
-                    None => image == p,
-                })
+        self.config
+            .allowed_images
+            .iter()
+            .any(|p| match p.strip_suffix('*') {
+                Some(prefix) => image.starts_with(prefix),
+                None => image == p,
+            })
+    }
+
+    /// With `require_digest`, the image the daemon holds under the
+    /// reference, checked to have the digest named: its id (an image built
+    /// or imported here) or one of its repo digests (an image pulled).
+    /// Returns the image id to create the container from, so that a tag
+    /// moved meanwhile cannot change what runs.
+    async fn pinned_image(&self, image: &str) -> Result<String, AdapterError> {
+        let Some((name, digest)) = split_digest(image) else {
+            return Err(AdapterError::DigestRequired {
+                image: image.to_string(),
+            });
+        };
+        let inspected = match self.docker.inspect_image(image).await {
+            Ok(i) => i,
+            // An image imported or built here has no repo digest: look it
+            // up by name, then compare its id.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => match self.docker.inspect_image(&with_tag(name)).await {
+                Ok(i) => i,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Err(AdapterError::ImageNotPresent(image.to_string())),
+                Err(e) => return Err(AdapterError::RuntimeUnavailable(e.to_string())),
+            },
+            Err(e) => return Err(AdapterError::RuntimeUnavailable(e.to_string())),
+        };
+        let id = inspected.id.unwrap_or_default();
+        let repo = repository(name);
+        let matches = id == digest
+            || inspected.repo_digests.unwrap_or_default().iter().any(|d| {
+                split_digest(d).is_some_and(|(r, dg)| dg == digest && repository(r) == repo)
+            });
+        if !matches {
+            return Err(AdapterError::DigestMismatch {
+                image: image.to_string(),
+                found: id,
+            });
+        }
+        Ok(id)
     }
 
     fn parse(&self, method: &str, params: &serde_json::Value) -> Result<RunParams, AdapterError> {
@@ -245,10 +332,22 @@ impl DockerAdapter {
                 allowed: self.config.allowed_images.join(", "),
             });
         }
+        if self.config.require_digest && split_digest(&p.image).is_none() {
+            return Err(AdapterError::DigestRequired { image: p.image });
+        }
         if p.network && !self.config.allow_network {
             return Err(AdapterError::NetworkNotAllowed);
         }
         if self.known_absent(&p.image) {
+            // Named by a digest the image here does not have: say so.
+            if let Some((name, _)) = split_digest(&p.image)
+                && let Some(found) = self.local_id(name)
+            {
+                return Err(AdapterError::DigestMismatch {
+                    image: p.image,
+                    found,
+                });
+            }
             return Err(AdapterError::ImageNotPresent(p.image));
         }
         Ok(p)
@@ -285,7 +384,20 @@ impl DockerAdapter {
         ctx: ExecutionContext,
         p: RunParams,
     ) -> Result<ExecutionReport, AdapterError> {
-        self.ensure_image(&p.image).await?;
+        // With `require_digest` the container is created from the image id
+        // checked here; a pull (where allowed) verifies the digest itself.
+        let image = if self.config.require_digest {
+            match self.pinned_image(&p.image).await {
+                Err(AdapterError::ImageNotPresent(_)) if self.config.allow_pull => {
+                    self.ensure_image(&p.image).await?;
+                    self.pinned_image(&p.image).await?
+                }
+                other => other?,
+            }
+        } else {
+            self.ensure_image(&p.image).await?;
+            p.image.clone()
+        };
         prepare_output_dir(&ctx.output_dir)?;
         // Named by node and job: two providers sharing a daemon (a devnet,
         // or a re-auction to a neighbour) never touch each other's container.
@@ -321,7 +433,7 @@ impl DockerAdapter {
             ..Default::default()
         };
         let body = ContainerCreateBody {
-            image: Some(p.image.clone()),
+            image: Some(image),
             cmd: (!p.cmd.is_empty()).then(|| p.cmd.clone()),
             env: Some(p.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             user: Some(self.config.user.clone()),

@@ -19,9 +19,21 @@ fn test_image() -> &'static str {
 /// Each test acts as its own node, so one test's start-up cleanup never
 /// touches another's containers.
 fn adapter_for(node: &str) -> DockerAdapter {
+    adapter_with(node, DockerConfig::default())
+}
+
+/// An adapter with `config`, allowing the test image's repository unless
+/// `config` names an allowlist of its own.
+fn adapter_with(node: &str, config: DockerConfig) -> DockerAdapter {
+    let allowed_images = if config.allowed_images.is_empty() {
+        vec!["modchain-test/*".to_string()]
+    } else {
+        config.allowed_images.clone()
+    };
     DockerAdapter::connect(DockerConfig {
         node: format!("test-{node}-{}", std::process::id()),
-        ..DockerConfig::default()
+        allowed_images,
+        ..config
     })
     .expect("docker client")
 }
@@ -285,7 +297,7 @@ async fn bad_input_is_refused_before_anything_runs() {
         .validate("exec", &serde_json::json!({}))
         .expect_err("unknown method");
     assert!(err.to_string().contains("offers: run"), "{err}");
-    let net = serde_json::json!({"image": "x", "network": true});
+    let net = serde_json::json!({"image": "modchain-test/x", "network": true});
     assert!(matches!(
         a.validate("run", &net),
         Err(AdapterError::NetworkNotAllowed)
@@ -329,4 +341,135 @@ async fn containers_left_by_a_crashed_node_are_removed_at_start_up() {
     })
     .expect("client");
     assert_eq!(neighbour.remove_orphans().await.expect("cleanup"), 1);
+}
+
+/// The local test image's id (`sha256:<64 hex>`).
+fn test_image_id() -> String {
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", test_image()])
+        .output()
+        .expect("docker image inspect");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn an_image_outside_the_allowlist_is_refused_naming_the_config_key() {
+    let a = adapter_with(
+        "allowlist",
+        DockerConfig {
+            allowed_images: vec!["busybox:*".into()],
+            ..DockerConfig::default()
+        },
+    );
+    let params = serde_json::json!({"image": test_image(), "cmd": ["true"]});
+    let err = a.validate("run", &params).expect_err("not allowed");
+    assert!(matches!(err, AdapterError::ImageNotAllowed { .. }), "{err}");
+    let said = err.to_string();
+    assert!(
+        said.contains("allowed_images") && said.contains("busybox:*"),
+        "{said}"
+    );
+    let err = a
+        .execute(
+            ctx("allowlist", Limits::default(), Duration::from_secs(30)),
+            "run",
+            &params,
+        )
+        .await
+        .expect_err("ran an image outside the allowlist");
+    assert!(matches!(err, AdapterError::ImageNotAllowed { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn an_empty_allowlist_runs_no_image() {
+    // Not `adapter_with`, which fills in the test image's repository.
+    let a = DockerAdapter::connect(DockerConfig {
+        node: format!("test-empty-{}", std::process::id()),
+        ..DockerConfig::default()
+    })
+    .expect("docker client");
+    let id = test_image_id();
+    for image in [
+        test_image().to_string(),
+        id.clone(),
+        format!("{}@{id}", test_image()),
+    ] {
+        let params = serde_json::json!({"image": image, "cmd": ["true"]});
+        let err = a
+            .validate("run", &params)
+            .expect_err("allowed with an empty allowlist");
+        let said = err.to_string();
+        assert!(
+            said.contains("allowed_images") && said.contains("empty"),
+            "{image}: {said}"
+        );
+        let err = a
+            .execute(
+                ctx("empty", Limits::default(), Duration::from_secs(30)),
+                "run",
+                &params,
+            )
+            .await
+            .expect_err("ran with an empty allowlist");
+        assert!(matches!(err, AdapterError::ImageNotAllowed { .. }), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn require_digest_runs_only_the_image_named_by_its_digest() {
+    let a = adapter_with(
+        "digest",
+        DockerConfig {
+            require_digest: true,
+            ..DockerConfig::default()
+        },
+    );
+    a.refresh_images().await.expect("list images");
+    // A tag alone: refused, saying what to ask for.
+    let err = a
+        .validate("run", &serde_json::json!({"image": test_image()}))
+        .expect_err("a tag under require_digest");
+    assert!(matches!(err, AdapterError::DigestRequired { .. }), "{err}");
+    assert!(err.to_string().contains("require_digest"), "{err}");
+
+    // The right digest: runs.
+    let id = test_image_id();
+    let pinned = format!("{}@{id}", test_image());
+    let params = serde_json::json!({"image": pinned, "cmd": ["sh", "-c", "echo pinned"]});
+    a.validate("run", &params)
+        .expect("the pinned image is admitted");
+    let r = a
+        .execute(
+            ctx("digest-ok", Limits::default(), Duration::from_secs(30)),
+            "run",
+            &params,
+        )
+        .await
+        .expect("ran");
+    assert_eq!(
+        r.exit,
+        Some(ExitStatus::Exited(0)),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(r.stdout, b"pinned\n");
+
+    // Another digest under the same name: refused, naming the one found.
+    let wrong = format!("{}@sha256:{}", test_image(), "0".repeat(64));
+    let params = serde_json::json!({"image": wrong, "cmd": ["true"]});
+    let err = a
+        .execute(
+            ctx("digest-bad", Limits::default(), Duration::from_secs(30)),
+            "run",
+            &params,
+        )
+        .await
+        .expect_err("ran an image whose digest differs");
+    assert!(matches!(err, AdapterError::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains(&id), "{err}");
 }

@@ -30,6 +30,7 @@ pub struct Config {
     pub docker: DockerSettings,
     pub llm: LlmSettings,
     pub limits: LimitsSettings,
+    pub wasm: WasmSettings,
 }
 
 /// The `[limits]` table: the cap on everything a remote peer (or a job) can
@@ -128,6 +129,23 @@ impl LimitsSettings {
     }
 }
 
+/// The `[wasm]` table: how the wasm adapter keeps compiled modules.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WasmSettings {
+    /// Most MiB of compiled modules kept for reuse (least recently used
+    /// evicted first); 0 compiles every run afresh.
+    pub module_cache_mib: u64,
+}
+
+impl Default for WasmSettings {
+    fn default() -> Self {
+        WasmSettings {
+            module_cache_mib: 256,
+        }
+    }
+}
+
 /// The `[llm]` table: which models the llm adapter serves.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -172,10 +190,14 @@ pub struct DockerSettings {
     pub enabled: bool,
     /// Give network access to jobs that ask for it.
     pub allow_network: bool,
-    /// Image name patterns allowed to run (`*` matches any suffix); empty allows all present images.
+    /// Image name patterns allowed to run (`*` matches any suffix); empty
+    /// allows none.
     pub allowed_images: Vec<String>,
     /// Pull images that are not present.
     pub allow_pull: bool,
+    /// Run only images named by digest (`name@sha256:…`), whose local
+    /// image has that digest.
+    pub require_digest: bool,
 }
 
 impl Default for DockerSettings {
@@ -185,6 +207,7 @@ impl Default for DockerSettings {
             allow_network: false,
             allowed_images: Vec::new(),
             allow_pull: false,
+            require_digest: false,
         }
     }
 }
@@ -223,6 +246,7 @@ impl Default for Config {
             docker: DockerSettings::default(),
             llm: LlmSettings::default(),
             limits: LimitsSettings::default(),
+            wasm: WasmSettings::default(),
         }
     }
 }
@@ -300,10 +324,12 @@ fn expected_form(key: &str) -> &'static str {
         | "provider"
         | "docker.enabled"
         | "docker.allow_network"
-        | "docker.allow_pull" => "true or false",
+        | "docker.allow_pull"
+        | "docker.require_digest" => "true or false",
         "docker.allowed_images" => {
-            "a list of image name patterns, e.g. allowed_images = [\"busybox:*\"] (empty allows every image present)"
+            "a list of image name patterns, e.g. allowed_images = [\"busybox:*\"] (empty allows no image)"
         }
+        "wasm.module_cache_mib" => "a whole number of MiB, e.g. module_cache_mib = 256",
         "max_connections" => "a whole number, e.g. max_connections = 256",
         "llm.rescan_seconds" => {
             "a whole number of seconds, e.g. rescan_seconds = 30 (0 never rescans)"
@@ -494,11 +520,21 @@ ttl_secs = {ttl}
 enabled = {docker_enabled}
 # Give network access to jobs that ask for it (off: jobs never reach the network).
 allow_network = {docker_net}
-# Image name patterns jobs may run (`*` matches any suffix); empty allows
-# every image already present on this machine.
+# Image name patterns jobs may run (`*` matches any suffix), e.g.
+# allowed_images = ["busybox:*", "python:3.12-slim"]. Empty allows no image:
+# name the ones jobs may run, so that no job can run an image of your own
+# (and read what is baked into it).
 allowed_images = []
 # Pull images that are not present.
 allow_pull = {docker_pull}
+# Run only images named by digest (`name@sha256:<64 hex>`, with a pattern
+# such as "busybox@sha256:*" above) whose local image has that digest.
+require_digest = {docker_digest}
+
+# The wasm adapter (always offered).
+[wasm]
+# MiB of compiled modules kept for reuse, least recently used evicted first.
+module_cache_mib = {wasm_cache}
 
 # The llm adapter: serves every GGUF model in <data-dir>/models/ in this
 # process (llama.cpp), the files listed here, and an Ollama server's models.
@@ -584,6 +620,8 @@ results_max_age_secs = {l_rma}
         l_oq = d.limits.output_quota_bytes,
         l_rmb = d.limits.results_max_bytes,
         l_rma = d.limits.results_max_age_secs,
+        docker_digest = d.docker.require_digest,
+        wasm_cache = d.wasm.module_cache_mib,
     )
 }
 

@@ -370,6 +370,7 @@ async fn start(data_dir: &DataDir, args: StartArgs) -> Result<()> {
         data_dir: data_dir.root().to_path_buf(),
         provider: config.provider,
         docker: config.docker.clone(),
+        wasm: config.wasm.clone(),
         grant: modchain_protocol::Credits::ZERO,
         limits: config.limits.clone(),
     };

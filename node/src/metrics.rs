@@ -110,6 +110,15 @@ pub struct Snapshot {
     pub evictions: BTreeMap<String, u64>,
     /// What a cap or a rate limit dropped, by reason (cumulative).
     pub dropped: BTreeMap<String, u64>,
+    /// Compiled wasm modules held for reuse: bytes, modules, and evictions
+    /// since start.
+    pub wasm_module_cache_bytes: u64,
+    pub wasm_module_cache_modules: u64,
+    pub wasm_module_cache_evictions: u64,
+    /// Calls for bids held while their wasm modules are checked.
+    pub wasm_calls_held: usize,
+    /// Bid-time module checks since start: (result, count).
+    pub wasm_module_checks: [(&'static str, u64); 3],
 }
 
 /// Every reason [`Snapshot::dropped`] names, so that each reads 0 from the
@@ -172,6 +181,11 @@ pub struct NodeMetrics {
     tables: Family<TableLabel, Gauge>,
     evictions: Family<TableLabel, Counter>,
     dropped: Family<ReasonLabel, Counter>,
+    wasm_cache_bytes: Gauge,
+    wasm_cache_modules: Gauge,
+    wasm_cache_evictions: Counter,
+    wasm_calls_held: Gauge,
+    wasm_module_checks: Family<ResultLabel, Counter>,
     /// Adapter of each job this node is running, for the duration histogram.
     running: HashMap<JobId, String>,
 }
@@ -406,6 +420,37 @@ impl NodeMetrics {
                 reason: reason.into(),
             });
         }
+        let wasm_cache_bytes = Gauge::default();
+        r.register_with_unit(
+            "wasm_module_cache_size",
+            "Compiled wasm modules held for reuse",
+            Unit::Bytes,
+            wasm_cache_bytes.clone(),
+        );
+        let wasm_cache_modules = Gauge::default();
+        r.register(
+            "wasm_module_cache_modules",
+            "Compiled wasm modules held for reuse",
+            wasm_cache_modules.clone(),
+        );
+        let wasm_cache_evictions = Counter::default();
+        r.register(
+            "wasm_module_cache_evictions",
+            "Compiled wasm modules evicted to stay within [wasm] module_cache_mib",
+            wasm_cache_evictions.clone(),
+        );
+        let wasm_calls_held = Gauge::default();
+        r.register(
+            "wasm_calls_held",
+            "Calls for bids held while their wasm modules are checked off the event loop",
+            wasm_calls_held.clone(),
+        );
+        let wasm_module_checks = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "wasm_module_checks",
+            "Bid-time wasm module checks, by result (valid, invalid, overflow)",
+            wasm_module_checks.clone(),
+        );
         NodeMetrics {
             tables,
             evictions,
@@ -437,6 +482,11 @@ impl NodeMetrics {
             receipts,
             balance,
             trust,
+            wasm_cache_bytes,
+            wasm_cache_modules,
+            wasm_cache_evictions,
+            wasm_calls_held,
+            wasm_module_checks,
             running: HashMap::new(),
         }
     }
@@ -614,6 +664,18 @@ impl NodeMetrics {
         }
         self.balance.set(s.balance_micro as f64 / 1_000_000.0);
         self.trust.set(s.trust);
+        set(&self.wasm_cache_bytes, s.wasm_module_cache_bytes);
+        set(&self.wasm_cache_modules, s.wasm_module_cache_modules);
+        sync(&self.wasm_cache_evictions, s.wasm_module_cache_evictions);
+        set(&self.wasm_calls_held, s.wasm_calls_held as u64);
+        for (result, n) in s.wasm_module_checks {
+            sync(
+                &self.wasm_module_checks.get_or_create(&ResultLabel {
+                    result: result.into(),
+                }),
+                n,
+            );
+        }
     }
 }
 

@@ -1,41 +1,106 @@
 //! Which adapters this node runs (wasm always; docker when enabled and the
 //! daemon answers; llm when it has models or an Ollama server), and the
 //! provider's bid-time check against them.
+//!
+//! A wasm module is checked off the event loop: a call for bids that
+//! carries a wasm job is held ([`WasmGate`]) while a blocking task verifies
+//! it and validates the module with `wasmparser`; the verdict comes back as
+//! an event, is remembered by the digest of the job's parameters, and the
+//! call is then handed to the network layer as if it had just arrived, so
+//! the protocol's admission check ([`AdapterAdmission`]) answers it from
+//! memory and the bid (or decline) goes out.
 
 use super::state::*;
-use crate::config::{DockerSettings, LlmSettings};
-use libp2p::PeerId;
+use crate::config::{DockerSettings, LlmSettings, WasmSettings};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{PeerId, request_response};
 use modchain_adapters::docker::{DockerAdapter, DockerConfig};
 #[cfg(feature = "llm-embedded")]
 use modchain_adapters::llm::embedded::{EmbeddedBackend, EmbeddedConfig};
 use modchain_adapters::llm::ollama::OllamaBackend;
 use modchain_adapters::llm::{LlmAdapter, LlmBackend};
-use modchain_adapters::wasm::WasmAdapter;
+use modchain_adapters::wasm::{WasmAdapter, WasmConfig};
 use modchain_adapters::{Adapter, AdapterError};
-use modchain_protocol::{Admission, AdmissionRefusal, JobSpec, NodeId};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use modchain_net::behaviour::NodeBehaviourEvent;
+use modchain_protocol::{
+    Admission, AdmissionRefusal, Digest, Envelope, JobSpec, Kind, Message, NodeId,
+};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// How often the docker adapter re-lists the images present.
 const IMAGE_REFRESH: Duration = Duration::from_secs(15);
+/// Calls for bids held at once while their modules are checked; more are
+/// handed on unchecked, and the admission check declines them.
+const MAX_HELD_CALLS: usize = 64;
+/// Module verdicts remembered (the oldest forgotten first): a call for a
+/// job seen before is answered without another check.
+const MAX_VERDICTS: usize = 4096;
+/// Longest refusal kept with a verdict.
+const MAX_VERDICT_TEXT: usize = 512;
+/// The adapter whose jobs are checked off the loop.
+const WASM: &str = "wasm";
+
+/// Verdicts on wasm jobs' modules by digest of the job's parameters, written
+/// when a check ends and read by the admission check.
+#[derive(Debug, Default)]
+pub(super) struct Verdicts {
+    by_params: HashMap<Digest, Result<(), String>>,
+    order: VecDeque<Digest>,
+}
+
+impl Verdicts {
+    fn insert(&mut self, key: Digest, verdict: Result<(), String>) {
+        if self.by_params.insert(key, verdict).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > MAX_VERDICTS {
+            if let Some(old) = self.order.pop_front() {
+                self.by_params.remove(&old);
+            }
+        }
+    }
+}
 
 /// The provider's bid-time check: would the local adapter accept this job?
-pub(super) struct AdapterAdmission(pub(super) BTreeMap<String, Arc<dyn Adapter>>);
+/// Answers from memory: a wasm job from the verdict its module's check left.
+pub(super) struct AdapterAdmission {
+    pub(super) adapters: BTreeMap<String, Arc<dyn Adapter>>,
+    pub(super) verdicts: Arc<Mutex<Verdicts>>,
+}
 
 impl std::fmt::Debug for AdapterAdmission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("AdapterAdmission")
-            .field(&self.0.keys().collect::<Vec<_>>())
+            .field(&self.adapters.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
 impl Admission for AdapterAdmission {
     fn admit(&self, spec: &JobSpec) -> Result<(), AdmissionRefusal> {
-        let adapter = self.0.get(&spec.adapter).ok_or_else(|| {
+        let adapter = self.adapters.get(&spec.adapter).ok_or_else(|| {
             AdmissionRefusal::Unsupported(format!("no `{}` adapter here", spec.adapter))
         })?;
+        if spec.adapter == WASM {
+            let key = Digest::of(spec.params.as_bytes());
+            let verdict = self
+                .verdicts
+                .lock()
+                .ok()
+                .and_then(|v| v.by_params.get(&key).cloned());
+            return match verdict {
+                Some(Ok(())) => Ok(()),
+                Some(Err(why)) => Err(AdmissionRefusal::InvalidParams(why)),
+                // Handed on unchecked (too many checks under way): this
+                // provider cannot say yet, another may.
+                None => Err(AdmissionRefusal::Unsupported(
+                    "busy checking other modules".into(),
+                )),
+            };
+        }
         let params: serde_json::Value = serde_json::from_str(&spec.params).map_err(|e| {
             AdmissionRefusal::InvalidParams(format!("params are not valid JSON: {e}"))
         })?;
@@ -48,21 +113,170 @@ impl Admission for AdapterAdmission {
     }
 }
 
+/// The verdict of a blocking check on a held call for bids.
+#[derive(Debug)]
+pub(super) struct Checked {
+    ticket: u64,
+    /// The parameters' digest and the verdict on the module, when the call
+    /// opened and carried a wasm job.
+    verdict: Option<(Digest, Result<(), String>)>,
+}
+
+/// Counts of the checks, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct GateCounts {
+    pub(super) valid: u64,
+    pub(super) invalid: u64,
+    /// Handed on unchecked: too many checks were under way.
+    pub(super) overflow: u64,
+}
+
+/// Holds calls for bids that carry a wasm job while a blocking task checks
+/// them; see the module documentation.
+pub(super) struct WasmGate {
+    wasm: Arc<WasmAdapter>,
+    pub(super) verdicts: Arc<Mutex<Verdicts>>,
+    held: HashMap<u64, SwarmEvent<NodeBehaviourEvent>>,
+    next: u64,
+    tx: mpsc::Sender<Checked>,
+    pub(super) rx: mpsc::Receiver<Checked>,
+    pub(super) counts: GateCounts,
+}
+
+impl WasmGate {
+    pub(super) fn new(wasm: Arc<WasmAdapter>) -> Self {
+        // Never full: at most MAX_HELD_CALLS checks are under way.
+        let (tx, rx) = mpsc::channel(MAX_HELD_CALLS + 1);
+        WasmGate {
+            wasm,
+            verdicts: Arc::default(),
+            held: HashMap::new(),
+            next: 0,
+            tx,
+            rx,
+            counts: GateCounts::default(),
+        }
+    }
+
+    /// Calls held now.
+    pub(super) fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    pub(super) fn cache_stats(&self) -> modchain_adapters::wasm::ModuleCacheStats {
+        self.wasm.cache_stats()
+    }
+
+    /// Takes a direct message that is a call for bids (by its envelope's
+    /// kind, read without opening it) to check off the loop, and gives
+    /// back every other event to handle now. A wasm job's module is
+    /// checked; any other call comes back through the same path at once.
+    pub(super) fn hold(
+        &mut self,
+        ev: SwarmEvent<NodeBehaviourEvent>,
+    ) -> Option<SwarmEvent<NodeBehaviourEvent>> {
+        let SwarmEvent::Behaviour(NodeBehaviourEvent::Messages(request_response::Event::Message {
+            message: request_response::Message::Request { request, .. },
+            ..
+        })) = &ev
+        else {
+            return Some(ev);
+        };
+        if !Envelope::decode(request).is_ok_and(|e| e.kind == Kind::CallForBids) {
+            return Some(ev);
+        }
+        if self.held.len() >= MAX_HELD_CALLS {
+            self.counts.overflow += 1;
+            return Some(ev);
+        }
+        let bytes = request.clone();
+        let ticket = self.next;
+        self.next += 1;
+        self.held.insert(ticket, ev);
+        let wasm = self.wasm.clone();
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let verdict = check_call(&wasm, &bytes);
+            let _ = tx.try_send(Checked { ticket, verdict });
+        });
+        None
+    }
+
+    /// A check ended: its verdict is remembered, and the call it held is
+    /// given back to be handled now.
+    pub(super) fn checked(&mut self, c: Checked) -> Option<SwarmEvent<NodeBehaviourEvent>> {
+        if let Some((key, verdict)) = c.verdict {
+            match &verdict {
+                Ok(()) => self.counts.valid += 1,
+                Err(_) => self.counts.invalid += 1,
+            }
+            if let Ok(mut v) = self.verdicts.lock() {
+                v.insert(key, verdict);
+            }
+        }
+        self.held.remove(&c.ticket)
+    }
+}
+
+/// Opens a call for bids and, when it carries a wasm job, checks the job's
+/// module: the verdict under the digest of its parameters. Runs on a
+/// blocking pool. `None` when the call does not open or is not for wasm:
+/// the network layer and the protocol judge it as they judge any message.
+fn check_call(wasm: &WasmAdapter, bytes: &[u8]) -> Option<(Digest, Result<(), String>)> {
+    let call = Envelope::decode(bytes).ok()?.verify().ok()?;
+    let Message::CallForBids(call) = call.message() else {
+        return None;
+    };
+    let job = call.job.clone().verify().ok()?;
+    let Message::Job(spec) = job.message() else {
+        return None;
+    };
+    if spec.adapter != WASM {
+        return None;
+    }
+    let key = Digest::of(spec.params.as_bytes());
+    // The memory the job will run with (see the executor).
+    let memory = spec.requirements.memory_bytes.max(16 << 20);
+    let verdict = serde_json::from_str::<serde_json::Value>(&spec.params)
+        .map_err(|e| AdapterError::InvalidParams(format!("params are not valid JSON: {e}")))
+        .and_then(|params| wasm.check(&spec.method, &params, memory))
+        .map(|_| ())
+        .map_err(|e| {
+            let mut why = e.to_string();
+            why.truncate(why.floor_char_boundary(MAX_VERDICT_TEXT));
+            why
+        });
+    Some((key, verdict))
+}
+
 /// The adapters this node runs: wasm always; docker when enabled and the
-/// daemon answers (then containers a crashed run of this node left are removed).
+/// daemon answers (then containers a crashed run of this node left are
+/// removed). The wasm adapter also comes back on its own, for the gate.
 pub(super) async fn local_adapters(
     me: &NodeId,
     docker: &DockerSettings,
-) -> Result<Vec<Arc<dyn Adapter>>, NodeError> {
-    let wasm = WasmAdapter::new().map_err(NodeError::Wasm)?;
-    let mut list: Vec<Arc<dyn Adapter>> = vec![Arc::new(wasm)];
+    wasm: &WasmSettings,
+) -> Result<(Vec<Arc<dyn Adapter>>, Arc<WasmAdapter>), NodeError> {
+    let wasm = Arc::new(
+        WasmAdapter::with_config(WasmConfig {
+            module_cache_bytes: wasm.module_cache_mib.saturating_mul(1 << 20),
+        })
+        .map_err(NodeError::Wasm)?,
+    );
+    let mut list: Vec<Arc<dyn Adapter>> = vec![wasm.clone()];
     if !docker.enabled {
         tracing::info!("docker adapter off (`[docker] enabled = false`)");
-        return Ok(list);
+        return Ok((list, wasm));
+    }
+    if docker.allowed_images.is_empty() {
+        tracing::warn!(
+            "docker adapter: `[docker] allowed_images` is empty, so no image may run; list the images jobs may run in config.toml"
+        );
     }
     let config = DockerConfig {
         allow_pull: docker.allow_pull,
         allowed_images: docker.allowed_images.clone(),
+        require_digest: docker.require_digest,
         allow_network: docker.allow_network,
         node: me.to_hex(),
         ..DockerConfig::default()
@@ -71,7 +285,7 @@ pub(super) async fn local_adapters(
         Ok(a) => a,
         Err(e) => {
             tracing::info!(error = %e, "docker adapter off: no container runtime");
-            return Ok(list);
+            return Ok((list, wasm));
         }
     };
     match tokio::time::timeout(DOCKER_PING_TIMEOUT, adapter.ping()).await {
@@ -102,7 +316,7 @@ pub(super) async fn local_adapters(
         Ok(Err(e)) => tracing::info!(error = %e, "docker adapter off: the daemon did not answer"),
         Err(_) => tracing::info!("docker adapter off: the daemon did not answer within 3 s"),
     }
-    Ok(list)
+    Ok((list, wasm))
 }
 
 /// The llm adapter: GGUF files in `<data-dir>/models/` and `[llm] models`,

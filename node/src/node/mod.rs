@@ -21,7 +21,7 @@ mod versions;
 
 pub use state::{Node, NodeError, NodeOptions};
 
-use adapters::{AdapterAdmission, llm_adapter, local_adapters};
+use adapters::{AdapterAdmission, WasmGate, llm_adapter, local_adapters};
 use jobs::{event_job, hex_list};
 use network::jitter;
 use state::*;
@@ -73,7 +73,8 @@ impl Node {
             path: work_dir.clone(),
             source,
         })?;
-        let mut adapters = local_adapters(&me, &options.docker).await?;
+        let (mut adapters, wasm) = local_adapters(&me, &options.docker, &options.wasm).await?;
+        let wasm_gate = WasmGate::new(wasm);
         let peer_id = *swarm.local_peer_id();
         // A provider that looks for model changes keeps the llm adapter on
         // with no model yet: the first file dropped in is then served too.
@@ -81,12 +82,13 @@ impl Node {
         if let Some(llm) = llm_adapter(&options.data_dir, &options.llm, &peer_id, rescans).await {
             adapters.push(llm);
         }
-        let admission = AdapterAdmission(
-            adapters
+        let admission = AdapterAdmission {
+            adapters: adapters
                 .iter()
                 .map(|a| (a.name().to_string(), a.clone()))
                 .collect(),
-        );
+            verdicts: wasm_gate.verdicts.clone(),
+        };
         let (mut executor, executor_events) = Executor::new(
             adapters,
             work_dir,
@@ -193,6 +195,7 @@ impl Node {
             provider_lookups: HashMap::new(),
             protocol_watch: versions::ProtocolWatch::default(),
             jobs,
+            wasm_gate,
         })
     }
 
@@ -281,6 +284,11 @@ impl Node {
                 Some(ev) = self.jobs.executor_events.recv() => self.on_executor_event(ev),
                 Some(stored) = self.jobs.stored.recv() => self.on_stored(stored),
                 Some(trust) = self.jobs.reputation_rx.recv() => self.reputation_computed(trust),
+                Some(checked) = self.wasm_gate.rx.recv() => {
+                    if let Some(ev) = self.wasm_gate.checked(checked) {
+                        self.handle_swarm_event_now(ev);
+                    }
+                }
                 _ = tick.tick() => {
                     self.net.dial_due();
                     self.on_tick();

@@ -54,9 +54,17 @@ impl Node {
         }
     }
 
+    /// One swarm event, unless it is a call for bids held while its module
+    /// is checked off the loop (then handled when the verdict comes back).
+    pub(super) fn handle_swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
+        if let Some(ev) = self.wasm_gate.hold(ev) {
+            self.handle_swarm_event_now(ev);
+        }
+    }
+
     /// One swarm event: libp2p's own metrics record it, then the driver
     /// translates it.
-    pub(super) fn handle_swarm_event(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
+    pub(super) fn handle_swarm_event_now(&mut self, ev: SwarmEvent<NodeBehaviourEvent>) {
         self.metrics.record(&ev);
         if let SwarmEvent::Behaviour(b) = &ev {
             match b {

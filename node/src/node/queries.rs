@@ -193,6 +193,8 @@ impl Node {
                 .or_default() += 1;
         }
         let g = &self.gossip;
+        let cache = self.wasm_gate.cache_stats();
+        let checks = self.wasm_gate.counts;
         let snapshot = Snapshot {
             peers_connected: self.net.swarm().connected_peers().count(),
             peers_known: self.net.peers().len(),
@@ -235,6 +237,15 @@ impl Node {
             tables: self.table_entries(),
             evictions: self.table_evictions(),
             dropped: self.drops(),
+            wasm_module_cache_bytes: cache.bytes,
+            wasm_module_cache_modules: cache.entries,
+            wasm_module_cache_evictions: cache.evictions,
+            wasm_calls_held: self.wasm_gate.held(),
+            wasm_module_checks: [
+                ("valid", checks.valid),
+                ("invalid", checks.invalid),
+                ("overflow", checks.overflow),
+            ],
         };
         self.metrics.encode(&snapshot)
     }

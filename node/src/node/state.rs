@@ -3,7 +3,7 @@
 //! constants its parts share. Every other module of `node/` imports this
 //! one and nothing imports them back.
 
-use crate::config::{DockerSettings, LimitsSettings, LlmSettings};
+use crate::config::{DockerSettings, LimitsSettings, LlmSettings, WasmSettings};
 use crate::control::LogFeed;
 use crate::executor::{EventQueue, Executor};
 use crate::ledger::{Ledger, LedgerError, LedgerWorker, Stored, Totals};
@@ -41,6 +41,7 @@ pub struct NodeOptions {
     pub provider: bool,
     pub docker: DockerSettings,
     pub llm: LlmSettings,
+    pub wasm: WasmSettings,
     /// Credits every node starts with, in micro-credits (balances only).
     pub grant: Credits,
     /// The caps on what peers and jobs can make the node hold.
@@ -115,6 +116,8 @@ pub struct Node {
     pub(super) jobs: JobDriver,
     /// Warns (once per version) when most peers speak a newer protocol.
     pub(super) protocol_watch: super::versions::ProtocolWatch,
+    /// Calls for bids held while their wasm modules are checked off the loop.
+    pub(super) wasm_gate: super::adapters::WasmGate,
 }
 
 /// Everything about jobs the node keeps beside the protocol's machines:

@@ -538,6 +538,23 @@ pub fn spawn_node_with(dir: &Path, bootstrap: &str, orchestrator: bool, args: &[
 }
 
 /// `spawn_node_with`, listening only on `listen`.
+/// The images the test nodes' docker adapter may run: the locally built
+/// test image's repository (an empty allowlist allows none).
+pub const ALLOWED_TEST_IMAGES: &str = r#"allowed_images = ["modchain-test/*"]"#;
+
+/// Lets the node run the test image, in the `config.toml` `init` wrote,
+/// unless the test configured an allowlist of its own.
+pub fn allow_test_images(dir: &Path) {
+    let path = dir.join("config.toml");
+    let Ok(config) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let changed = config.replacen("allowed_images = []", ALLOWED_TEST_IMAGES, 1);
+    if changed != config {
+        std::fs::write(&path, changed).expect("write config.toml");
+    }
+}
+
 pub fn spawn_node_on(
     dir: &Path,
     bootstrap: &str,
@@ -545,6 +562,7 @@ pub fn spawn_node_on(
     args: &[&str],
     listen: &str,
 ) -> Proc {
+    allow_test_images(dir);
     let _ = std::fs::remove_file(dir.join("api.url"));
     let log = std::fs::File::create(dir.join("node.log")).expect("log file");
     let child = Command::new(modchain())

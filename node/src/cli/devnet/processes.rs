@@ -242,5 +242,20 @@ pub(super) async fn start_node(
     if let Some(model) = model {
         give_model(model, ndir)?;
     }
+    allow_devnet_images(ndir)?;
     spawn_node_process(exe, label, ndir, bootstrap)
+}
+
+/// The images a devnet node's docker adapter may run (an empty allowlist
+/// allows none): busybox, as the guides' examples use it, and the test
+/// suite's locally built image.
+const DEVNET_IMAGES: &str = r#"allowed_images = ["busybox:*", "modchain-test/*"]"#;
+
+/// Writes [`DEVNET_IMAGES`] into the `config.toml` `modchain init` wrote.
+fn allow_devnet_images(ndir: &Path) -> Result<()> {
+    let path = ndir.join("config.toml");
+    let config = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let changed = config.replacen("allowed_images = []", DEVNET_IMAGES, 1);
+    std::fs::write(&path, changed).with_context(|| format!("cannot write {}", path.display()))
 }
