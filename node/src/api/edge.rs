@@ -1,11 +1,12 @@
 //! What every handler of the API shares: its state, error answers (with the
-//! HTTP status chosen here for each typed refusal of the node), the bearer
-//! check, and asking the running node.
+//! HTTP status chosen here for each typed refusal of the node), and asking
+//! the running node.
 
+use super::guard::Access;
 use crate::control::{ApiQuery, Refusal};
 use crate::views::ErrorBody;
 use axum::Json;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -13,9 +14,10 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Clone, Debug)]
 pub(crate) struct ApiState {
     pub(super) node: mpsc::Sender<ApiQuery>,
-    pub(super) token: String,
+    /// The token, the dashboard's logins and sessions, the names the API answers to.
+    pub(super) access: Arc<Access>,
     /// The OpenAPI document, generated once from the REST routes.
-    pub(super) openapi: Arc<String>,
+    pub(super) openapi: Arc<serde_json::Value>,
 }
 
 /// A bound API server, ready to run.
@@ -49,7 +51,10 @@ impl IntoResponse for ApiFail {
 impl From<Refusal> for ApiFail {
     fn from(r: Refusal) -> Self {
         let status = match &r {
-            Refusal::Invalid(_) | Refusal::NotOffered(_) => StatusCode::BAD_REQUEST,
+            Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
+            // Nothing on the network offers it: the adapter or model named
+            // is not found, though the request is well formed.
+            Refusal::NotOffered(_) => StatusCode::NOT_FOUND,
             Refusal::NoOrchestrator(_) => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::UnknownJob(_) => StatusCode::NOT_FOUND,
             Refusal::AlreadyEnded(_) => StatusCode::CONFLICT,
@@ -70,28 +75,4 @@ pub(super) async fn not_found() -> ApiFail {
         StatusCode::NOT_FOUND,
         "no such endpoint; see /api/v1/openapi.json for the API".into(),
     )
-}
-
-/// Checks `Authorization: Bearer <token>` in constant time.
-pub(crate) fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiFail> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let ok = given.is_some_and(|g| {
-        g.len() == state.token.len()
-            && g.bytes()
-                .zip(state.token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiFail(
-            StatusCode::UNAUTHORIZED,
-            "this call needs `Authorization: Bearer <token>`; the token is in api.token in the node's data directory".into(),
-        ))
-    }
 }
