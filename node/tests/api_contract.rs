@@ -26,7 +26,7 @@ const CONFIGURED_NAME: &str = "modchain.test";
 
 /// Examples per operation: enough to reach each constraint, few enough that
 /// the run takes about a minute.
-const MAX_EXAMPLES: &str = "15";
+const MAX_EXAMPLES: &str = "150";
 
 fn allow_configured_name(dir: &Path) {
     let path = dir.join("config.toml");
@@ -287,7 +287,11 @@ expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5x
         .expect("run schemathesis");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("schemathesis ran {:?}", t0.elapsed());
+    // Its summary: operations, phases, test cases generated.
+    let summary = stdout
+        .find("SUMMARY")
+        .map_or(stdout.as_ref(), |at| &stdout[at..]);
+    eprintln!("schemathesis ran {:?}:\n{summary}", t0.elapsed());
     assert!(
         out.status.success(),
         "schemathesis found requests on which the document and the server disagree:\n{stdout}\n{stderr}\nnode log:\n{}",

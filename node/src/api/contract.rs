@@ -31,9 +31,32 @@ fn error_response(openai: bool, description: &str) -> Value {
     })
 }
 
+/// Writes whole-number bounds as integers: the annotations take them as
+/// floats (`4294967295.0`), and a tester reading a float bound may offer
+/// `12.0` for an integer field, which the server's integer types refuse.
+fn integral_bounds(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                let bound = matches!(key.as_str(), "minimum" | "maximum");
+                match value.as_f64() {
+                    Some(f) if bound && value.is_f64() && f.fract() == 0.0 && f.abs() < 9.1e15 => {
+                        // In range and whole: exactly an i64.
+                        *value = json!(f as i64);
+                    }
+                    _ => integral_bounds(value),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_bounds),
+        _ => {}
+    }
+}
+
 /// Adds to every operation what the guard and the node's channel make it
 /// answer, and the parameter shapes the handlers enforce.
 pub(super) fn complete(mut doc: Value) -> Value {
+    integral_bounds(&mut doc);
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return doc;
     };

@@ -12,7 +12,7 @@
 //! ignored. Submitting needs the bearer token, as every mutating call of
 //! this API does; OpenAI's clients send their key as exactly that header.
 
-use super::edge::{ApiFail, ApiState};
+use super::edge::{ApiFail, ApiState, whole};
 use super::inference::{self, Failure, Finished, JobFeed, Piece, find, network_models, parse};
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -195,15 +195,18 @@ struct SamplingFields {
     temperature: Option<f32>,
     top_p: Option<f32>,
     /// The same seed, model and request give the same text.
-    #[schema(minimum = 0, maximum = 4_294_967_295)]
+    #[schema(minimum = 0, maximum = 4_294_967_295.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     seed: Option<i64>,
     /// Tokens to generate at most.
-    #[schema(minimum = 0, maximum = 4_294_967_295)]
+    #[schema(minimum = 0, maximum = 4_294_967_295.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     max_tokens: Option<u32>,
     /// Generation ends before the first of these.
     stop: Option<OneOrMany>,
     /// Only 1.
     #[schema(minimum = 1, maximum = 1)]
+    #[serde(default, deserialize_with = "whole::opt")]
     n: Option<u32>,
 }
 
@@ -296,8 +299,8 @@ struct ChatCompletionRequest {
     #[serde(default)]
     stream_options: Option<StreamOptions>,
     /// Newer name of `max_tokens`.
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 4_294_967_295)]
+    #[schema(minimum = 0, maximum = 4_294_967_295.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     max_completion_tokens: Option<u32>,
     #[serde(flatten)]
     sampling: SamplingFields,

@@ -2,7 +2,7 @@
 //! receipts, reputation, balances and the event stream, with the OpenAPI
 //! document generated from these handlers' annotations.
 
-use super::edge::{ApiFail, ApiState, ask};
+use super::edge::{ApiFail, ApiState, ask, whole};
 use crate::control::{
     ApiQuery, DEFAULT_CORES, DEFAULT_JOB_TIMEOUT_MS, DEFAULT_MAX_PRICE, DEFAULT_MEMORY_BYTES,
     DEFAULT_START_WITHIN_MS, LogFeed, Refusal,
@@ -202,22 +202,22 @@ pub struct SubmitRequest {
     /// Micro-credits; default 10 credits.
     // Whole numbers are bounded in the document at 2^53 - 1, the largest
     // every JSON reader holds exactly; the server takes up to `u64::MAX`.
-    #[serde(default)]
-    #[schema(default = 10_000_000, minimum = 0, maximum = 9_007_199_254_740_991)]
+    #[schema(default = 10_000_000, minimum = 0, maximum = 9_007_199_254_740_991.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub max_price: Option<u64>,
     /// Default 60000; at most 24 hours.
-    #[serde(default)]
     #[schema(default = 60_000, minimum = 1, maximum = 86_400_000)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub timeout_ms: Option<u64>,
     /// Higher runs first when orchestrators are busy.
-    #[serde(default)]
     #[schema(minimum = 0, maximum = 255)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub priority: Option<u8>,
     /// Absolute time in ms since the epoch, which must lie in the future
     /// (the document served gives a `minimum` that stays in the future for
     /// 10 minutes after it was fetched); default now + 10 min.
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 9_007_199_254_740_991)]
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub start_by_ms: Option<u64>,
 }
 
@@ -225,18 +225,23 @@ pub struct SubmitRequest {
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequirementsRequest {
-    #[schema(default = 1, minimum = 0, maximum = 4_294_967_295)]
+    #[schema(default = 1, minimum = 0, maximum = 4_294_967_295.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub cores: Option<u32>,
-    #[schema(default = 268_435_456, minimum = 0, maximum = 9_007_199_254_740_991)]
+    #[schema(default = 268_435_456, minimum = 0, maximum = 9_007_199_254_740_991.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub memory_bytes: Option<u64>,
-    #[schema(minimum = 0, maximum = 4_294_967_295)]
+    #[schema(minimum = 0, maximum = 4_294_967_295.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub gpus: Option<u32>,
     /// nvidia, amd, intel, apple or other.
     #[schema(examples("nvidia"), pattern = "^(nvidia|amd|intel|apple|other)$")]
     pub gpu_vendor: Option<String>,
-    #[schema(minimum = 0, maximum = 9_007_199_254_740_991)]
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub min_vram_bytes: Option<u64>,
-    #[schema(minimum = 0, maximum = 9_007_199_254_740_991)]
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub storage_bytes: Option<u64>,
     #[schema(min_length = 1, max_length = 64, pattern = r"^[\x21-\x7e]{1,64}$")]
     pub model: Option<String>,
