@@ -19,6 +19,9 @@ pub struct Config {
     pub bootstrap: Vec<String>,
     /// Where the local HTTP API listens (loopback only).
     pub api: SocketAddr,
+    /// Host names the API answers to besides its address and `localhost`
+    /// (a name in /etc/hosts, a reverse proxy's): any other `Host` is refused.
+    pub api_allowed_hosts: Vec<String>,
     /// Stand as an orchestrator candidate.
     pub orchestrator: bool,
     /// Most connections held at once.
@@ -238,6 +241,7 @@ impl Default for Config {
             listen: default_listen(),
             bootstrap: Vec::new(),
             api: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            api_allowed_hosts: Vec::new(),
             orchestrator: false,
             max_connections: modchain_net::wire::DEFAULT_MAX_CONNECTIONS,
             provider: true,
@@ -330,6 +334,9 @@ fn expected_form(key: &str) -> &'static str {
             "a list of image name patterns, e.g. allowed_images = [\"busybox:*\"] (empty allows no image)"
         }
         "wasm.module_cache_mib" => "a whole number of MiB, e.g. module_cache_mib = 256",
+        "api_allowed_hosts" => {
+            "a list of host names, e.g. api_allowed_hosts = [\"modchain.local\"]"
+        }
         "max_connections" => "a whole number, e.g. max_connections = 256",
         "llm.rescan_seconds" => {
             "a whole number of seconds, e.g. rescan_seconds = 30 (0 never rescans)"
@@ -489,6 +496,10 @@ bootstrap = []
 # The local HTTP API (loopback only). Port 0 picks a free port; the URL is
 # written to api.url in the data directory.
 api = "{api}"
+# Host names the API answers to besides its address and localhost; a
+# request naming any other host is refused (so a web page cannot reach the
+# API by pointing its own name at this machine).
+api_allowed_hosts = []
 
 # Stand as an orchestrator candidate (runs job auctions when elected).
 orchestrator = {orch}

@@ -142,6 +142,10 @@ async fn run(cli: Cli) -> Result<()> {
             init_tracing("warn");
             commands::balance(&data_dir, node.as_deref(), json).await
         }
+        Command::Dashboard { json } => {
+            init_tracing("warn");
+            commands::dashboard(&data_dir, json).await
+        }
         Command::Mcp => {
             // stderr only: stdout carries the protocol.
             init_tracing("warn");
@@ -379,8 +383,14 @@ async fn start(data_dir: &DataDir, args: StartArgs) -> Result<()> {
     tracing::info!(peer_id = %node.peer_id(), addrs = ?addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(), "node up");
 
     let (api_tx, api_rx) = tokio::sync::mpsc::channel(64);
-    let api = api::Api::bind(api_addr, data_dir, api_tx).await?;
+    let api = api::Api::bind(api_addr, &config.api_allowed_hosts, data_dir, api_tx).await?;
     tracing::info!(url = %api.url, "local API up");
+    // As Jupyter does: a link that logs this machine's user into the
+    // dashboard, once (`modchain dashboard` prints another).
+    let login = api.login_url()?;
+    tracing::info!(
+        "dashboard: open {login} (the link works once; `modchain dashboard` prints a new one)"
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut api_stop = stop_rx.clone();

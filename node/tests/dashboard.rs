@@ -1,9 +1,10 @@
 //! The web dashboard in a real browser: a network of `modchain` processes on
 //! 127.0.0.1 (a bootstrap peer and three nodes), and node-1's dashboard
 //! driven by Playwright for Python in Debian's headless chromium
-//! (`tests/browser/dashboard.py`): every peer listed, a job submitted from
-//! the page runs to completion with its receipt shown, and a job submitted
-//! with the CLI appears live. Any console error fails it.
+//! (`tests/browser/dashboard.py`): logged in through the one-time link
+//! `modchain dashboard` prints, every peer listed, a job submitted from the
+//! page runs to completion with its receipt shown, and a job submitted with
+//! the CLI appears live. Any console error fails it.
 //!
 //! Needs `apt-get install -y chromium` and `pip install 'playwright==1.65.*'`
 //! (no `playwright install`: the system chromium is used). Without them the
@@ -88,6 +89,17 @@ fn dashboard_shows_the_network_and_follows_jobs_live_in_chromium() {
     eprintln!("[{:?}] three nodes converged", t0.elapsed());
     let node = &net.nodes[0];
     let url = node.url().expect("node-1's api.url");
+    let out = node.cli(&["dashboard"]);
+    assert!(
+        out.status.success(),
+        "modchain dashboard failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let login_url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        login_url.starts_with(&format!("{url}/?token=")),
+        "modchain dashboard printed {login_url:?}"
+    );
 
     let mut peers: Vec<String> = net.nodes.iter().map(|n| n.peer_id.clone()).collect();
     let bootstrap_peer = net
@@ -106,7 +118,7 @@ fn dashboard_shows_the_network_and_follows_jobs_live_in_chromium() {
         &config,
         json!({
             "url": url,
-            "token": node.token(),
+            "login_url": login_url,
             "peers": peers,
             "self_peer": node.peer_id,
             "modchain": modchain(),

@@ -80,13 +80,13 @@ fn temp_root() -> PathBuf {
     root
 }
 
-fn http_get(url: &str, path: &str) -> Option<Value> {
+fn http_get(url: &str, token: &str, path: &str) -> Option<Value> {
     let hostport = url.trim().strip_prefix("http://")?;
     let mut s = TcpStream::connect(hostport).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut raw = String::new();
@@ -138,7 +138,8 @@ impl TestNode {
     }
 
     fn get(&self, path: &str) -> Option<Value> {
-        http_get(&self.url()?, path)
+        let token = std::fs::read_to_string(self.dir.join("api.token")).ok()?;
+        http_get(&self.url()?, token.trim(), path)
     }
 
     fn wait_api(&self) -> Value {
@@ -419,7 +420,7 @@ fn five_nodes_converge_reject_a_forged_advert_and_keep_their_peer_id_across_rest
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let found = nodes[0]
-            .get("/api/v1/providers/cap/orchestrator")
+            .get("/api/v1/providers?key=cap/orchestrator")
             .and_then(|v| v["providers"].as_array().cloned())
             .unwrap_or_default();
         if found.iter().any(|p| p.as_str() == Some(candidate.as_str())) {

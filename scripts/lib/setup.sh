@@ -60,8 +60,8 @@ LLM_BUILD_PACKAGES=(cmake clang libclang-dev)
 # chromium (no browser download); the official ollama, openai and mcp clients
 # drive the node's APIs. The tests find it by this path (node/tests/common).
 MODCHAIN_VENV="$HOME/.cache/modchain-venv"
-PYTHON_PACKAGES=('playwright==1.65.*' 'ollama==0.6.*' 'openai==2.*' 'mcp==2.3.*')
-PYTHON_MODULES="playwright, ollama, openai, mcp"
+PYTHON_PACKAGES=('playwright==1.65.*' 'ollama==0.6.*' 'openai==2.*' 'mcp==2.3.*' 'schemathesis==4.*')
+PYTHON_MODULES="playwright, ollama, openai, mcp, schemathesis"
 need_venv() {
   need_packages python3-venv
   if [ ! -x "$MODCHAIN_VENV/bin/python" ]; then

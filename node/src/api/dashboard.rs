@@ -1,8 +1,9 @@
 //! The web dashboard served at `/` of the local API: one HTML page, a script
 //! and a stylesheet, embedded in the binary so it works with no internet.
 //! The page reads the same JSON endpoints as the CLI and follows
-//! `/api/v1/events` to update live; it holds no state of its own but the API
-//! token, which the user pastes in (kept in the tab's sessionStorage).
+//! `/api/v1/events` to update live. It holds no credential: the browser
+//! sends the session cookie a one-time login link set (see `guard`), and
+//! `/?token=…` is that link.
 //!
 //! Every answer carries a strong ETag with `Cache-Control: no-cache`: the
 //! browser keeps its copy and revalidates, so a page load after the first is
@@ -10,7 +11,10 @@
 //! Content-Security-Policy allows this origin only: no CDN, no inline script,
 //! no framing.
 
+use super::edge::ApiState;
+use super::guard;
 use axum::Router;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -65,13 +69,10 @@ static FAVICON: Asset = Asset::new(include_bytes!("dashboard/favicon.svg"), "ima
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The dashboard's routes, to merge into the API router (any state).
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
+/// The dashboard's routes, to merge into the API router.
+pub(super) fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/", get(|h: HeaderMap| async move { serve(&INDEX, &h) }))
+        .route("/", get(index))
         .route(
             "/dashboard/app.js",
             get(|h: HeaderMap| async move { serve(&APP_JS, &h) }),
@@ -84,6 +85,18 @@ where
             "/dashboard/favicon.svg",
             get(|h: HeaderMap| async move { serve(&FAVICON, &h) }),
         )
+}
+
+/// The page; with `?token=…`, the login link.
+async fn index(State(state): State<ApiState>, query: RawQuery, h: HeaderMap) -> Response {
+    let login = query
+        .0
+        .as_deref()
+        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
+    match login {
+        Some(token) => guard::login(&state, token),
+        None => serve(&INDEX, &h),
+    }
 }
 
 /// The asset, or 304 when the browser's copy (`If-None-Match`) is current.

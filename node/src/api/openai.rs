@@ -12,12 +12,12 @@
 //! ignored. Submitting needs the bearer token, as every mutating call of
 //! this API does; OpenAI's clients send their key as exactly that header.
 
-use super::edge::{ApiFail, ApiState, authorize};
+use super::edge::{ApiFail, ApiState, whole};
 use super::inference::{self, Failure, Finished, JobFeed, Piece, find, network_models, parse};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use libp2p::futures::stream;
@@ -157,6 +157,12 @@ impl From<Failure> for OpenAiFail {
     }
 }
 
+/// An answer of the guard in front of every route (wrong host, foreign
+/// origin, no token), in OpenAI's shape for OpenAI's clients.
+pub(super) fn refusal(status: StatusCode, message: String) -> Response {
+    OpenAiFail::from(ApiFail(status, message)).into_response()
+}
+
 impl IntoResponse for OpenAiFail {
     fn into_response(self) -> Response {
         (self.status, Json(self.body())).into_response()
@@ -189,13 +195,18 @@ struct SamplingFields {
     temperature: Option<f32>,
     top_p: Option<f32>,
     /// The same seed, model and request give the same text.
+    #[schema(minimum = 0, maximum = 4_294_967_295.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     seed: Option<i64>,
     /// Tokens to generate at most.
+    #[schema(minimum = 0, maximum = 4_294_967_295.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     max_tokens: Option<u32>,
     /// Generation ends before the first of these.
-    #[schema(value_type = Object)]
     stop: Option<OneOrMany>,
     /// Only 1.
+    #[schema(minimum = 1, maximum = 1)]
+    #[serde(default, deserialize_with = "whole::opt")]
     n: Option<u32>,
 }
 
@@ -288,7 +299,8 @@ struct ChatCompletionRequest {
     #[serde(default)]
     stream_options: Option<StreamOptions>,
     /// Newer name of `max_tokens`.
-    #[serde(default)]
+    #[schema(minimum = 0, maximum = 4_294_967_295.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     max_completion_tokens: Option<u32>,
     #[serde(flatten)]
     sampling: SamplingFields,
@@ -300,7 +312,6 @@ struct CompletionRequest {
     model: String,
     /// Text continued as it is, with no chat template; a list of one text
     /// is taken too.
-    #[schema(value_type = Object)]
     prompt: OneOrMany,
     #[serde(default)]
     stream: Option<bool>,
@@ -315,11 +326,12 @@ struct CompletionRequest {
 struct EmbeddingRequest {
     model: String,
     /// A text or a list of texts (token arrays are not served).
-    #[schema(value_type = Object)]
+    #[schema(value_type = OneOrMany)]
     input: Value,
     /// `float` (default) or `base64` (little-endian f32, as OpenAI's
     /// clients ask by default).
     #[serde(default)]
+    #[schema(pattern = "^(float|base64)$")]
     encoding_format: Option<String>,
 }
 
@@ -401,10 +413,8 @@ async fn resolve(state: &ApiState, model: &str) -> Result<String, OpenAiFail> {
 )]
 async fn chat_completions(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OpenAiFail> {
-    authorize(&state, &headers)?;
     let req: ChatCompletionRequest = parse(&body)?;
     let model = resolve(&state, &req.model).await?;
     let messages = req
@@ -441,12 +451,7 @@ async fn chat_completions(
         JobErrors
     )
 )]
-async fn completions(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, OpenAiFail> {
-    authorize(&state, &headers)?;
+async fn completions(State(state): State<ApiState>, body: Bytes) -> Result<Response, OpenAiFail> {
     let req: CompletionRequest = parse(&body)?;
     let model = resolve(&state, &req.model).await?;
     let prompt = match req.prompt {
@@ -485,12 +490,7 @@ async fn completions(
         JobErrors
     )
 )]
-async fn embeddings(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, OpenAiFail> {
-    authorize(&state, &headers)?;
+async fn embeddings(State(state): State<ApiState>, body: Bytes) -> Result<Response, OpenAiFail> {
     let req: EmbeddingRequest = parse(&body)?;
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,

@@ -2,10 +2,10 @@
 //! receipts, reputation, balances and the event stream, with the OpenAPI
 //! document generated from these handlers' annotations.
 
-use super::edge::{ApiFail, ApiState, ask, authorize};
+use super::edge::{ApiFail, ApiState, ask, whole};
 use crate::control::{
     ApiQuery, DEFAULT_CORES, DEFAULT_JOB_TIMEOUT_MS, DEFAULT_MAX_PRICE, DEFAULT_MEMORY_BYTES,
-    DEFAULT_START_WITHIN_MS, LogFeed,
+    DEFAULT_START_WITHIN_MS, LogFeed, Refusal,
 };
 
 use crate::views::{
@@ -49,21 +49,22 @@ pub(super) fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(reputation))
         .routes(routes!(balance))
         .routes(routes!(events))
+        .routes(routes!(login_link))
         .routes(routes!(openapi))
 }
 
 /// The OpenAPI 3.1 description of this API, generated from the handlers'
 /// annotations and the request and response types.
 #[cfg(test)]
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    super::documented_routes().into_openapi()
+pub fn openapi_document() -> Value {
+    super::routes_and_document().1
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Modchain node API",
-        description = "The local API of a modchain node (loopback only). Mutating calls need `Authorization: Bearer <token>` (the token is in api.token in the data directory). Errors are `{\"error\": \"...\"}`, except on the OpenAI-compatible routes (`/v1/...`), which answer OpenAI's `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`. Prices are in micro-credits (1 credit = 1000000)."
+        description = "The local API of a modchain node (loopback only). Every call needs `Authorization: Bearer <token>` (the token is in api.token in the data directory; the dashboard's browser sends a session cookie instead), a `Host` that names the API (its address, `localhost`, or a name in api_allowed_hosts), and no `Origin` but the API's own: cross-origin requests are refused. Errors are `{\"error\": \"...\"}`, except on the OpenAI-compatible routes (`/v1/...`), which answer OpenAI's `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`. Prices are in micro-credits (1 credit = 1000000)."
     ),
     modifiers(&BearerScheme),
     components(schemas(ErrorBody))
@@ -102,26 +103,52 @@ async fn nodes(State(state): State<ApiState>) -> Result<Json<Value>, ApiFail> {
     Ok(Json(ask(&state, ApiQuery::Nodes).await?))
 }
 
-/// The peers that provide a capability key in the DHT (`cap/docker`,
-/// `cap/gpu/nvidia`, `cap/llm/<model>`, `cap/orchestrator`).
+/// Longest capability key asked for, in characters.
+const MAX_CAPABILITY_KEY_CHARS: usize = 256;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ProvidersQuery {
+    /// A capability key: `cap/docker`, `cap/gpu/nvidia`, `cap/llm/<model>`,
+    /// `cap/orchestrator`; at most 256 characters, no control characters.
+    #[param(
+        pattern = r"^cap/[^\u0000-\u001f\u007f]{1,252}$",
+        example = "cap/docker"
+    )]
+    key: String,
+}
+
+/// Whether `key` is a capability key as the document's pattern says.
+fn capability_key(key: &str) -> bool {
+    key.strip_prefix("cap/").is_some_and(|rest| {
+        let n = rest.chars().count();
+        (1..=MAX_CAPABILITY_KEY_CHARS - 4).contains(&n)
+            && !rest.chars().any(|c| c.is_control() && (c as u32) < 0x80)
+    })
+}
+
+/// The peers that provide a capability key in the DHT.
 #[utoipa::path(
     get,
-    path = "/api/v1/providers/{*key}",
-    params(("key" = String, Path, description = "capability key, e.g. cap/docker")),
+    path = "/api/v1/providers",
+    params(ProvidersQuery),
     responses(
-        (status = 200, description = "providers", body = Object),
-        (status = 400, description = "not a cap/ key", body = ErrorBody)
+        (status = 200, description = "`{\"key\", \"providers\": [peer ids]}`", body = Object),
+        (status = 400, description = "no `key`, or not a capability key", body = ErrorBody)
     )
 )]
 async fn providers(
     State(state): State<ApiState>,
-    Path(key): Path<String>,
+    query: Result<Query<ProvidersQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiFail> {
-    let key = key.trim_start_matches('/').to_string();
-    if !key.starts_with("cap/") {
+    let key = query
+        .map_err(|e| ApiFail(StatusCode::BAD_REQUEST, e.body_text()))?
+        .0
+        .key;
+    if !capability_key(&key) {
         return Err(ApiFail(
             StatusCode::BAD_REQUEST,
-            "capability keys start with cap/, e.g. cap/docker".into(),
+            "`key` is a capability key: cap/ and 1 to 252 more characters, none a control character, e.g. cap/docker".into(),
         ));
     }
     Ok(Json(
@@ -154,10 +181,16 @@ fn job_id(raw: &str) -> Result<JobId, ApiFail> {
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// `wasm`, `docker`, ...
-    #[schema(examples("wasm", "docker"))]
+    #[schema(
+        examples("wasm", "docker"),
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[\x21-\x7e]{1,64}$"
+    )]
     pub adapter: String,
     /// Defaults to `run`.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[\x21-\x7e]{1,64}$")]
     pub method: Option<String>,
     /// The adapter's parameters (see the adapter's JSON Schema); at most
     /// 262144 bytes serialised.
@@ -167,18 +200,24 @@ pub struct SubmitRequest {
     #[serde(default)]
     pub requirements: RequirementsRequest,
     /// Micro-credits; default 10 credits.
-    #[serde(default)]
-    #[schema(default = 10_000_000)]
+    // Whole numbers are bounded in the document at 2^53 - 1, the largest
+    // every JSON reader holds exactly; the server takes up to `u64::MAX`.
+    #[schema(default = 10_000_000, minimum = 0, maximum = 9_007_199_254_740_991.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub max_price: Option<u64>,
     /// Default 60000; at most 24 hours.
-    #[serde(default)]
     #[schema(default = 60_000, minimum = 1, maximum = 86_400_000)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub timeout_ms: Option<u64>,
     /// Higher runs first when orchestrators are busy.
-    #[serde(default)]
+    #[schema(minimum = 0, maximum = 255)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub priority: Option<u8>,
-    /// Absolute time in ms since the epoch; default now + 10 min.
-    #[serde(default)]
+    /// Absolute time in ms since the epoch, which must lie in the future
+    /// (the document served gives a `minimum` that stays in the future for
+    /// 10 minutes after it was fetched); default now + 10 min.
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub start_by_ms: Option<u64>,
 }
 
@@ -186,16 +225,25 @@ pub struct SubmitRequest {
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequirementsRequest {
-    #[schema(default = 1, minimum = 1)]
+    #[schema(default = 1, minimum = 0, maximum = 4_294_967_295.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub cores: Option<u32>,
-    #[schema(default = 268_435_456)]
+    #[schema(default = 268_435_456, minimum = 0, maximum = 9_007_199_254_740_991.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub memory_bytes: Option<u64>,
+    #[schema(minimum = 0, maximum = 4_294_967_295.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub gpus: Option<u32>,
     /// nvidia, amd, intel, apple or other.
-    #[schema(examples("nvidia"))]
+    #[schema(examples("nvidia"), pattern = "^(nvidia|amd|intel|apple|other)$")]
     pub gpu_vendor: Option<String>,
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub min_vram_bytes: Option<u64>,
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991.0)]
+    #[serde(default, deserialize_with = "whole::opt")]
     pub storage_bytes: Option<u64>,
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[\x21-\x7e]{1,64}$")]
     pub model: Option<String>,
 }
 
@@ -216,9 +264,31 @@ fn random_nonce() -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// What the document's pattern says a name (adapter, method, model) is:
+/// 1 to 64 printable ASCII characters, no space.
+fn check_name(field: &str, name: &str) -> Result<(), String> {
+    let ok = (1..=limits::MAX_NAME_BYTES).contains(&name.len())
+        && name.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} `{name}`: 1 to {} printable ASCII characters, no space",
+            limits::MAX_NAME_BYTES
+        ))
+    }
+}
+
 impl SubmitRequest {
     /// The job spec, with defaults filled in and the protocol's bounds checked.
     pub fn into_spec(self, now: Timestamp) -> Result<JobSpec, String> {
+        check_name("adapter", &self.adapter)?;
+        if let Some(m) = &self.method {
+            check_name("method", m)?;
+        }
+        if let Some(m) = &self.requirements.model {
+            check_name("requirements.model", m)?;
+        }
         let params = if self.params.is_null() {
             "{}".to_string()
         } else {
@@ -279,20 +349,18 @@ impl SubmitRequest {
     post,
     path = "/api/v1/jobs",
     request_body = SubmitRequest,
-    security(("bearer" = [])),
     responses(
         (status = 201, description = "submitted", body = Submitted),
-        (status = 400, description = "invalid job: bad body, params over the limit, unknown adapter on the network, params the adapter refuses", body = ErrorBody),
-        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 400, description = "the body does not match this schema (bad JSON, an unknown field, a value out of its bounds, `start_by_ms` not in the future), or params over 262144 bytes", body = ErrorBody),
+        (status = 404, description = "no provider on the network offers the adapter (or the model)", body = ErrorBody),
+        (status = 422, description = "the body matches the schema, but the adapter refuses the method or its params (e.g. a module that does not compile)", body = ErrorBody),
         (status = 503, description = "no orchestrator elected yet", body = ErrorBody)
     )
 )]
 async fn submit_job(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Submitted>), ApiFail> {
-    authorize(&state, &headers)?;
     let req = body
         .map_err(|e| {
             ApiFail(
@@ -306,7 +374,12 @@ async fn submit_job(
         .map_err(|e| ApiFail(StatusCode::BAD_REQUEST, format!("invalid job: {e}")))?;
     let id = ask(&state, |reply| ApiQuery::Submit { spec, reply })
         .await?
-        .map_err(ApiFail::from)?;
+        .map_err(|r| match r {
+            // The schema cannot say what each adapter accepts: a
+            // well-formed request it refuses is unprocessable, not malformed.
+            Refusal::Invalid(why) => ApiFail(StatusCode::UNPROCESSABLE_ENTITY, why),
+            other => ApiFail::from(other),
+        })?;
     Ok((
         StatusCode::CREATED,
         Json(Submitted {
@@ -348,20 +421,17 @@ async fn get_job(
     delete,
     path = "/api/v1/jobs/{id}",
     params(("id" = String, Path, description = "job id (64 hex digits)")),
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "cancelled", body = Cancelled),
-        (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+        (status = 400, description = "not a job id", body = ErrorBody),
         (status = 404, description = "unknown job", body = ErrorBody),
         (status = 409, description = "the job already ended", body = ErrorBody)
     )
 )]
 async fn cancel_job(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Result<Json<Cancelled>, ApiFail> {
-    authorize(&state, &headers)?;
     let id = job_id(&raw)?;
     ask(&state, |reply| ApiQuery::Cancel { id, reply })
         .await?
@@ -388,6 +458,7 @@ struct LogsQuery {
     params(("id" = String, Path, description = "job id (64 hex digits)"), LogsQuery),
     responses(
         (status = 200, description = "output", content_type = "text/plain", body = String),
+        (status = 400, description = "not a job id, or `follow` is not true or false", body = ErrorBody),
         (status = 404, description = "unknown job", body = ErrorBody)
     )
 )]
@@ -446,6 +517,7 @@ async fn job_logs(
     params(("id" = String, Path, description = "job id (64 hex digits)")),
     responses(
         (status = 200, description = "result", body = JobResultView),
+        (status = 400, description = "not a job id", body = ErrorBody),
         (status = 404, description = "unknown job, or no result yet", body = ErrorBody)
     )
 )]
@@ -539,12 +611,27 @@ async fn events(State(state): State<ApiState>) -> Result<Response, ApiFail> {
         .into_response())
 }
 
+/// A link that logs a browser on this machine into the dashboard: opened
+/// once, it sets the session cookie; then it is spent.
+#[utoipa::path(post, path = "/api/v1/login-links", responses(
+    (status = 201, description = "`{\"url\": \"http://127.0.0.1:PORT/?token=…\"}`", body = Object),
+    (status = 500, description = "the operating system's random source failed", body = ErrorBody)
+))]
+async fn login_link(State(state): State<ApiState>) -> Result<(StatusCode, Json<Value>), ApiFail> {
+    let url = state
+        .access
+        .login_url()
+        .map_err(|e| ApiFail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(json!({ "url": url }))))
+}
+
 /// This document.
 #[utoipa::path(get, path = "/api/v1/openapi.json", responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object)))]
 async fn openapi(State(state): State<ApiState>) -> Response {
+    let doc = super::contract::with_time_bounds(&state.openapi, Timestamp::now_wall());
     (
         [(header::CONTENT_TYPE, "application/json")],
-        state.openapi.as_str().to_owned(),
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into()),
     )
         .into_response()
 }
@@ -593,7 +680,7 @@ mod tests {
 
     #[test]
     fn openapi_is_generated_from_every_route() {
-        let doc = serde_json::to_value(openapi_document()).expect("serialise");
+        let doc = openapi_document();
         for (path, method) in [
             ("/health", "get"),
             ("/api/v1/stats", "get"),
@@ -689,7 +776,7 @@ mod tests {
     /// for it: every field the schema names is there and nothing else.
     #[test]
     fn receipt_view_fields_match_its_schema() {
-        let doc = serde_json::to_value(openapi_document()).expect("serialise");
+        let doc = openapi_document();
         let schema = &doc["components"]["schemas"]["ReceiptView"]["properties"];
         let view = crate::views::ReceiptView {
             receipt_id: "r".into(),

@@ -1,6 +1,7 @@
 //! How CLI commands reach a running node: the URL in `<data-dir>/api.url`,
-//! plain HTTP/1.1 over loopback. Mutating calls carry the bearer token from
-//! `<data-dir>/api.token`; streams (logs, events) are read as they arrive.
+//! plain HTTP/1.1 over loopback. Every call carries the bearer token from
+//! `<data-dir>/api.token` (the API answers nothing without it); streams
+//! (logs, events) are read as they arrive.
 
 use crate::datadir::DataDir;
 use std::time::Duration;
@@ -19,12 +20,6 @@ pub enum ApiClientError {
     Unreachable { url: String, reason: String },
     #[error("api.url holds `{0}`, not an http://host:port URL; restart the node to rewrite it")]
     BadUrl(String),
-    #[error("the node answered {path} with status {status}: {body}")]
-    Status {
-        path: String,
-        status: u16,
-        body: String,
-    },
     #[error("the node's answer to {path} is not JSON: {reason}")]
     NotJson { path: String, reason: String },
     #[error("the node refused {method} {path} (HTTP {status}): {body}")]
@@ -35,96 +30,27 @@ pub enum ApiClientError {
         body: String,
     },
     #[error(
-        "cannot read the API token {0} ({1}); mutating calls need it: is this the data directory of a running node?"
+        "cannot read the API token {0} ({1}); every call to the node needs it: is this the data directory of a running node, and may this user read it?"
     )]
     Token(String, String),
 }
 
 /// GETs `path` from the node and parses the JSON body.
 pub async fn get_json(data_dir: &DataDir, path: &str) -> Result<serde_json::Value, ApiClientError> {
-    let url = std::fs::read_to_string(data_dir.api_url_path())
-        .map_err(|_| ApiClientError::NotRunning(data_dir.root().display().to_string()))?;
-    let url = url.trim().to_string();
-    let hostport = url
-        .strip_prefix("http://")
-        .map(|s| s.trim_end_matches('/'))
-        .filter(|s| !s.is_empty() && !s.contains('/'))
-        .ok_or_else(|| ApiClientError::BadUrl(url.clone()))?
-        .to_string();
-    let unreachable = |reason: String| ApiClientError::Unreachable {
-        url: url.clone(),
-        reason,
-    };
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(&hostport).await?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf)
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .map_err(|_| unreachable("timed out".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| unreachable("malformed HTTP response".into()))?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| unreachable("malformed HTTP status line".into()))?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    if status != 200 {
-        return Err(ApiClientError::Status {
-            path: path.into(),
-            status,
-            body,
-        });
-    }
-    serde_json::from_str(&body).map_err(|e| ApiClientError::NotJson {
-        path: path.into(),
-        reason: e.to_string(),
-    })
+    Endpoint::locate(data_dir)?.call("GET", path, None).await
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// Where a running node's API is, and its token when one is needed.
+/// Where a running node's API is, and its token.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     url: String,
     hostport: String,
-    token: Option<String>,
+    token: String,
 }
 
 impl Endpoint {
-    /// Reads `api.url` (and, for mutating calls, `api.token`).
-    pub fn locate(data_dir: &DataDir, with_token: bool) -> Result<Self, ApiClientError> {
+    /// Reads `api.url` and `api.token`.
+    pub fn locate(data_dir: &DataDir) -> Result<Self, ApiClientError> {
         let url = std::fs::read_to_string(data_dir.api_url_path())
             .map_err(|_| ApiClientError::NotRunning(data_dir.root().display().to_string()))?;
         let url = url.trim().to_string();
@@ -134,14 +60,11 @@ impl Endpoint {
             .filter(|s| !s.is_empty() && !s.contains('/'))
             .ok_or_else(|| ApiClientError::BadUrl(url.clone()))?
             .to_string();
-        let token = if with_token {
-            let path = data_dir.api_token_path();
-            let t = std::fs::read_to_string(&path)
-                .map_err(|e| ApiClientError::Token(path.display().to_string(), e.to_string()))?;
-            Some(t.trim().to_string())
-        } else {
-            None
-        };
+        let path = data_dir.api_token_path();
+        let token = std::fs::read_to_string(&path)
+            .map_err(|e| ApiClientError::Token(path.display().to_string(), e.to_string()))?
+            .trim()
+            .to_string();
         Ok(Endpoint {
             url,
             hostport,
@@ -158,12 +81,9 @@ impl Endpoint {
 
     fn request_head(&self, method: &str, path: &str, body: Option<&[u8]>) -> String {
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nConnection: close\r\n",
-            self.hostport
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nAuthorization: Bearer {}\r\nConnection: close\r\n",
+            self.hostport, self.token
         );
-        if let Some(t) = &self.token {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
         if let Some(b) = body {
             req.push_str(&format!(
                 "Content-Type: application/json\r\nContent-Length: {}\r\n",

@@ -42,7 +42,7 @@ async fn submit_llm(data_dir: &DataDir, a: super::SubmitLlmArgs) -> Result<i32> 
     if let Some(s) = &a.system {
         body["system"] = json!(s);
     }
-    let ep = Endpoint::locate(data_dir, true)?;
+    let ep = Endpoint::locate(data_dir)?;
     let mut s = ep.open("POST", "/api/generate", Some(&body)).await?;
     if !(200..300).contains(&s.status) {
         let bytes = s.read_all().await.unwrap_or_default();
@@ -113,7 +113,7 @@ pub async fn submit(data_dir: &DataDir, command: SubmitCommand) -> Result<i32> {
         SubmitCommand::Wasm(a) => wasm_spec(a)?,
         SubmitCommand::Llm(a) => return submit_llm(data_dir, a).await,
     };
-    let ep = Endpoint::locate(data_dir, true)?;
+    let ep = Endpoint::locate(data_dir)?;
     let created = ep.call("POST", "/api/v1/jobs", Some(&body)).await?;
     let job_id = created["job_id"]
         .as_str()
@@ -391,7 +391,7 @@ pub async fn wait_for_job(ep: &Endpoint, job_id: &str, show: bool) -> Result<Val
 // ---------------------------------------------------------------- reads
 
 pub async fn jobs(data_dir: &DataDir, as_json: bool) -> Result<()> {
-    let ep = Endpoint::locate(data_dir, false)?;
+    let ep = Endpoint::locate(data_dir)?;
     let v = ep.call("GET", "/api/v1/jobs", None).await?;
     if as_json {
         return print_json(&v);
@@ -412,7 +412,7 @@ pub async fn jobs(data_dir: &DataDir, as_json: bool) -> Result<()> {
 }
 
 pub async fn job(data_dir: &DataDir, id: &str, as_json: bool) -> Result<()> {
-    let ep = Endpoint::locate(data_dir, false)?;
+    let ep = Endpoint::locate(data_dir)?;
     let j = ep
         .call("GET", &format!("/api/v1/jobs/{}", path_segment(id)?), None)
         .await?;
@@ -487,7 +487,7 @@ fn path_segment(id: &str) -> Result<&str> {
 }
 
 pub async fn logs(data_dir: &DataDir, id: &str, follow: bool, as_json: bool) -> Result<()> {
-    let ep = Endpoint::locate(data_dir, false)?;
+    let ep = Endpoint::locate(data_dir)?;
     let id = path_segment(id)?;
     let path = if follow {
         format!("/api/v1/jobs/{id}/logs?follow=true")
@@ -511,7 +511,7 @@ pub async fn logs(data_dir: &DataDir, id: &str, follow: bool, as_json: bool) -> 
 }
 
 pub async fn cancel(data_dir: &DataDir, id: &str, as_json: bool) -> Result<()> {
-    let ep = Endpoint::locate(data_dir, true)?;
+    let ep = Endpoint::locate(data_dir)?;
     let id = path_segment(id)?;
     let v = ep
         .call("DELETE", &format!("/api/v1/jobs/{id}"), None)
@@ -534,7 +534,7 @@ pub async fn result(
     output: Option<&Path>,
     as_json: bool,
 ) -> Result<()> {
-    let ep = Endpoint::locate(data_dir, false)?;
+    let ep = Endpoint::locate(data_dir)?;
     let id = path_segment(id)?;
     let r = ep
         .call("GET", &format!("/api/v1/jobs/{id}/result"), None)
@@ -600,7 +600,7 @@ pub async fn result(
 }
 
 pub async fn receipts(data_dir: &DataDir, as_json: bool) -> Result<()> {
-    let ep = Endpoint::locate(data_dir, false)?;
+    let ep = Endpoint::locate(data_dir)?;
     let v = ep.call("GET", "/api/v1/receipts", None).await?;
     if as_json {
         return print_json(&v);
@@ -622,7 +622,7 @@ pub async fn receipts(data_dir: &DataDir, as_json: bool) -> Result<()> {
 }
 
 pub async fn reputation(data_dir: &DataDir, as_json: bool) -> Result<()> {
-    let ep = Endpoint::locate(data_dir, false)?;
+    let ep = Endpoint::locate(data_dir)?;
     let v = ep.call("GET", "/api/v1/reputation", None).await?;
     if as_json {
         return print_json(&v);
@@ -675,7 +675,7 @@ fn node_hex(s: &str) -> Result<String> {
 }
 
 pub async fn balance(data_dir: &DataDir, node: Option<&str>, as_json: bool) -> Result<()> {
-    let ep = Endpoint::locate(data_dir, false)?;
+    let ep = Endpoint::locate(data_dir)?;
     let path = match node {
         Some(n) => format!("/api/v1/balance?node={}", node_hex(n)?),
         None => "/api/v1/balance".to_string(),
@@ -763,4 +763,22 @@ mod tests {
         );
         assert_eq!(credits(&json!(1_500_000)), "1.500000");
     }
+}
+
+/// `modchain dashboard`: asks the node for a one-time login link (it needs
+/// the token in `api.token`, so only a user who may read the data directory
+/// gets one) and prints it.
+pub async fn dashboard(data_dir: &DataDir, as_json: bool) -> Result<()> {
+    let ep = Endpoint::locate(data_dir)?;
+    let v = ep.call("POST", "/api/v1/login-links", None).await?;
+    let url = v["url"]
+        .as_str()
+        .context("the node's answer has no `url`")?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{url}");
+        eprintln!("open it in a browser on this machine; it works once");
+    }
+    Ok(())
 }

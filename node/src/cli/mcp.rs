@@ -423,12 +423,12 @@ impl NetworkTools {
     }
 
     /// The node's API, read afresh every call (the node may have restarted).
-    fn endpoint(&self, with_token: bool) -> Result<Endpoint, String> {
-        Endpoint::locate(&self.data_dir, with_token).map_err(describe)
+    fn endpoint(&self) -> Result<Endpoint, String> {
+        Endpoint::locate(&self.data_dir).map_err(describe)
     }
 
     async fn get(&self, path: &str) -> Result<Value, String> {
-        self.endpoint(false)?
+        self.endpoint()?
             .call("GET", path, None)
             .await
             .map_err(describe)
@@ -436,7 +436,7 @@ impl NetworkTools {
 
     /// Submits a job, and with `wait` follows it to its end.
     async fn submit(&self, body: Value, terms: &Terms) -> Result<Value, String> {
-        let ep = self.endpoint(true)?;
+        let ep = self.endpoint()?;
         let created = ep
             .call("POST", "/api/v1/jobs", Some(&body))
             .await
@@ -690,7 +690,7 @@ impl NetworkTools {
         let a = args!(a);
         let r = async {
             let id = job_segment(&a.job_id)?;
-            let ep = self.endpoint(false)?;
+            let ep = self.endpoint()?;
             let path = if a.follow {
                 format!("/api/v1/jobs/{id}/logs?follow=true")
             } else {
@@ -762,7 +762,7 @@ impl NetworkTools {
         let a = args!(a);
         let r = async {
             let id = job_segment(&a.job_id)?;
-            let ep = self.endpoint(true)?;
+            let ep = self.endpoint()?;
             ep.call("DELETE", &format!("/api/v1/jobs/{id}"), None)
                 .await
                 .map_err(describe)
@@ -975,7 +975,7 @@ impl ServerHandler for NetworkTools {
 pub async fn serve(data_dir: DataDir) -> anyhow::Result<()> {
     // Not fatal: an agent's client starts its servers when it starts, maybe
     // before the node; every tool says what to do until the node is up.
-    if let Err(e) = Endpoint::locate(&data_dir, false) {
+    if let Err(e) = Endpoint::locate(&data_dir) {
         tracing::warn!("{}", describe(e));
     }
     let service = NetworkTools::new(data_dir)

@@ -131,6 +131,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a link that logs this machine's browser into the running
+    /// node's web dashboard. The link works once; run it again for another.
+    Dashboard {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the Model Context Protocol on stdin/stdout, so an AI agent can
     /// use the network through this running node as tools (submit jobs,
     /// follow them, list providers and models, balance, reputation).

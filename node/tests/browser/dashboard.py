@@ -2,15 +2,18 @@
 """Drives one node's web dashboard in Debian's chromium through Playwright.
 
 Run by node/tests/dashboard.rs against a network it started; the only
-argument is a JSON file with: url, token, peers (every peer id the page must
-list), self_peer, modchain (the binary), data_dir (the node's), wat (a module
-for the CLI job), greeting (what the page's example job prints), chromium,
+argument is a JSON file with: url, login_url (a one-time login link, as
+`modchain dashboard` prints it), peers (every peer id the page must list),
+self_peer, modchain (the binary), data_dir (the node's), wat (a module for
+the CLI job), greeting (what the page's example job prints), chromium,
 screenshot. Steps:
 
-1. the page lists every peer and the elected orchestrators;
-2. submitting without the token says that the token is needed;
-3. with the token, a job submitted from the page completes, its output and
-   its receipt appear;
+1. not logged in, the page says how to log in (`modchain dashboard`);
+2. the login link sets an HttpOnly, SameSite=Strict cookie, no script can
+   read, and leaves the address bar; the page lists every peer and the
+   elected orchestrators;
+3. a job submitted from the page completes, its output and its receipt
+   appear;
 4. a job submitted with the CLI appears, completes and gets its receipt
    without a reload;
 5. a job that never ends is cancelled from the page.
@@ -97,7 +100,7 @@ def main():
         page.on("framenavigated", lambda fr: navigations.append(fr.url) if fr == page.main_frame else None)
 
         try:
-            run(page, cfg, navigations, problems)
+            run(page, ctx, cfg, navigations, problems, watching)
         except Exception as e:  # noqa: BLE001 - any failure is reported with a screenshot
             shot(page, cfg["screenshot"])
             fail(f"{type(e).__name__}: {e}\nproblems so far: {problems}")
@@ -138,10 +141,29 @@ def wait_job(page, job_id, what):
     page.wait_for_selector(f'#receipts tr[data-job="{job_id}"]')
 
 
-def run(page, cfg, navigations, problems):
+def run(page, ctx, cfg, navigations, problems, watching):
+    # Not logged in: the API refuses the page's calls (401s are expected
+    # here), and the page says how to log in.
+    watching["on"] = False
     page.goto(cfg["url"])
+    msg = page.wait_for_selector(".message.error[data-key='login']")
+    if "modchain dashboard" not in msg.inner_text():
+        raise AssertionError(f"unclear message without a login: {msg.inner_text()!r}")
+    say("not logged in, the page says how to log in")
+
+    page.goto(cfg["login_url"])
+    # The old page's requests are gone with it; from here on, any error counts.
+    problems.clear()
+    watching["on"] = True
+    if "token=" in page.url:
+        raise AssertionError(f"the login token stayed in the address bar: {page.url}")
+    cookies = [c for c in ctx.cookies(cfg["url"]) if c["name"].startswith("modchain_session")]
+    if len(cookies) != 1 or not cookies[0]["httpOnly"] or cookies[0]["sameSite"] != "Strict":
+        raise AssertionError(f"the session cookie is not HttpOnly and SameSite=Strict: {cookies}")
+    if "modchain_session" in page.evaluate("document.cookie"):
+        raise AssertionError("a script can read the session cookie")
     page.wait_for_selector("#live.on")
-    say("dashboard loaded, event stream live")
+    say("logged in through the one-time link, event stream live")
 
     for peer in cfg["peers"]:
         page.wait_for_selector(f'#peers tr[data-peer="{peer}"]')
@@ -155,16 +177,7 @@ def run(page, cfg, navigations, problems):
     say(f"all {len(cfg['peers'])} peers listed, orchestrators shown")
     check(problems)
 
-    # No token yet: the page says what is missing, and sends nothing.
     page.wait_for_selector('#adapter option[value="wasm"]', state="attached")
-    page.click("#submit-button")
-    msg = page.wait_for_selector(".message.error[data-key='token']")
-    if "api.token" not in msg.inner_text():
-        raise AssertionError(f"unclear message without a token: {msg.inner_text()!r}")
-    say("without a token the page asks for it")
-
-    page.fill("#token", cfg["token"])
-    page.click("#token-form button[type=submit]")
     page.click("#submit-button")
     page.wait_for_selector("#submit-result[data-job]")
     job = page.get_attribute("#submit-result", "data-job")

@@ -5,12 +5,45 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The data directory of each node API this test has seen (by `host:port`),
+/// so that a request to it carries the node's token (every route of the
+/// API but the dashboard's page needs it), read afresh each time since a
+/// restarted node has a new one.
+static NODE_DIRS: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+
+fn hostport(url: &str) -> Option<&str> {
+    url.trim().strip_prefix("http://")?.split('/').next()
+}
+
+fn remember_node(url: &str, dir: &Path) {
+    if let Some(hp) = hostport(url) {
+        let mut dirs = NODE_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+        dirs.get_or_insert_with(HashMap::new)
+            .insert(hp.to_string(), dir.to_path_buf());
+    }
+}
+
+/// The token of the node serving `url`, when it is one of this test's.
+pub fn token_for(url: &str) -> Option<String> {
+    let hp = hostport(url)?;
+    let dir = NODE_DIRS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()?
+        .get(hp)?
+        .clone();
+    std::fs::read_to_string(dir.join("api.token"))
+        .ok()
+        .map(|t| t.trim().to_string())
+}
 
 /// A child process that is killed when the test lets go of it.
 pub struct Proc {
@@ -42,7 +75,8 @@ pub fn test_image() -> &'static str {
     modchain_adapters::testing::busybox_image()
 }
 
-/// One HTTP/1.1 exchange with `Connection: close`: status and body.
+/// One HTTP/1.1 exchange with `Connection: close`, with `token` as the
+/// bearer (or none): status and body.
 pub fn http(
     url: &str,
     method: &str,
@@ -55,11 +89,13 @@ pub fn http(
     if let Some(a) = auth.as_deref() {
         headers.push(("Authorization", a));
     }
-    http_with(url, method, path, &headers, body).map(|(status, _, body)| (status, body))
+    // Exactly the token given: `None` sends none.
+    http_bare(url, method, path, &headers, body).map(|(status, _, body)| (status, body))
 }
 
 /// One HTTP/1.1 exchange with extra request headers: status, response head
-/// (lower-cased) and body.
+/// (lower-cased) and body. A request to a node of this test without an
+/// `Authorization` header of its own carries the node's token.
 pub fn http_with(
     url: &str,
     method: &str,
@@ -67,12 +103,38 @@ pub fn http_with(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Option<(u16, String, String)> {
-    let hostport = url.trim().strip_prefix("http://")?;
-    let hostport = hostport.split('/').next()?;
+    let has_auth = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+    let auth = (!has_auth)
+        .then(|| token_for(url))
+        .flatten()
+        .map(|t| format!("Bearer {t}"));
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(a) = auth.as_deref() {
+        all.push(("Authorization", a));
+    }
+    http_bare(url, method, path, &all, body)
+}
+
+/// [`http_with`] with exactly the headers given (and `Host` for `url`): no
+/// token added.
+pub fn http_bare(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<(u16, String, String)> {
+    let hostport = hostport(url)?;
+    let has_host = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));
     let mut s = TcpStream::connect(hostport).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let _ = s.set_nodelay(true);
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !has_host {
+        req.push_str(&format!("Host: {hostport}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -187,9 +249,11 @@ pub struct TestNode {
 
 impl TestNode {
     pub fn url(&self) -> Option<String> {
-        std::fs::read_to_string(self.dir.join("api.url"))
+        let url = std::fs::read_to_string(self.dir.join("api.url"))
             .ok()
-            .map(|s| s.trim().to_string())
+            .map(|s| s.trim().to_string())?;
+        remember_node(&url, &self.dir);
+        Some(url)
     }
 
     pub fn token(&self) -> String {
@@ -198,9 +262,9 @@ impl TestNode {
             .unwrap_or_default()
     }
 
-    /// GET, parsed, 200 only.
+    /// GET with the token, parsed, 200 only.
     pub fn get(&self, path: &str) -> Option<Value> {
-        let (status, body) = http(&self.url()?, "GET", path, None, None)?;
+        let (status, body) = http(&self.url()?, "GET", path, Some(&self.token()), None)?;
         (status == 200).then(|| serde_json::from_str(&body).ok())?
     }
 

@@ -100,4 +100,12 @@ except ollama.ResponseError as e:
     seen["too_long"] = {"status": e.status_code, "error": e.error}
     check("context length" in e.error, "the error names the context length")
 
+# Without the token header nothing is answered, not even the model list.
+try:
+    ollama.Client(host=url).list()
+    check(False, "the model list without the token is refused")
+except ollama.ResponseError as e:
+    seen["no_token"] = {"status": e.status_code, "error": e.error}
+    check(e.status_code == 401 and "api.token" in e.error, "401 naming api.token")
+
 print(json.dumps({"ok": True, "seen": seen}, default=str))

@@ -128,4 +128,12 @@ except openai.AuthenticationError as err:
     seen["wrong_key"] = {"status": err.status_code, "code": err.code}
     check(err.code == "invalid_api_key", "invalid_api_key")
 
+# Reading needs the key too: the model list is refused without it.
+try:
+    OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).models.list()
+    check(False, "listing models with a wrong key is refused")
+except openai.AuthenticationError as err:
+    seen["models_wrong_key"] = {"status": err.status_code, "code": err.code}
+    check(err.status_code == 401, "401 for the model list")
+
 print(json.dumps({"ok": True, "seen": seen}, default=str))

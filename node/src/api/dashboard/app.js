@@ -2,10 +2,10 @@
 // node's local API (same origin), follows /api/v1/events (newline-delimited
 // JSON) to update live, and draws its charts as inline SVG. Text from the
 // network (adverts, logs, errors) only ever goes into textContent, never
-// into HTML.
+// into HTML. It holds no credential: the browser sends the HttpOnly session
+// cookie that the one-time login link (`modchain dashboard`) set.
 'use strict';
 (() => {
-  const TOKEN_KEY = 'modchain.token';
   const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
   const SVG_NS = 'http://www.w3.org/2000/svg';
   // A little after the node's 2 s reputation debounce.
@@ -123,7 +123,17 @@
   class ApiError extends Error {
     constructor(status, msg) { super(msg); this.status = status; }
   }
+  // Not logged in (no session cookie, or the node restarted): say how to.
+  function needLogin() {
+    $('session').textContent = 'not logged in';
+    setLive(false, 'not logged in');
+    showError('This page is not logged in to the node: run `modchain dashboard` on this machine and open the link it prints (each link works once).', 'login');
+  }
   function report(what, e) {
+    if (e instanceof ApiError && e.status === 401) {
+      needLogin();
+      return;
+    }
     if (e instanceof ApiError && e.status === 0) {
       setLive(false, 'node unreachable');
       showError(`Cannot reach the node (${what}): ${e.message}. Is \`modchain start\` still running?`, 'unreachable');
@@ -157,28 +167,15 @@
     return body;
   }
 
-  function token() { return sessionStorage.getItem(TOKEN_KEY) || ''; }
-
-  // POST/DELETE with the bearer token; a clear message if it is missing or refused.
+  // POST/DELETE (the session cookie goes with them); null when not logged in.
   async function authed(method, path, body) {
-    const t = token();
-    if (!t) {
-      showError('An API token is needed to submit or cancel jobs: paste the contents of api.token from the node\'s data directory into the "API token" field above.', 'token');
-      $('token').focus();
-      return null;
-    }
-    const headers = { Authorization: `Bearer ${t}` };
+    const headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     try {
-      const v = await api(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-      clearMessage('token');
-      $('token-state').textContent = 'token accepted';
-      return v;
+      return await api(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) {
-        $('token-state').textContent = 'token refused';
-        showError('The node refused the API token. It changes every time the node starts: paste the current contents of api.token from the node\'s data directory.', 'token');
-        $('token').focus();
+        needLogin();
         return null;
       }
       throw e;
@@ -285,9 +282,12 @@
     for (;;) {
       try {
         const res = await fetch('/api/v1/events', { cache: 'no-store', headers: { Accept: 'application/x-ndjson' } });
+        if (res.status === 401) throw new ApiError(401, 'not logged in');
         if (!res.ok || !res.body) throw new Error(`the event stream answered ${res.status}`);
         setLive(true);
         clearMessage('unreachable');
+        clearMessage('login');
+        $('session').textContent = 'logged in';
         wait = 1000;
         // Subscribed first, then read the state: no event falls in between.
         refreshAll();
@@ -306,8 +306,12 @@
         }
         setLive(false, 'the node closed the event stream');
       } catch (e) {
-        setLive(false, 'reconnecting');
-        showError(`Lost the live event stream (${e.message}); reconnecting…`, 'unreachable');
+        if (e instanceof ApiError && e.status === 401) {
+          needLogin();
+        } else {
+          setLive(false, 'reconnecting');
+          showError(`Lost the live event stream (${e.message}); reconnecting…`, 'unreachable');
+        }
       }
       await new Promise((r) => setTimeout(r, wait));
       wait = Math.min(wait * 2, 15000);
@@ -802,30 +806,10 @@
     }
   }
 
-  // ---- token ---------------------------------------------------------------------------
-
-  function showTokenState() {
-    $('token-state').textContent = token() ? 'token set for this tab' : 'no token: read-only';
-  }
-
   // ---- start ---------------------------------------------------------------------------
 
   function start() {
     $('wat').value = EXAMPLE_WAT;
-    $('token').value = token();
-    showTokenState();
-    $('token-form').addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      const t = $('token').value.trim();
-      if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
-      clearMessage('token');
-      showTokenState();
-    });
-    $('token-clear').addEventListener('click', () => {
-      sessionStorage.removeItem(TOKEN_KEY);
-      $('token').value = '';
-      showTokenState();
-    });
     $('adapter').addEventListener('change', showAdapterFields);
     $('wasm-file').addEventListener('change', () => run('module file', onWasmFile));
     $('submit-form').addEventListener('submit', onSubmit);

@@ -82,7 +82,7 @@ pub(super) async fn follow_events(
     data_dir: DataDir,
     tx: mpsc::UnboundedSender<NodeEvent>,
 ) {
-    let ep = match Endpoint::locate(&data_dir, false) {
+    let ep = match Endpoint::locate(&data_dir) {
         Ok(ep) => ep,
         Err(e) => {
             eprintln!("{label}: cannot follow events: {e}");

@@ -56,7 +56,7 @@ struct NodeInfo {
 
 /// Peer ids whose adverts `node` holds.
 async fn advert_holders(node: &NodeInfo) -> HashSet<String> {
-    let Ok(ep) = Endpoint::locate(&node.data_dir, false) else {
+    let Ok(ep) = Endpoint::locate(&node.data_dir) else {
         return HashSet::new();
     };
     let Ok(v) = ep.call("GET", "/api/v1/nodes", None).await else {
@@ -185,7 +185,7 @@ async fn demo(args: &DevnetArgs, dir: &Path, exe: &Path, children: &mut Children
     loop {
         let mut views = Vec::new();
         for n in &nodes {
-            let view = match Endpoint::locate(&n.data_dir, false) {
+            let view = match Endpoint::locate(&n.data_dir) {
                 Ok(ep) => ep
                     .call("GET", "/api/v1/stats", None)
                     .await
@@ -221,7 +221,7 @@ async fn demo(args: &DevnetArgs, dir: &Path, exe: &Path, children: &mut Children
         .with_context(|| format!("cannot write {}", wat_path.display()))?;
     let client = &nodes[0];
     let phase = show.phase(4, "demo job", None);
-    let ep = Endpoint::locate(&client.data_dir, true)?;
+    let ep = Endpoint::locate(&client.data_dir)?;
     let body = json!({
         "adapter": "wasm",
         "method": "run",
@@ -298,7 +298,7 @@ async fn demo(args: &DevnetArgs, dir: &Path, exe: &Path, children: &mut Children
             if holding.contains(&n.label) {
                 continue;
             }
-            let Ok(nep) = Endpoint::locate(&n.data_dir, false) else {
+            let Ok(nep) = Endpoint::locate(&n.data_dir) else {
                 continue;
             };
             let Ok(list) = nep.call("GET", "/api/v1/receipts", None).await else {

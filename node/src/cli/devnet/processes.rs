@@ -146,7 +146,7 @@ pub(super) async fn wait_api(proc_: &mut Proc, within: Duration) -> Result<Value
     let data_dir = DataDir::resolve(Some(proc_.dir.clone()));
     let deadline = Instant::now() + within;
     loop {
-        if let Ok(ep) = Endpoint::locate(&data_dir, false)
+        if let Ok(ep) = Endpoint::locate(&data_dir)
             && let Ok(stats) = ep.call("GET", "/api/v1/stats", None).await
         {
             return Ok(stats);
