@@ -538,10 +538,8 @@ impl Peer {
                     return Err(Refused::Replayed);
                 }
             }
-            Message::Award(_) => {
-                if !self.replays.insert(now, msg.id(), direct_until) {
-                    return Err(Refused::Replayed);
-                }
+            Message::Award(_) if !self.replays.insert(now, msg.id(), direct_until) => {
+                return Err(Refused::Replayed);
             }
             Message::Receipt(r) => {
                 let award_at = r.award_time().map_err(|_| Refused::InvalidReceipt)?;
