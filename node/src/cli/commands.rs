@@ -707,6 +707,24 @@ pub async fn balance(data_dir: &DataDir, node: Option<&str>, as_json: bool) -> R
     }
 }
 
+/// `modchain dashboard`: asks the node for a one-time login link (it needs
+/// the token in `api.token`, so only a user who may read the data directory
+/// gets one) and prints it.
+pub async fn dashboard(data_dir: &DataDir, as_json: bool) -> Result<()> {
+    let ep = Endpoint::locate(data_dir)?;
+    let v = ep.call("POST", "/api/v1/login-links", None).await?;
+    let url = v["url"]
+        .as_str()
+        .context("the node's answer has no `url`")?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{url}");
+        eprintln!("open it in a browser on this machine; it works once");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -763,22 +781,4 @@ mod tests {
         );
         assert_eq!(credits(&json!(1_500_000)), "1.500000");
     }
-}
-
-/// `modchain dashboard`: asks the node for a one-time login link (it needs
-/// the token in `api.token`, so only a user who may read the data directory
-/// gets one) and prints it.
-pub async fn dashboard(data_dir: &DataDir, as_json: bool) -> Result<()> {
-    let ep = Endpoint::locate(data_dir)?;
-    let v = ep.call("POST", "/api/v1/login-links", None).await?;
-    let url = v["url"]
-        .as_str()
-        .context("the node's answer has no `url`")?;
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!("{url}");
-        eprintln!("open it in a browser on this machine; it works once");
-    }
-    Ok(())
 }
