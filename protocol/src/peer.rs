@@ -38,6 +38,11 @@ pub struct PeerConfig {
     pub advert_ttl_ms: u64,
     /// How often we republish our advert unchanged.
     pub advert_interval_ms: u64,
+    /// Whether calls for bids and receipts count only from orchestrators
+    /// this peer saw elected (§20 of the protocol). Always on in a node;
+    /// off only for a driver that does not hand every peer the adverts
+    /// an election is drawn from (the simulator's model engine).
+    pub check_seats: bool,
 }
 
 impl Default for PeerConfig {
@@ -50,6 +55,7 @@ impl Default for PeerConfig {
             advert: CapabilityAdvert::default(),
             advert_ttl_ms: 3 * MINUTE,
             advert_interval_ms: MINUTE,
+            check_seats: true,
         }
     }
 }
@@ -522,7 +528,7 @@ impl Peer {
                 }
             }
             Message::CallForBids(call) => {
-                if !self.election.had_seat(now, &msg.signer()) {
+                if self.config.check_seats && !self.election.had_seat(now, &msg.signer()) {
                     return Err(Refused::UnelectedCall);
                 }
                 if call.bid_deadline > now.plus(MAX_BID_WINDOW_MS) {
@@ -546,7 +552,8 @@ impl Peer {
                 r.verify().map_err(|_| Refused::InvalidReceipt)?;
                 // Our own orchestrator's awards pass: it took the job only
                 // while it saw itself elected.
-                if r.receipt.orchestrator != self.me
+                if self.config.check_seats
+                    && r.receipt.orchestrator != self.me
                     && !self.election.had_seat(award_at, &r.receipt.orchestrator)
                 {
                     return Err(Refused::UnelectedAward);
