@@ -247,10 +247,10 @@ impl WasmGate {
     /// A check ended: its verdict is remembered, and the call it held is
     /// given back to be handled now.
     pub(super) fn checked(&mut self, c: Checked) -> Option<SwarmEvent<NodeBehaviourEvent>> {
-        if let Some((key, verdict)) = c.verdict {
-            if let Ok(mut v) = self.verdicts.lock() {
-                v.insert(key, verdict);
-            }
+        if let Some((key, verdict)) = c.verdict
+            && let Ok(mut v) = self.verdicts.lock()
+        {
+            v.insert(key, verdict);
         }
         self.held.remove(&c.ticket)
     }
