@@ -96,7 +96,6 @@ fn write(root: &Path, name: &str, body: &str) -> String {
 }
 
 #[test]
-#[ignore = "unfinished: steps 1 and 2 pass (timeout, cancel, capacity freed); a later step fails with an empty answer from `modchain submit`, not yet diagnosed. The adapter-level tests in adapters/tests/wasm.rs cover poll_oneoff at the timeout and on cancel."]
 fn a_module_asleep_in_poll_oneoff_ends_at_its_timeout_and_on_cancel_and_modules_are_checked_off_the_loop()
  {
     let net = TestNet::start_with("wasm-limits", 2, |i, dir| {
@@ -107,12 +106,14 @@ fn a_module_asleep_in_poll_oneoff_ends_at_its_timeout_and_on_cancel_and_modules_
     let client = &net.nodes[0];
     let provider = &net.nodes[1];
     let pid = provider.proc.as_ref().expect("provider process").child.id();
-    wait_until(
+    let free_before = wait_until(
         Duration::from_secs(30),
-        "the provider advertises its cores",
-        || provider.own_advert()["free"]["cores"].as_u64(),
+        "the provider advertises its free capacity",
+        || {
+            let free = provider.own_advert()["free"].clone();
+            (!free.is_null()).then_some(free)
+        },
     );
-    let free_before = provider.own_advert()["free"].clone();
     let threads_before = proc_status(pid, "Threads");
     let rss_before = proc_status(pid, "VmRSS");
     let sleeper = write(&net.root, "sleeper.wat", SLEEPER_WAT);
@@ -130,13 +131,10 @@ fn a_module_asleep_in_poll_oneoff_ends_at_its_timeout_and_on_cancel_and_modules_
         "--json",
     ]);
     let v = stdout_json(&out);
-    // A job stopped at its timeout is settled (a receipt, exit code 124),
-    // not failed: the provider did what the job asked for until the limit.
-    assert_eq!(v["exit_code"], 124, "{v}\n{}", net.logs());
-    assert!(
-        v.to_string().contains("timed out") || v["exit_code"] == 124,
-        "not a timeout: {v}"
-    );
+    // It ran and was killed: the job ends (state `completed`) with the
+    // timeout's exit.
+    assert_eq!(v["exit"], "killed: timed out", "{v}\n{}", net.logs());
+    assert_eq!(v["exit_code"], 124, "{v}");
     let ended = provider
         .log()
         .lines()
@@ -163,12 +161,15 @@ fn a_module_asleep_in_poll_oneoff_ends_at_its_timeout_and_on_cancel_and_modules_
     assert_eq!(v["state"], "completed", "{v}\n{}", net.logs());
     assert_eq!(v["stdout"], "hello\n", "{v}");
 
-    // 2. Cancelled while asleep: it ends, and its capacity is free again.
+    // 2. Cancelled while asleep: it ends, and so does its thread. Threads
+    // a job thread started that outlive it (wasmtime's compilation pool)
+    // carry its name too: count from what is left with no job running.
+    let idle = threads_named(pid, "wasm-job");
     let out = client.cli(&["submit", "wasm", &sleeper, "--timeout", "10m"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
     wait_until(Duration::from_secs(30), "the sleeper runs", || {
-        (client.job(&id)["stdout"] == "started\n" || threads_named(pid, "wasm-job") > 0)
+        (client.job(&id)["stdout"] == "started\n" || threads_named(pid, "wasm-job") > idle)
             .then_some(())
     });
     // Let it reach poll_oneoff.
@@ -178,6 +179,11 @@ fn a_module_asleep_in_poll_oneoff_ends_at_its_timeout_and_on_cancel_and_modules_
     wait_until(Duration::from_secs(15), "the job is cancelled", || {
         (client.job(&id)["state"] == "cancelled").then_some(())
     });
+    wait_until(
+        Duration::from_secs(15),
+        "the cancelled module's thread ends",
+        || (threads_named(pid, "wasm-job") == idle).then_some(()),
+    );
     wait_until(
         Duration::from_secs(15),
         "the provider advertises its capacity free again after the cancel",
@@ -237,7 +243,9 @@ fn a_module_asleep_in_poll_oneoff_ends_at_its_timeout_and_on_cancel_and_modules_
 
     // What the jobs left in the provider: no job thread, and the figures
     // for the record.
-    assert_eq!(threads_named(pid, "wasm-job"), 0);
+    wait_until(Duration::from_secs(15), "the job threads end", || {
+        (threads_named(pid, "wasm-job") == idle).then_some(())
+    });
     eprintln!(
         "provider threads {threads_before} -> {}, VmRSS {rss_before} kB -> {} kB",
         proc_status(pid, "Threads"),

@@ -23,9 +23,9 @@ use modchain_adapters::wasm::{WasmAdapter, WasmConfig};
 use modchain_adapters::{Adapter, AdapterError};
 use modchain_net::behaviour::NodeBehaviourEvent;
 use modchain_protocol::{
-    Admission, AdmissionRefusal, Digest, Envelope, JobSpec, Kind, Message, NodeId,
+    Admission, AdmissionRefusal, CallForBids, Digest, Envelope, JobSpec, Kind, Message, NodeId,
 };
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -49,10 +49,17 @@ const WASM: &str = "wasm";
 pub(super) struct Verdicts {
     by_params: HashMap<Digest, Result<(), String>>,
     order: VecDeque<Digest>,
+    /// Checks the admission check started itself, under way.
+    checking: HashSet<Digest>,
+    pub(super) counts: GateCounts,
 }
 
 impl Verdicts {
     fn insert(&mut self, key: Digest, verdict: Result<(), String>) {
+        match &verdict {
+            Ok(()) => self.counts.valid += 1,
+            Err(_) => self.counts.invalid += 1,
+        }
         if self.by_params.insert(key, verdict).is_none() {
             self.order.push_back(key);
         }
@@ -69,6 +76,7 @@ impl Verdicts {
 pub(super) struct AdapterAdmission {
     pub(super) adapters: BTreeMap<String, Arc<dyn Adapter>>,
     pub(super) verdicts: Arc<Mutex<Verdicts>>,
+    pub(super) wasm: Arc<WasmAdapter>,
 }
 
 impl std::fmt::Debug for AdapterAdmission {
@@ -86,19 +94,38 @@ impl Admission for AdapterAdmission {
         })?;
         if spec.adapter == WASM {
             let key = Digest::of(spec.params.as_bytes());
-            let verdict = self
-                .verdicts
-                .lock()
-                .ok()
-                .and_then(|v| v.by_params.get(&key).cloned());
-            return match verdict {
+            let Ok(mut verdicts) = self.verdicts.lock() else {
+                return Err(AdmissionRefusal::Unsupported("cannot check modules".into()));
+            };
+            return match verdicts.by_params.get(&key).cloned() {
                 Some(Ok(())) => Ok(()),
                 Some(Err(why)) => Err(AdmissionRefusal::InvalidParams(why)),
-                // Handed on unchecked (too many checks under way): this
-                // provider cannot say yet, another may.
-                None => Err(AdmissionRefusal::Unsupported(
-                    "busy checking other modules".into(),
-                )),
+                // Not checked yet: a call our own orchestrator role sent
+                // us (it never crosses the swarm, so the gate never held
+                // it) or one handed on past the gate's cap. Check it off
+                // the loop now; the orchestrator's next round finds the
+                // verdict.
+                None => {
+                    if verdicts.checking.len() < MAX_HELD_CALLS
+                        && verdicts.checking.insert(key)
+                        && let Ok(rt) = tokio::runtime::Handle::try_current()
+                    {
+                        let (wasm, shared, spec) =
+                            (self.wasm.clone(), self.verdicts.clone(), spec.clone());
+                        rt.spawn_blocking(move || {
+                            let verdict = check_spec(&wasm, &spec);
+                            if let Ok(mut v) = shared.lock() {
+                                v.checking.remove(&key);
+                                v.insert(key, verdict);
+                            }
+                        });
+                    } else {
+                        verdicts.counts.overflow += 1;
+                    }
+                    Err(AdmissionRefusal::Unsupported(
+                        "checking the module; ask again".into(),
+                    ))
+                }
             };
         }
         let params: serde_json::Value = serde_json::from_str(&spec.params).map_err(|e| {
@@ -140,7 +167,6 @@ pub(super) struct WasmGate {
     next: u64,
     tx: mpsc::Sender<Checked>,
     pub(super) rx: mpsc::Receiver<Checked>,
-    pub(super) counts: GateCounts,
 }
 
 impl WasmGate {
@@ -154,7 +180,6 @@ impl WasmGate {
             next: 0,
             tx,
             rx,
-            counts: GateCounts::default(),
         }
     }
 
@@ -167,10 +192,18 @@ impl WasmGate {
         self.wasm.cache_stats()
     }
 
-    /// Takes a direct message that is a call for bids (by its envelope's
-    /// kind, read without opening it) to check off the loop, and gives
-    /// back every other event to handle now. A wasm job's module is
-    /// checked; any other call comes back through the same path at once.
+    /// Counts of the checks, whoever started them.
+    pub(super) fn counts(&self) -> GateCounts {
+        self.verdicts.lock().map(|v| v.counts).unwrap_or_default()
+    }
+
+    pub(super) fn wasm(&self) -> Arc<WasmAdapter> {
+        self.wasm.clone()
+    }
+
+    /// Takes a direct message that is a call for bids for a wasm job whose
+    /// module has no verdict yet, to check off the loop, and gives back
+    /// every other event to handle now.
     pub(super) fn hold(
         &mut self,
         ev: SwarmEvent<NodeBehaviourEvent>,
@@ -182,11 +215,20 @@ impl WasmGate {
         else {
             return Some(ev);
         };
-        if !Envelope::decode(request).is_ok_and(|e| e.kind == Kind::CallForBids) {
+        // Read, not verified (the network layer verifies what it is handed):
+        // only whether to hold the call depends on it.
+        let Some(params) = wasm_params(request) else {
+            return Some(ev);
+        };
+        let known = self
+            .verdicts
+            .lock()
+            .is_ok_and(|v| v.by_params.contains_key(&Digest::of(params.as_bytes())));
+        if known {
             return Some(ev);
         }
         if self.held.len() >= MAX_HELD_CALLS {
-            self.counts.overflow += 1;
+            // Handed on unchecked: the admission check declines it.
             return Some(ev);
         }
         let bytes = request.clone();
@@ -205,17 +247,30 @@ impl WasmGate {
     /// A check ended: its verdict is remembered, and the call it held is
     /// given back to be handled now.
     pub(super) fn checked(&mut self, c: Checked) -> Option<SwarmEvent<NodeBehaviourEvent>> {
-        if let Some((key, verdict)) = c.verdict {
-            match &verdict {
-                Ok(()) => self.counts.valid += 1,
-                Err(_) => self.counts.invalid += 1,
-            }
-            if let Ok(mut v) = self.verdicts.lock() {
-                v.insert(key, verdict);
-            }
+        if let Some((key, verdict)) = c.verdict
+            && let Ok(mut v) = self.verdicts.lock()
+        {
+            v.insert(key, verdict);
         }
         self.held.remove(&c.ticket)
     }
+}
+
+/// The parameters of the wasm job a call for bids carries, read without
+/// checking a signature: `None` for any other message or job.
+fn wasm_params(bytes: &[u8]) -> Option<String> {
+    let envelope = Envelope::decode(bytes).ok()?;
+    if envelope.kind != Kind::CallForBids {
+        return None;
+    }
+    let call: CallForBids =
+        modchain_protocol::decode(&envelope.payload, Kind::CallForBids.max_payload_bytes()).ok()?;
+    if call.job.kind != Kind::Job {
+        return None;
+    }
+    let spec: JobSpec =
+        modchain_protocol::decode(&call.job.payload, Kind::Job.max_payload_bytes()).ok()?;
+    (spec.adapter == WASM).then_some(spec.params)
 }
 
 /// Opens a call for bids and, when it carries a wasm job, checks the job's
@@ -234,10 +289,14 @@ fn check_call(wasm: &WasmAdapter, bytes: &[u8]) -> Option<(Digest, Result<(), St
     if spec.adapter != WASM {
         return None;
     }
-    let key = Digest::of(spec.params.as_bytes());
-    // The memory the job will run with (see the executor).
+    Some((Digest::of(spec.params.as_bytes()), check_spec(wasm, spec)))
+}
+
+/// The verdict on a wasm job's module: the adapter's bid-time check with
+/// the memory the job will run with (see the executor).
+fn check_spec(wasm: &WasmAdapter, spec: &JobSpec) -> Result<(), String> {
     let memory = spec.requirements.memory_bytes.max(16 << 20);
-    let verdict = serde_json::from_str::<serde_json::Value>(&spec.params)
+    serde_json::from_str::<serde_json::Value>(&spec.params)
         .map_err(|e| AdapterError::InvalidParams(format!("params are not valid JSON: {e}")))
         .and_then(|params| wasm.check(&spec.method, &params, memory))
         .map(|_| ())
@@ -245,8 +304,7 @@ fn check_call(wasm: &WasmAdapter, bytes: &[u8]) -> Option<(Digest, Result<(), St
             let mut why = e.to_string();
             why.truncate(why.floor_char_boundary(MAX_VERDICT_TEXT));
             why
-        });
-    Some((key, verdict))
+        })
 }
 
 /// The adapters this node runs: wasm always; docker when enabled and the

@@ -88,6 +88,7 @@ impl Node {
                 .map(|a| (a.name().to_string(), a.clone()))
                 .collect(),
             verdicts: wasm_gate.verdicts.clone(),
+            wasm: wasm_gate.wasm(),
         };
         let (mut executor, executor_events) = Executor::new(
             adapters,

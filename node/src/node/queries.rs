@@ -194,7 +194,7 @@ impl Node {
         }
         let g = &self.gossip;
         let cache = self.wasm_gate.cache_stats();
-        let checks = self.wasm_gate.counts;
+        let checks = self.wasm_gate.counts();
         let snapshot = Snapshot {
             peers_connected: self.net.swarm().connected_peers().count(),
             peers_known: self.net.peers().len(),
