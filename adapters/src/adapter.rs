@@ -4,6 +4,8 @@ use modchain_protocol::{AdapterInfo, ExecutionReport, JobId, ModelInfo};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -51,28 +53,124 @@ pub struct LogLine {
     pub data: Vec<u8>,
 }
 
+/// Live output a job may stream by default before the rest is held back
+/// (its last `MAX_LOG_BYTES` still come back with the result).
+pub const DEFAULT_LOG_QUOTA_BYTES: u64 = 64 << 20;
+
+/// Chunks waiting for the node to forward them. The node drains the queue
+/// as fast as chunks come; it fills only when the node is starved, and then
+/// the newest chunks are dropped rather than held without bound.
+pub const LOG_SINK_CHUNKS: usize = 1024;
+
 /// Where an execution streams its logs. Sending never blocks the job: a
-/// receiver that went away only means nobody is watching.
+/// receiver that went away only means nobody is watching. The sink holds a
+/// job to its log quota while it writes: past the quota, and whenever the
+/// queue to the node is full, chunks are dropped and counted
+/// ([`LogSink::dropped_bytes`]).
 #[derive(Clone, Debug)]
-pub struct LogSink(Option<mpsc::UnboundedSender<LogLine>>);
+pub struct LogSink {
+    tx: Option<mpsc::Sender<LogLine>>,
+    budget: Arc<LogBudget>,
+}
+
+#[derive(Debug)]
+struct LogBudget {
+    quota: u64,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+}
 
 impl LogSink {
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<LogLine>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (LogSink(Some(tx)), rx)
+    /// A sink with the default quota, and the receiving end.
+    pub fn new() -> (Self, mpsc::Receiver<LogLine>) {
+        Self::with_quota(DEFAULT_LOG_QUOTA_BYTES)
+    }
+
+    /// A sink that streams at most `quota` bytes, and the receiving end.
+    pub fn with_quota(quota: u64) -> (Self, mpsc::Receiver<LogLine>) {
+        let (tx, rx) = mpsc::channel(LOG_SINK_CHUNKS);
+        (
+            LogSink {
+                tx: Some(tx),
+                budget: Arc::new(LogBudget::new(quota)),
+            },
+            rx,
+        )
     }
 
     /// A sink that drops everything.
     pub fn discard() -> Self {
-        LogSink(None)
+        LogSink {
+            tx: None,
+            budget: Arc::new(LogBudget::new(0)),
+        }
     }
 
     pub fn send(&self, stream: LogStream, data: &[u8]) {
-        if let Some(tx) = &self.0 {
-            let _ = tx.send(LogLine {
-                stream,
-                data: data.to_vec(),
-            });
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        if data.is_empty() {
+            return;
+        }
+        let len = data.len() as u64;
+        let b = &self.budget;
+        let before = b.sent.fetch_add(len, Ordering::Relaxed);
+        if before.saturating_add(len) > b.quota {
+            b.dropped.fetch_add(len, Ordering::Relaxed);
+            if before <= b.quota {
+                // Once, as the quota is crossed: say why the stream stops,
+                // so a person watching does not wait for more.
+                let note = format!(
+                    "\n[modchain: this job passed its live-output quota of {} bytes; the rest is not streamed, and its last {} KiB come back with the result]\n",
+                    b.quota,
+                    modchain_protocol::limits::MAX_LOG_BYTES / 1024
+                );
+                let _ = tx.try_send(LogLine {
+                    stream: LogStream::Stderr,
+                    data: note.into_bytes(),
+                });
+            }
+            return;
+        }
+        let line = LogLine {
+            stream,
+            data: data.to_vec(),
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(line) {
+            b.dropped.fetch_add(len, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes this job's sink dropped: past its quota, or with the queue full.
+    pub fn dropped_bytes(&self) -> u64 {
+        self.budget.dropped.load(Ordering::Relaxed)
+    }
+
+    /// A handle that reads [`dropped_bytes`](Self::dropped_bytes) without
+    /// keeping the sink open (the receiver ends when every sink is gone).
+    pub fn drops(&self) -> LogDrops {
+        LogDrops(self.budget.clone())
+    }
+}
+
+/// Reads how many bytes a [`LogSink`] dropped, after the sink is gone.
+#[derive(Clone, Debug)]
+pub struct LogDrops(Arc<LogBudget>);
+
+impl LogDrops {
+    /// Bytes dropped so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl LogBudget {
+    fn new(quota: u64) -> Self {
+        LogBudget {
+            quota,
+            sent: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 }
@@ -191,5 +289,47 @@ pub fn unknown_method(adapter: &dyn Adapter, method: &str) -> AdapterError {
             .map(|m| m.name)
             .collect::<Vec<_>>()
             .join(", "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sink_streams_up_to_its_quota_then_says_so_once_and_counts_the_rest() {
+        let (sink, mut rx) = LogSink::with_quota(250);
+        let drops = sink.drops();
+        for _ in 0..5 {
+            sink.send(LogStream::Stdout, &[b'x'; 100]);
+        }
+        drop(sink);
+        let mut lines = Vec::new();
+        while let Ok(line) = rx.try_recv() {
+            lines.push(line);
+        }
+        assert_eq!(
+            lines.len(),
+            3,
+            "two chunks within the quota, then one notice"
+        );
+        assert!(lines[..2].iter().all(|l| l.data.len() == 100));
+        assert_eq!(lines[2].stream, LogStream::Stderr);
+        assert!(String::from_utf8_lossy(&lines[2].data).contains("quota of 250 bytes"));
+        assert_eq!(drops.bytes(), 300);
+    }
+
+    #[test]
+    fn a_full_queue_drops_instead_of_growing() {
+        let (sink, mut rx) = LogSink::with_quota(u64::MAX);
+        for _ in 0..LOG_SINK_CHUNKS + 10 {
+            sink.send(LogStream::Stdout, b"line\n");
+        }
+        assert_eq!(sink.dropped_bytes(), 50);
+        let mut n = 0;
+        while rx.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, LOG_SINK_CHUNKS);
     }
 }

@@ -17,5 +17,6 @@ pub mod testing;
 pub mod wasm;
 
 pub use adapter::{
-    Adapter, AdapterError, ExecutionContext, Limits, LogLine, LogSink, LogStream, MethodSpec,
+    Adapter, AdapterError, DEFAULT_LOG_QUOTA_BYTES, ExecutionContext, Limits, LogDrops, LogLine,
+    LogSink, LogStream, MethodSpec,
 };

@@ -79,11 +79,12 @@ pub fn dir_size(dir: &Path) -> u64 {
 pub const QUOTA_POLL: Duration = Duration::from_millis(100);
 
 /// Holds a running job to its output quota, whatever adapter runs it: looks
-/// at `dir` every [`QUOTA_POLL`] until `done` is cancelled (the job ended),
-/// and the moment the files there pass `quota` bytes, cancels `stop` (the
-/// adapter then stops the job) and returns `true`. A job can overshoot by
-/// what it writes in one poll interval, never more; the docker adapter's
-/// size-limited mount is the hard ceiling where there is one.
+/// at `dir` every [`QUOTA_POLL`] and once more when `done` is cancelled
+/// (the job ended), and the moment the files there pass `quota` bytes,
+/// cancels `stop` (the adapter then stops the job) and returns `true`. A
+/// running job can overshoot by what it writes in one poll interval, never
+/// more, and a job that ends first is still caught by the last look: its
+/// outputs are then never collected or served.
 pub async fn watch_quota(
     dir: std::path::PathBuf,
     quota: u64,
@@ -93,10 +94,10 @@ pub async fn watch_quota(
     let mut tick = tokio::time::interval(QUOTA_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = done.cancelled() => return false,
-            _ = tick.tick() => {}
-        }
+        let ended = tokio::select! {
+            _ = done.cancelled() => true,
+            _ = tick.tick() => false,
+        };
         let d = dir.clone();
         let used = tokio::task::spawn_blocking(move || dir_size(&d))
             .await
@@ -104,6 +105,9 @@ pub async fn watch_quota(
         if used > quota {
             stop.cancel();
             return true;
+        }
+        if ended {
+            return false;
         }
     }
 }
@@ -180,6 +184,30 @@ mod tests {
             .await
             .expect("stopped once past the quota");
         assert!(watcher.await.expect("watcher"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_ends_before_the_next_look_is_still_held_to_its_quota() {
+        let dir = std::env::temp_dir().join(format!("modchain-quota-end-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("mkdir");
+        let (stop, done) = (CancellationToken::new(), CancellationToken::new());
+        let watcher = tokio::spawn(watch_quota(dir.clone(), 1000, stop.clone(), done.clone()));
+        // Written and ended between two looks.
+        tokio::time::sleep(QUOTA_POLL / 2).await;
+        fs::write(dir.join("burst"), [0u8; 5000]).expect("write");
+        done.cancel();
+        assert!(watcher.await.expect("watcher"), "the last look sees it");
+
+        // Within the quota at the end: not over.
+        fs::remove_file(dir.join("burst")).expect("rm");
+        let (stop, done) = (CancellationToken::new(), CancellationToken::new());
+        let watcher = tokio::spawn(watch_quota(dir.clone(), 1000, stop.clone(), done.clone()));
+        fs::write(dir.join("small"), [0u8; 10]).expect("write");
+        done.cancel();
+        assert!(!watcher.await.expect("watcher"));
+        assert!(!stop.is_cancelled());
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -59,6 +59,9 @@ pub struct LimitsSettings {
     pub max_known_peers: usize,
     /// Addresses kept per peer.
     pub max_addrs_per_peer: usize,
+    /// Adverts held (a flood of strangers' adverts displaces only other
+    /// strangers; see `AdvertBook::insert_ranked`).
+    pub max_adverts: usize,
     /// Signed adverts kept to hand to joining peers.
     pub max_advert_envelopes: usize,
     /// A peer asked for adverts may answer within this many seconds.
@@ -78,6 +81,8 @@ pub struct LimitsSettings {
     pub max_job_logs: usize,
     /// Output bytes a job may write when it declares no storage.
     pub output_quota_bytes: u64,
+    /// Live-output bytes a job may stream (stdout and stderr together).
+    pub log_quota_bytes: u64,
     /// Total size of fetched outputs kept in `results/`; the oldest jobs'
     /// go first.
     pub results_max_bytes: u64,
@@ -97,6 +102,7 @@ impl Default for LimitsSettings {
             direct_burst: net.direct_burst as u32,
             max_known_peers: net.max_known_peers,
             max_addrs_per_peer: net.max_addrs_per_peer,
+            max_adverts: modchain_protocol::DEFAULT_MAX_ADVERTS,
             max_advert_envelopes: net.max_advert_envelopes,
             bundle_deadline_secs: net.bundle_deadline.as_secs(),
             max_adverts_per_sync: net.max_adverts_per_sync,
@@ -106,6 +112,7 @@ impl Default for LimitsSettings {
             log_queue: 4096,
             max_job_logs: 256,
             output_quota_bytes: 1 << 30,
+            log_quota_bytes: modchain_adapters::DEFAULT_LOG_QUOTA_BYTES,
             results_max_bytes: 10 << 30,
             results_max_age_secs: 7 * 24 * 3600,
         }
@@ -577,6 +584,9 @@ direct_burst = {l_db}
 # Disconnected peers remembered, and addresses kept per peer.
 max_known_peers = {l_mkp}
 max_addrs_per_peer = {l_map}
+# Adverts held; when full, a stranger's advert displaces only another
+# stranger's, never one from a peer with reputation.
+max_adverts = {l_ma}
 # Signed adverts kept to hand to joining peers.
 max_advert_envelopes = {l_mae}
 # A peer asked for its adverts may answer within this many seconds, with at
@@ -593,6 +603,8 @@ log_queue = {l_logq}
 max_job_logs = {l_mjl}
 # Output bytes a job may write when it declares no storage.
 output_quota_bytes = {l_oq}
+# Live-output bytes a job may stream; past it the rest is not streamed.
+log_quota_bytes = {l_logquota}
 # Fetched outputs in results/: total bytes kept (oldest jobs' go first), and
 # their age in seconds before they are deleted.
 results_max_bytes = {l_rmb}
@@ -620,6 +632,7 @@ results_max_age_secs = {l_rma}
         l_db = d.limits.direct_burst,
         l_mkp = d.limits.max_known_peers,
         l_map = d.limits.max_addrs_per_peer,
+        l_ma = d.limits.max_adverts,
         l_mae = d.limits.max_advert_envelopes,
         l_bd = d.limits.bundle_deadline_secs,
         l_maps = d.limits.max_adverts_per_sync,
@@ -629,6 +642,7 @@ results_max_age_secs = {l_rma}
         l_logq = d.limits.log_queue,
         l_mjl = d.limits.max_job_logs,
         l_oq = d.limits.output_quota_bytes,
+        l_logquota = d.limits.log_quota_bytes,
         l_rmb = d.limits.results_max_bytes,
         l_rma = d.limits.results_max_age_secs,
         docker_digest = d.docker.require_digest,

@@ -30,6 +30,9 @@ pub struct Finished {
     pub report: ExecutionReport,
     /// It was stopped for writing past its output quota.
     pub over_quota: bool,
+    /// Live-output bytes not streamed: past its log quota, or while the
+    /// node was too busy to take them.
+    pub log_dropped_bytes: u64,
 }
 
 /// What a running job reports to the event loop: live output as it comes
@@ -149,6 +152,8 @@ pub struct Executor {
     events: EventQueue,
     /// Output bytes a job may write when it declares no storage.
     output_quota: u64,
+    /// Live-output bytes a job may stream.
+    log_quota: u64,
 }
 
 impl std::fmt::Debug for Executor {
@@ -184,6 +189,7 @@ impl Executor {
                 logs: Arc::new(Mutex::new(HashMap::new())),
                 events: tx,
                 output_quota: DEFAULT_OUTPUT_QUOTA,
+                log_quota: modchain_adapters::DEFAULT_LOG_QUOTA_BYTES,
             },
             rx,
         )
@@ -192,6 +198,12 @@ impl Executor {
     /// Output bytes a job may write when it declares no storage.
     pub fn set_output_quota(&mut self, bytes: u64) {
         self.output_quota = bytes.max(1);
+    }
+
+    /// Live-output bytes a job may stream; past it the rest is dropped
+    /// (the result still carries the last `MAX_LOG_BYTES`).
+    pub fn set_log_quota(&mut self, bytes: u64) {
+        self.log_quota = bytes;
     }
 
     /// What the node advertises.
@@ -234,7 +246,8 @@ impl Executor {
                 cancel: cancel.clone(),
             },
         );
-        let (sink, lines) = LogSink::new();
+        let (sink, lines) = LogSink::with_quota(self.log_quota);
+        let drops = sink.drops();
         let logs = self.logs.clone();
         if let Ok(mut l) = logs.lock() {
             l.insert(job_id, JobLog::default());
@@ -307,6 +320,7 @@ impl Executor {
                     job_id,
                     report,
                     over_quota,
+                    log_dropped_bytes: drops.bytes(),
                 }));
             }
             .instrument(span),
@@ -318,7 +332,7 @@ impl Executor {
     fn forward_logs(
         &self,
         job_id: JobId,
-        mut lines: mpsc::UnboundedReceiver<LogLine>,
+        mut lines: mpsc::Receiver<LogLine>,
     ) -> tokio::task::JoinHandle<()> {
         // Collect streamed output for the API while the job runs, and hand
         // it to the event loop, which streams it to the client.
@@ -473,6 +487,7 @@ mod tests {
             job_id: job,
             report: ExecutionReport::default(),
             over_quota: false,
+            log_dropped_bytes: 0,
         }));
         assert_eq!(q.dropped(), 2);
         assert_eq!(q.len(), 2);

@@ -66,6 +66,11 @@ struct Fetch {
     done: BTreeMap<u64, u64>,
     last_progress: Instant,
     retries: u32,
+    /// The digest of the bytes before `hashed_to`, fed as the received
+    /// prefix grows: the file is hashed a chunk at a time as it arrives,
+    /// never read whole on the event loop at the end.
+    hasher: blake3::Hasher,
+    hashed_to: u64,
 }
 
 impl Fetch {
@@ -84,6 +89,41 @@ impl Fetch {
             out.push(self.ask(at));
         }
         out
+    }
+
+    /// Feeds the hasher the received bytes that now follow its prefix:
+    /// `chunk` itself when it is next (the usual case, with no read), else
+    /// what earlier out-of-order chunks left on disk, at most a window's worth.
+    fn hash_prefix(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        loop {
+            let Some((_, &end)) = self.done.range(..=self.hashed_to).next_back() else {
+                return Ok(());
+            };
+            if end <= self.hashed_to {
+                return Ok(());
+            }
+            let from = self.hashed_to;
+            if offset <= from && offset.saturating_add(data.len() as u64) >= end {
+                let skip = usize::try_from(from - offset).unwrap_or(usize::MAX);
+                let take = usize::try_from(end - offset).unwrap_or(usize::MAX);
+                if let Some(piece) = data.get(skip..take) {
+                    self.hasher.update(piece);
+                    self.hashed_to = end;
+                    continue;
+                }
+            }
+            let mut file = std::fs::File::open(&self.part)?;
+            file.seek(SeekFrom::Start(from))?;
+            let mut left = end - from;
+            let mut buf = vec![0u8; 64 * 1024];
+            while left > 0 {
+                let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+                file.read_exact(&mut buf[..want])?;
+                self.hasher.update(&buf[..want]);
+                left -= want as u64;
+            }
+            self.hashed_to = end;
+        }
     }
 
     fn complete(&self) -> bool {
@@ -356,6 +396,8 @@ impl ResultStore {
             done: BTreeMap::new(),
             last_progress: Instant::now(),
             retries: 0,
+            hasher: blake3::Hasher::new(),
+            hashed_to: 0,
         };
         let first = fetch.refill();
         self.fetches.insert((job, file.digest), fetch);
@@ -434,6 +476,15 @@ impl ResultStore {
         }
         f.outstanding.remove(&chunk.offset);
         f.done.insert(chunk.offset, end);
+        if let Err(e) = f.hash_prefix(chunk.offset, &chunk.data) {
+            let (name, part) = (f.name.clone(), f.part.clone());
+            self.fetches.remove(&key);
+            let _ = std::fs::remove_file(&part);
+            return ChunkOutcome::Failed {
+                name,
+                error: e.to_string(),
+            };
+        }
         f.last_progress = Instant::now();
         f.retries = 0;
         let mut asks = Vec::new();
@@ -451,7 +502,13 @@ impl ResultStore {
         let Some(f) = self.fetches.remove(&key) else {
             return ChunkOutcome::Ignored;
         };
-        match digest_file(&f.part) {
+        let hashed = if f.hashed_to == f.size {
+            Ok(Digest(*f.hasher.finalize().as_bytes()))
+        } else {
+            // Cannot happen once every byte arrived; checked, not assumed.
+            digest_file(&f.part)
+        };
+        match hashed {
             Ok(d) if d == chunk.digest => match std::fs::rename(&f.part, &f.path) {
                 Ok(()) => {
                     self.remember(chunk.job_id, &f.name, f.path.clone());

@@ -365,31 +365,106 @@ pub enum AdvertRejection {
     TooLarge,
     /// It claims to stay valid for longer than any peer keeps an advert.
     TooLong,
+    /// The table is full of adverts that rank above this one (see
+    /// [`AdvertBook::insert_ranked`]).
+    Full,
 }
+
+impl AdvertRejection {
+    /// A short name for counters (`/metrics`, the node's stats).
+    pub fn label(self) -> &'static str {
+        match self {
+            AdvertRejection::Expired => "expired",
+            AdvertRejection::Stale => "stale",
+            AdvertRejection::TooLarge => "too_large",
+            AdvertRejection::TooLong => "too_long",
+            AdvertRejection::Full => "table_full",
+        }
+    }
+}
+
+/// Adverts a peer holds by default. Adverts cost nothing to make (a fresh
+/// key signs one), so without a cap a flood of strangers' adverts would
+/// grow every peer's table until it ran out of memory.
+pub const DEFAULT_MAX_ADVERTS: usize = 20_000;
 
 /// The longest validity an advert may claim: a node that vanishes is
 /// forgotten within this time.
 pub const MAX_ADVERT_TTL_MS: u64 = 60 * MINUTE;
 
-/// The network's adverts as one peer knows them: the newest per node, until it expires.
-#[derive(Clone, Debug, Default)]
+/// The network's adverts as one peer knows them: the newest per node, until
+/// it expires, at most `cap` of them.
+#[derive(Clone, Debug)]
 pub struct AdvertBook {
     /// Ordered by node, so every walk over the table is deterministic without sorting.
     adverts: BTreeMap<NodeId, (CapabilityAdvert, Timestamp)>,
+    cap: usize,
+    evicted: u64,
+}
+
+impl Default for AdvertBook {
+    fn default() -> Self {
+        Self::with_cap(DEFAULT_MAX_ADVERTS)
+    }
+}
+
+/// Where an advert stands when the table is full: an advert from a node
+/// with more reputation stays before one with less, a candidate before a
+/// node that only sells, and then the one valid for longer. A flood of
+/// adverts from fresh keys (no reputation) therefore only ever displaces
+/// other strangers, never a peer with a record.
+fn standing(reputation: u32, ad: &CapabilityAdvert) -> (u32, bool, Timestamp) {
+    (reputation, ad.orchestrator_candidate, ad.expires_at)
 }
 
 impl AdvertBook {
-    /// An empty table.
+    /// An empty table of at most [`DEFAULT_MAX_ADVERTS`].
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Takes a verified advert from `node`, replacing an older one.
+    /// An empty table of at most `cap` adverts (at least one).
+    pub fn with_cap(cap: usize) -> Self {
+        AdvertBook {
+            adverts: BTreeMap::new(),
+            cap: cap.max(1),
+            evicted: 0,
+        }
+    }
+
+    /// The most adverts this table holds.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Adverts pushed out so far to make room for better-standing ones.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Takes a verified advert from `node`, replacing an older one, as if
+    /// every node had the same reputation (see [`insert_ranked`](Self::insert_ranked)).
     pub fn insert(
         &mut self,
         now: Timestamp,
         node: NodeId,
         advert: CapabilityAdvert,
+    ) -> Result<(), AdvertRejection> {
+        self.insert_ranked(now, node, advert, |_| 0)
+    }
+
+    /// Takes a verified advert from `node`, replacing an older one. When the
+    /// table is full (after forgetting expired adverts) a new node's advert
+    /// displaces the lowest-standing one held, if it stands above it
+    /// (reputation from `reputation`, then candidacy, then expiry), and is
+    /// refused as [`AdvertRejection::Full`] otherwise. A node already held
+    /// always gets its newer advert in.
+    pub fn insert_ranked(
+        &mut self,
+        now: Timestamp,
+        node: NodeId,
+        advert: CapabilityAdvert,
+        reputation: impl Fn(&NodeId) -> u32,
     ) -> Result<(), AdvertRejection> {
         if advert.expires_at <= now {
             return Err(AdvertRejection::Expired);
@@ -404,6 +479,26 @@ impl AdvertBook {
             && held.sequence >= advert.sequence
         {
             return Err(AdvertRejection::Stale);
+        }
+        if !self.adverts.contains_key(&node) && self.adverts.len() >= self.cap {
+            self.expire(now);
+        }
+        if !self.adverts.contains_key(&node) && self.adverts.len() >= self.cap {
+            // A linear walk, but only while full: the table stays small
+            // enough (tens of thousands) that a sorted index kept in step
+            // with changing reputations would cost more than it saves.
+            let lowest = self
+                .adverts
+                .iter()
+                .map(|(n, (a, _))| (standing(reputation(n), a), *n))
+                .min();
+            match lowest {
+                Some((worst, victim)) if standing(reputation(&node), &advert) > worst => {
+                    self.adverts.remove(&victim);
+                    self.evicted += 1;
+                }
+                _ => return Err(AdvertRejection::Full),
+            }
         }
         self.adverts.insert(node, (advert, now));
         Ok(())

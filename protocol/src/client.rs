@@ -576,6 +576,26 @@ impl Client {
         }
     }
 
+    /// Replaces the orchestrators not yet tried for job `id` with `current`
+    /// (the job's ranking in the election as it stands now), leaving out
+    /// any already tried: the next fail-over goes to a peer that holds a
+    /// seat now, not one drawn when the job was submitted.
+    pub fn rerank(&mut self, id: &JobId, current: Vec<NodeId>) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if job.state.is_terminal() {
+            return;
+        }
+        let tried = job.orchestrator.saturating_add(1).min(job.ranking.len());
+        job.ranking.truncate(tried);
+        let fresh: Vec<NodeId> = current
+            .into_iter()
+            .filter(|n| !job.ranking.contains(n))
+            .collect();
+        job.ranking.extend(fresh);
+    }
+
     /// Resubmits the same signed job (same id) to the next orchestrator in
     /// its ranking, or fails the job when none is left.
     fn fail_over(&mut self, now: Timestamp, id: JobId) {

@@ -171,8 +171,8 @@ pub use vocabulary::Requirements;
 // table, and the exchange that hands a joining peer the adverts it lacks.
 pub use advert::{
     AdapterInfo, AdvertBook, AdvertRejection, CapabilityAdvert, Capacity, ContainerRuntime,
-    CpuInfo, GpuInfo, MAX_ADVERT_ITEMS, MAX_ADVERT_TTL_MS, MAX_SOFTWARE_BYTES, MemoryInfo,
-    ModelInfo, StorageInfo, StorageKind, Unmet,
+    CpuInfo, DEFAULT_MAX_ADVERTS, GpuInfo, MAX_ADVERT_ITEMS, MAX_ADVERT_TTL_MS, MAX_SOFTWARE_BYTES,
+    MemoryInfo, ModelInfo, StorageInfo, StorageKind, Unmet,
 };
 pub use advert_sync::{
     AdvertBundle, AdvertSync, KNOWN_ADVERT_MAX_BYTES, KnownAdvert, MAX_BUNDLE_ADVERTS,

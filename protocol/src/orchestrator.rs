@@ -277,6 +277,39 @@ impl Orchestrator {
         self.dispatch(ctx);
     }
 
+    /// This peer no longer holds a seat (not elected now, nor the epoch
+    /// before): every job still queued for its first auction goes back to
+    /// its client with the typed refusal `NotElected`, on which the client
+    /// resubmits to the next orchestrator in the job's ranking at once.
+    /// Kept, such a job would only be called for bids that providers now
+    /// refuse, until its start-by time. Jobs already awarded run on (their
+    /// provider took the award while the seat was held), and a job in a
+    /// later round stays: its client holds an award for it already and
+    /// would take the refusal as the end of the job. Returns how many went.
+    pub fn hand_back_queued(&mut self, ctx: &OrchestratorContext<'_>) -> usize {
+        let queued: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.attempt == 0 && matches!(j.phase, Phase::Queued { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &queued {
+            if let Some(job) = self.jobs.get_mut(id) {
+                job.refusal = Some(Refusal::NotElected);
+            }
+            self.end(
+                ctx,
+                *id,
+                JobState::Failed,
+                format!(
+                    "not an elected orchestrator: {} lost its seat; resubmit to the next in the job's ranking",
+                    self.key.node_id().short()
+                ),
+            );
+        }
+        queued.len()
+    }
+
     fn seal(&self, now: Timestamp, m: Message) -> Signed {
         Envelope::seal(&self.key, now, m)
     }

@@ -4,7 +4,7 @@
 //! from an event queue. Routing a message to the roles lives here, once.
 
 use crate::action::{Action, Event, Topic};
-use crate::advert::{AdapterInfo, AdvertBook, AdvertRejection, CapabilityAdvert};
+use crate::advert::{AdapterInfo, AdvertBook, CapabilityAdvert};
 use crate::authority::{MAX_BID_WINDOW_MS, MAX_START_WINDOW_MS};
 use crate::client::{Client, ClientConfig, ClientJob, SubmitError};
 use crate::digest::JobId;
@@ -43,6 +43,9 @@ pub struct PeerConfig {
     /// off only for a driver that does not hand every peer the adverts
     /// an election is drawn from (the simulator's model engine).
     pub check_seats: bool,
+    /// Most adverts held (see [`AdvertBook::insert_ranked`] for which stay
+    /// when it is full).
+    pub max_adverts: usize,
 }
 
 impl Default for PeerConfig {
@@ -56,6 +59,7 @@ impl Default for PeerConfig {
             advert_ttl_ms: 3 * MINUTE,
             advert_interval_ms: MINUTE,
             check_seats: true,
+            max_adverts: crate::advert::DEFAULT_MAX_ADVERTS,
         }
     }
 }
@@ -194,7 +198,7 @@ impl Peer {
             key,
             me,
             config,
-            adverts: AdvertBook::new(),
+            adverts: AdvertBook::with_cap(config.max_adverts),
             reputation: ReputationTable::new(),
             advert_sequence: 0,
             next_advert_at: Timestamp::ZERO,
@@ -373,20 +377,21 @@ impl Peer {
                     .adverts
                     .get(&msg.signer())
                     .is_some_and(|a| a.orchestrator_candidate);
-                let inserted = self.adverts.insert(now, msg.signer(), ad.clone());
-                if inserted.is_ok() && (was_candidate || ad.orchestrator_candidate) {
+                // A full table may have pushed a candidate out for this one.
+                let evicted_before = self.adverts.evicted();
+                let inserted = self
+                    .adverts
+                    .insert_ranked(now, msg.signer(), ad.clone(), |n| {
+                        ctx_rep.get(n).copied().unwrap_or(0)
+                    });
+                let evicted = self.adverts.evicted() > evicted_before;
+                if inserted.is_ok() && (was_candidate || ad.orchestrator_candidate || evicted) {
                     self.refresh_candidates();
                 }
                 match inserted {
                     Ok(()) => {}
                     Err(r) => {
-                        let label = match r {
-                            AdvertRejection::Expired => "expired",
-                            AdvertRejection::Stale => "stale",
-                            AdvertRejection::TooLarge => "too_large",
-                            AdvertRejection::TooLong => "too_long",
-                        };
-                        *self.stats.adverts_rejected.entry(label).or_default() += 1;
+                        *self.stats.adverts_rejected.entry(r.label()).or_default() += 1;
                     }
                 }
             }
@@ -447,6 +452,15 @@ impl Peer {
                 self.client.handle_message(now, &msg);
             }
             Message::Status(_) | Message::Result(_) => {
+                if let Message::Status(s) = msg.message()
+                    && s.refusal == Some(Refusal::NotElected)
+                {
+                    // The job's ranking was drawn when it was submitted; a
+                    // job that waited through a change of seats must move
+                    // on to orchestrators providers now take calls from.
+                    let ranking = self.election.ranking(now, &s.job_id);
+                    self.client.rerank(&s.job_id, ranking);
+                }
                 self.client.handle_message(now, &msg);
                 if let Some(o) = self.orchestrator.as_mut() {
                     let ctx = OrchestratorContext {
@@ -675,12 +689,17 @@ impl Peer {
         if let Some(p) = self.provider.as_mut() {
             p.handle_timeout(now);
         }
+        let seated =
+            self.orchestrator.is_none() || !self.config.check_seats || self.recently_elected(now);
         if let Some(o) = self.orchestrator.as_mut() {
             let ctx = OrchestratorContext {
                 now,
                 adverts: &self.adverts,
                 reputation: &self.reputation,
             };
+            if !seated && o.active_jobs() > 0 {
+                o.hand_back_queued(&ctx);
+            }
             o.handle_timeout(&ctx);
         }
     }

@@ -211,3 +211,130 @@ fn a_replayed_job_does_not_run_again_once_the_orchestrator_forgot_it() {
     assert_eq!(runs(&w.net), 1, "the replay did not run it again");
     assert_eq!(refused(&w.net, &w.orchestrator, "replayed"), 1);
 }
+
+#[test]
+fn a_flood_of_strangers_adverts_fills_the_table_only_up_to_its_cap_and_displaces_no_peer_with_a_record()
+ {
+    use modchain_protocol::{AdvertBook, AdvertRejection, CapabilityAdvert, Timestamp};
+    let now = Timestamp(1_000_000);
+    let advert = |candidate: bool, ttl: u64| CapabilityAdvert {
+        sequence: 1,
+        expires_at: now.plus(ttl),
+        orchestrator_candidate: candidate,
+        ..CapabilityAdvert::default()
+    };
+    let trusted = Keypair::from_seed(1).node_id();
+    let known = Keypair::from_seed(2).node_id();
+    let reputation = |n: &NodeId| match n {
+        n if *n == trusted => 900,
+        n if *n == known => 10,
+        _ => 0,
+    };
+    let mut book = AdvertBook::with_cap(4);
+    book.insert_ranked(now, trusted, advert(true, MINUTE), reputation)
+        .expect("room");
+    book.insert_ranked(now, known, advert(false, MINUTE), reputation)
+        .expect("room");
+
+    // A thousand fresh keys, each advertising for longer than the last.
+    let mut refused = 0;
+    for seed in 0..1000u64 {
+        let stranger = Keypair::from_seed(10_000 + seed).node_id();
+        let ttl = MINUTE + seed * 10;
+        match book.insert_ranked(now, stranger, advert(true, ttl), reputation) {
+            Ok(()) => {}
+            Err(AdvertRejection::Full) => refused += 1,
+            Err(other) => panic!("unexpected rejection {other:?}"),
+        }
+    }
+    assert_eq!(book.len(), 4, "the table holds its cap, no more");
+    assert!(book.get(&trusted).is_some(), "the trusted candidate stays");
+    assert!(book.get(&known).is_some(), "a provider with a record stays");
+    // Each stranger valid for longer displaced an earlier one: the two
+    // slots left hold the last two, and nothing was refused.
+    assert_eq!(refused, 0);
+    assert_eq!(book.evicted(), 998);
+    assert!(
+        book.get(&Keypair::from_seed(10_999).node_id()).is_some()
+            && book.get(&Keypair::from_seed(10_998).node_id()).is_some()
+    );
+
+    // A stranger that ranks below everything held is refused, and counted
+    // as such by the peer; a node already held always gets its update in.
+    let late = Keypair::from_seed(99).node_id();
+    assert_eq!(
+        book.insert_ranked(now, late, advert(false, SECOND), reputation),
+        Err(AdvertRejection::Full)
+    );
+    assert_eq!(AdvertRejection::Full.label(), "table_full");
+    let mut update = advert(false, SECOND);
+    update.sequence = 2;
+    book.insert_ranked(now, known, update, reputation)
+        .expect("an update from a held node");
+
+    // Once adverts expire, their slots are free for anyone.
+    let later = now.plus(2 * MINUTE);
+    book.insert_ranked(later, late, advert(false, MINUTE), reputation)
+        .expect("expired adverts make room");
+}
+
+#[test]
+fn an_orchestrator_that_loses_its_seat_hands_its_queued_jobs_back() {
+    let mut net = TestNet::new();
+    let client = net.add_client(1);
+    let first: Vec<NodeId> = (2..5).map(|s| net.add_orchestrator(s)).collect();
+    net.run_for(SECOND);
+    // A job nobody can run yet (64 cores), allowed to wait most of a day.
+    let mut spec = test_job(net.now, 7);
+    spec.requirements.cores = 64;
+    spec.start_by = net.now.plus(MAX_START_WINDOW_MS - MINUTE);
+    let job = net.submit(client, spec);
+    net.run_for(SECOND);
+    let holder = first
+        .iter()
+        .copied()
+        .find(|o| {
+            net.peer(o)
+                .orchestrator()
+                .is_some_and(|r| r.active_jobs() == 1)
+        })
+        .expect("an elected orchestrator queued the job");
+
+    // Three candidates with a record join; from the next epoch on they
+    // hold the seats, and the first three none.
+    let later: Vec<NodeId> = (5..8).map(|s| net.add_orchestrator(s)).collect();
+    let reputation: modchain_protocol::ReputationTable =
+        later.iter().map(|n| (*n, 1_000_000)).collect();
+    for id in first.iter().chain(&later).chain([&client]) {
+        net.peer_mut(id).set_reputation(reputation.clone());
+    }
+    let epoch = net.peer(&client).election().config().epoch_ms;
+    net.run_for(2 * epoch + MINUTE);
+    let seated = net.peer_mut(&client).elected(net.now);
+    assert!(
+        !seated.contains(&holder),
+        "the test needs the holder unseated: {seated:?}"
+    );
+
+    // The unseated orchestrator holds nothing; the job lives on with an
+    // orchestrator that holds a seat.
+    assert_eq!(
+        net.peer(&holder).orchestrator().map(|o| o.active_jobs()),
+        Some(0),
+        "an unseated orchestrator kept a queued job"
+    );
+    let held_by: Vec<NodeId> = later
+        .iter()
+        .copied()
+        .filter(|o| {
+            net.peer(o)
+                .orchestrator()
+                .is_some_and(|r| r.active_jobs() == 1)
+        })
+        .collect();
+    let state = net.peer(&client).job(&job).map(|j| j.state);
+    assert!(
+        !held_by.is_empty(),
+        "no seated orchestrator holds the job (client sees {state:?})"
+    );
+}

@@ -3,7 +3,7 @@
 //! guard's answers (401, 403, 421) and the shutting-down 503 on every
 //! operation, the bearer scheme on every operation, the shape of ids, and
 //! the one bound that moves with the clock (`start_by_ms` must lie in the
-//! future). The document is the contract a property-based tester checks the
+//! future, and at most a day ahead). The document is the contract a property-based tester checks the
 //! server against (node/tests/api_contract.rs).
 
 use modchain_protocol::Timestamp;
@@ -117,7 +117,7 @@ pub(super) fn complete(mut doc: Value) -> Value {
 
 /// The document as served at `now`: `start_by_ms` must lie in the future,
 /// so its lower bound is `now` plus a margin that keeps a value chosen from
-/// this copy valid for a while.
+/// this copy valid for a while, and at most a day ahead.
 pub(super) fn with_time_bounds(doc: &Value, now: Timestamp) -> Value {
     let mut doc = doc.clone();
     if let Some(field) = doc
@@ -127,6 +127,12 @@ pub(super) fn with_time_bounds(doc: &Value, now: Timestamp) -> Value {
         field.insert(
             "minimum".into(),
             json!(now.as_millis().saturating_add(START_BY_MARGIN_MS)),
+        );
+        // Peers refuse a job that may wait more than a day; a value under
+        // this bound stays under it as the clock moves on.
+        field.insert(
+            "maximum".into(),
+            json!(now.plus(modchain_protocol::MAX_START_WINDOW_MS).as_millis()),
         );
     }
     doc

@@ -20,7 +20,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use libp2p::futures::stream;
 use modchain_protocol::{
-    Credits, GpuVendor, JobId, JobSpec, NodeId, Requirements, Timestamp, limits,
+    Credits, GpuVendor, JobId, JobSpec, MAX_START_WINDOW_MS, NodeId, Requirements, Timestamp,
+    limits,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -214,8 +215,9 @@ pub struct SubmitRequest {
     #[serde(default, deserialize_with = "whole::opt")]
     pub priority: Option<u8>,
     /// Absolute time in ms since the epoch, which must lie in the future
-    /// (the document served gives a `minimum` that stays in the future for
-    /// 10 minutes after it was fetched); default now + 10 min.
+    /// and at most a day ahead (the document served gives a `minimum` that
+    /// stays in the future for 10 minutes after it was fetched, and the
+    /// `maximum` of now + one day); default now + 10 min.
     #[schema(minimum = 0, maximum = 9_007_199_254_740_991.0)]
     #[serde(default, deserialize_with = "whole::opt")]
     pub start_by_ms: Option<u64>,
@@ -318,6 +320,13 @@ impl SubmitRequest {
                     now.as_millis()
                 ));
             }
+            Some(t) if t > now.plus(MAX_START_WINDOW_MS).as_millis() => {
+                return Err(format!(
+                    "start_by_ms {t} is more than a day ahead: peers refuse a job that may wait longer than {} ms after it was signed (at most {} now)",
+                    MAX_START_WINDOW_MS,
+                    now.plus(MAX_START_WINDOW_MS).as_millis()
+                ));
+            }
             Some(t) => Timestamp(t),
         };
         let spec = JobSpec {
@@ -351,7 +360,7 @@ impl SubmitRequest {
     request_body = SubmitRequest,
     responses(
         (status = 201, description = "submitted", body = Submitted),
-        (status = 400, description = "the body does not match this schema (bad JSON, an unknown field, a value out of its bounds, `start_by_ms` not in the future), or params over 262144 bytes", body = ErrorBody),
+        (status = 400, description = "the body does not match this schema (bad JSON, an unknown field, a value out of its bounds, `start_by_ms` not in the future or more than a day ahead), or params over 262144 bytes", body = ErrorBody),
         (status = 404, description = "no provider on the network offers the adapter (or the model)", body = ErrorBody),
         (status = 422, description = "the body matches the schema, but the adapter refuses the method or its params (e.g. a module that does not compile)", body = ErrorBody),
         (status = 503, description = "no orchestrator elected yet", body = ErrorBody)
@@ -660,6 +669,27 @@ mod tests {
             serde_json::from_value(json!({ "adapter": "wasm", "params": { "wat": big } }))
                 .expect("parse");
         assert!(req.into_spec(now).expect_err("too big").contains("limit"));
+
+        // start_by_ms: in the future, and at most a day ahead (peers refuse more).
+        let at = |t: u64| -> Result<JobSpec, String> {
+            serde_json::from_value::<SubmitRequest>(
+                json!({ "adapter": "wasm", "params": {}, "start_by_ms": t }),
+            )
+            .expect("parse")
+            .into_spec(now)
+        };
+        assert!(
+            at(now.as_millis())
+                .expect_err("now")
+                .contains("in the past")
+        );
+        let day = now.plus(MAX_START_WINDOW_MS).as_millis();
+        assert_eq!(at(day).expect("a day ahead").start_by, Timestamp(day));
+        assert!(
+            at(day + 1)
+                .expect_err("past a day")
+                .contains("more than a day ahead")
+        );
 
         let req: SubmitRequest =
             serde_json::from_value(json!({ "adapter": "wasm", "timeout_ms": 0 })).expect("parse");

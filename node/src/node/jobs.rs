@@ -296,9 +296,16 @@ impl Node {
                 job_id,
                 report,
                 over_quota,
+                log_dropped_bytes,
             }) => {
                 if over_quota {
                     self.limits_seen.drop("output_over_quota", 1);
+                }
+                if log_dropped_bytes > 0 {
+                    // Jobs whose live output was cut short (past the log
+                    // quota, or while the node could not keep up).
+                    self.limits_seen.drop("live_output_cut", 1);
+                    tracing::info!(job = %job_id.to_hex(), bytes = log_dropped_bytes, "live output not streamed in full");
                 }
                 let dir = self.jobs.executor.output_dir(&job_id);
                 let files: HashMap<Digest, PathBuf> = report

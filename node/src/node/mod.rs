@@ -97,6 +97,7 @@ impl Node {
             options.limits.log_queue,
         );
         executor.set_output_quota(options.limits.output_quota_bytes);
+        executor.set_log_quota(options.limits.log_quota_bytes);
         let provider = options.provider.then(|| {
             let ad = &options.advert;
             ProviderConfig {
@@ -177,6 +178,7 @@ impl Node {
             advert: options.advert.clone(),
             advert_ttl_ms: options.advert_ttl.as_millis() as u64,
             advert_interval_ms: options.advert_interval.as_millis() as u64,
+            max_adverts: options.limits.max_adverts,
             ..PeerConfig::default()
         };
         let bootstrap = BootstrapPeers::from_list(&options.bootstrap, tokio::time::Instant::now());

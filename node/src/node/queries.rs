@@ -257,6 +257,7 @@ impl Node {
         let t = self.net.table_sizes();
         [
             ("peers", t.peers as u64),
+            ("adverts", self.net.peer().adverts().len() as u64),
             ("advert_envelopes", t.advert_envelopes as u64),
             ("request_buckets", t.request_buckets as u64),
             ("pending_publish", t.pending_publish as u64),
@@ -279,6 +280,7 @@ impl Node {
             .map(|(k, v)| (k.to_string(), *v))
             .collect();
         out.insert("advert_envelopes".into(), t.advert_envelopes_evicted);
+        out.insert("adverts".into(), self.net.peer().adverts().evicted());
         out
     }
 
