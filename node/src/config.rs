@@ -112,7 +112,10 @@ impl Default for LimitsSettings {
             log_queue: 4096,
             max_job_logs: 256,
             output_quota_bytes: 1 << 30,
-            log_quota_bytes: modchain_adapters::DEFAULT_LOG_QUOTA_BYTES,
+            // The adapters' own default (`DEFAULT_LOG_QUOTA_BYTES`, checked
+            // equal by a test): this file is also compiled into the fuzz
+            // crate, which does not link the adapters.
+            log_quota_bytes: 64 << 20,
             results_max_bytes: 10 << 30,
             results_max_age_secs: 7 * 24 * 3600,
         }
@@ -653,6 +656,14 @@ results_max_age_secs = {l_rma}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_log_quota_is_the_adapters_own() {
+        assert_eq!(
+            LimitsSettings::default().log_quota_bytes,
+            modchain_adapters::DEFAULT_LOG_QUOTA_BYTES
+        );
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("config.toml"))

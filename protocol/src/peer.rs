@@ -197,8 +197,8 @@ impl Peer {
             election: Election::new(config.election.clone()),
             key,
             me,
-            config,
             adverts: AdvertBook::with_cap(config.max_adverts),
+            config,
             reputation: ReputationTable::new(),
             advert_sequence: 0,
             next_advert_at: Timestamp::ZERO,
@@ -362,6 +362,34 @@ impl Peer {
         })
     }
 
+    /// A verified advert: into the book (see [`AdvertBook::insert_ranked`]
+    /// for who stays when it is full), and into the election when it
+    /// changes the candidates.
+    fn take_advert(&mut self, now: Timestamp, signer: NodeId, ad: &CapabilityAdvert) {
+        // Only a change of candidacy can change the election.
+        let was_candidate = self
+            .adverts
+            .get(&signer)
+            .is_some_and(|a| a.orchestrator_candidate);
+        // A full table may have pushed a candidate out for this one.
+        let evicted_before = self.adverts.evicted();
+        let reputation = &self.reputation;
+        let inserted = self.adverts.insert_ranked(now, signer, ad.clone(), |n| {
+            reputation.get(n).copied().unwrap_or(0)
+        });
+        let evicted = self.adverts.evicted() > evicted_before;
+        match inserted {
+            Ok(()) => {
+                if was_candidate || ad.orchestrator_candidate || evicted {
+                    self.refresh_candidates();
+                }
+            }
+            Err(r) => {
+                *self.stats.adverts_rejected.entry(r.label()).or_default() += 1;
+            }
+        }
+    }
+
     /// A verified message (from the network or from ourselves).
     pub fn handle_signed(&mut self, now: Timestamp, msg: Signed) {
         *self.stats.received.entry(msg.kind()).or_default() += 1;
@@ -369,32 +397,15 @@ impl Peer {
             *self.stats.refused.entry(why.label()).or_default() += 1;
             return;
         }
+        if let Message::Advert(ad) = msg.message() {
+            // Before the reputation table is lent out below: the election
+            // refreshed here reads it.
+            self.take_advert(now, msg.signer(), ad);
+            return;
+        }
         let ctx_rep = std::mem::take(&mut self.reputation);
         match msg.message() {
-            Message::Advert(ad) => {
-                // Only a change of candidacy can change the election.
-                let was_candidate = self
-                    .adverts
-                    .get(&msg.signer())
-                    .is_some_and(|a| a.orchestrator_candidate);
-                // A full table may have pushed a candidate out for this one.
-                let evicted_before = self.adverts.evicted();
-                let inserted = self
-                    .adverts
-                    .insert_ranked(now, msg.signer(), ad.clone(), |n| {
-                        ctx_rep.get(n).copied().unwrap_or(0)
-                    });
-                let evicted = self.adverts.evicted() > evicted_before;
-                if inserted.is_ok() && (was_candidate || ad.orchestrator_candidate || evicted) {
-                    self.refresh_candidates();
-                }
-                match inserted {
-                    Ok(()) => {}
-                    Err(r) => {
-                        *self.stats.adverts_rejected.entry(r.label()).or_default() += 1;
-                    }
-                }
-            }
+            Message::Advert(_) => {}
             Message::Job(_) => {
                 let accept = self.orchestrator.is_some() && self.recently_elected(now);
                 if accept {

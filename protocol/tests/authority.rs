@@ -274,7 +274,12 @@ fn a_flood_of_strangers_adverts_fills_the_table_only_up_to_its_cap_and_displaces
 
     // Once adverts expire, their slots are free for anyone.
     let later = now.plus(2 * MINUTE);
-    book.insert_ranked(later, late, advert(false, MINUTE), reputation)
+    let fresh = CapabilityAdvert {
+        sequence: 1,
+        expires_at: later.plus(MINUTE),
+        ..CapabilityAdvert::default()
+    };
+    book.insert_ranked(later, late, fresh, reputation)
         .expect("expired adverts make room");
 }
 
@@ -310,10 +315,12 @@ fn an_orchestrator_that_loses_its_seat_hands_its_queued_jobs_back() {
     }
     let epoch = net.peer(&client).election().config().epoch_ms;
     net.run_for(2 * epoch + MINUTE);
-    let seated = net.peer_mut(&client).elected(net.now);
+    let now = net.now;
+    let seated = net.peer_mut(&client).elected(now);
     assert!(
         !seated.contains(&holder),
-        "the test needs the holder unseated: {seated:?}"
+        "the test needs the holder unseated: {seated:?}; candidates {:?}",
+        net.peer(&client).election().candidates()
     );
 
     // The unseated orchestrator holds nothing; the job lives on with an

@@ -334,5 +334,7 @@ fn peer_config(
         // every provider, so a provider's own view of the election is not
         // the network's: the seat checks would refuse honest calls.
         check_seats: false,
+        // A node's cap: populations past it show what the cap does.
+        max_adverts: modchain_protocol::DEFAULT_MAX_ADVERTS,
     }
 }
