@@ -459,24 +459,16 @@ impl ResultStore {
                 error: "the provider sent an empty or oversized chunk".into(),
             };
         }
-        let write = || -> std::io::Result<()> {
+        // Written, then fed to the digest as the received prefix grows.
+        let mut store = || -> std::io::Result<()> {
             let mut file = std::fs::OpenOptions::new().write(true).open(&f.part)?;
             file.seek(SeekFrom::Start(chunk.offset))?;
             file.write_all(&chunk.data)?;
-            Ok(())
+            f.outstanding.remove(&chunk.offset);
+            f.done.insert(chunk.offset, end);
+            f.hash_prefix(chunk.offset, &chunk.data)
         };
-        if let Err(e) = write() {
-            let (name, part) = (f.name.clone(), f.part.clone());
-            self.fetches.remove(&key);
-            let _ = std::fs::remove_file(&part);
-            return ChunkOutcome::Failed {
-                name,
-                error: e.to_string(),
-            };
-        }
-        f.outstanding.remove(&chunk.offset);
-        f.done.insert(chunk.offset, end);
-        if let Err(e) = f.hash_prefix(chunk.offset, &chunk.data) {
+        if let Err(e) = store() {
             let (name, part) = (f.name.clone(), f.part.clone());
             self.fetches.remove(&key);
             let _ = std::fs::remove_file(&part);
