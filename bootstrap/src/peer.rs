@@ -7,7 +7,7 @@ use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::metrics::{Metrics as Libp2pMetrics, Recorder, Registry};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, kad, ping, relay};
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, connection_limits, identify, kad, ping, relay};
 use modchain_net::driver::screen_gossip;
 use modchain_net::wire::{self, NetworkError};
 use modchain_protocol::{Envelope, Keypair, Timestamp};
@@ -29,6 +29,9 @@ struct BootstrapBehaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     gossipsub: gossipsub::Behaviour,
     relay: relay::Behaviour,
+    /// Dials joiners' addresses back, so a node learns whether it is
+    /// reachable (AutoNAT v2).
+    autonat: autonat::v2::server::Behaviour,
 }
 
 #[derive(Clone, Debug)]
@@ -83,7 +86,8 @@ impl BootstrapPeer {
             gossipsub::MetricsConfig::default(),
         );
         let max = config.max_connections;
-        let mut swarm = wire::build_swarm(lkey, Some(&mut registry), |k| BootstrapBehaviour {
+        // The bootstrap peer needs no relay of its own: it is public.
+        let mut swarm = wire::build_swarm(lkey, Some(&mut registry), |k, _| BootstrapBehaviour {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(max))
@@ -97,7 +101,13 @@ impl BootstrapPeer {
             ping: ping::Behaviour::new(ping::Config::new()),
             kad: wire::kademlia(k),
             gossipsub: gs,
-            relay: relay::Behaviour::new(k.public().to_peer_id(), relay::Config::default()),
+            // Circuits sized to carry a job between two peers that cannot
+            // punch a hole (libp2p's defaults stop at 2 minutes, 128 KiB).
+            relay: relay::Behaviour::new(
+                k.public().to_peer_id(),
+                modchain_net::nat::RelayLimits::default().config(),
+            ),
+            autonat: autonat::v2::server::Behaviour::default(),
         })?;
         wire::join(
             &mut swarm,
@@ -158,6 +168,8 @@ impl BootstrapPeer {
                     match ev {
                         SwarmEvent::NewListenAddr { address, .. } => {
                             tracing::info!(%address, "listening");
+                            // Public by definition: see `handle_event`.
+                            self.swarm.add_external_address(address.clone());
                             if addrs.is_empty() {
                                 // Give the other interfaces a moment to report.
                                 settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(200));
@@ -273,7 +285,13 @@ impl BootstrapPeer {
             } => {
                 tracing::debug!(%peer_id, "disconnected");
             }
-            SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening"),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                // A bootstrap peer is public by definition: its listen
+                // addresses are where peers reach it. The relay serves
+                // reservations only once it has an external address.
+                self.swarm.add_external_address(address);
+            }
             _ => {}
         }
     }

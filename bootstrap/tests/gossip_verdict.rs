@@ -39,7 +39,7 @@ fn node(seed: u64, boot: &BootstrapAddr) -> (Keypair, SwarmDriver) {
     let key = Keypair::from_seed(seed);
     let lkey = key.to_libp2p();
     let gs = wire::gossipsub(&lkey).expect("gossipsub");
-    let mut swarm = wire::build_swarm(lkey, None, |k| {
+    let mut swarm = wire::build_swarm(lkey, None, |k, _| {
         NodeBehaviour::new(
             k,
             &wire::agent_string("modchain-test/0"),

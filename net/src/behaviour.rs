@@ -1,5 +1,6 @@
 //! The node's own libp2p behaviour (identify, ping, Kademlia, gossipsub,
-//! request-response for direct messages, connection limits), the
+//! request-response for direct messages, connection limits, and the NAT
+//! traversal trio: AutoNAT v2, circuit relay v2 client and server, DCUtR), the
 //! direct-message codec, and the DHT keys a node provides.
 //!
 //! It lives in this library, beside the shared wire settings of [`wire`],
@@ -10,7 +11,11 @@ use crate::limits::NetLimits;
 use crate::wire::{self, MESSAGE_PROTOCOL, NetworkError};
 use libp2p::futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, connection_limits, gossipsub, identify, kad, ping, request_response};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, autonat, connection_limits, dcutr, gossipsub, identify, kad, ping, relay,
+    request_response,
+};
 use modchain_protocol::{CapabilityAdvert, GpuVendor, Kind, PROTOCOL_VERSION, max_envelope_bytes};
 use std::collections::BTreeSet;
 use std::io;
@@ -41,6 +46,17 @@ pub struct NodeBehaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub messages: request_response::Behaviour<EnvelopeCodec>,
+    /// Reservations on relays, and connections through them (off in a
+    /// swarm without the relay transport: the simulator's).
+    pub relay_client: Toggle<relay::client::Behaviour>,
+    /// Relaying for others (`[relay] serve`), within [`crate::nat::RelayLimits`].
+    pub relay: Toggle<relay::Behaviour>,
+    /// Hole punching: a relayed connection upgraded to a direct one.
+    pub dcutr: dcutr::Behaviour,
+    /// Asks peers to dial our candidate addresses back: are we reachable?
+    pub autonat: autonat::v2::client::Behaviour,
+    /// Dials other peers' candidate addresses back for them.
+    pub autonat_server: autonat::v2::server::Behaviour,
 }
 
 impl std::fmt::Debug for NodeBehaviour {
@@ -51,7 +67,9 @@ impl std::fmt::Debug for NodeBehaviour {
 
 impl NodeBehaviour {
     /// `agent` is what identify tells peers we run ([`wire::agent_string`]);
-    /// every other limit at its default for `max_connections`.
+    /// every other limit at its default for `max_connections`; no relay
+    /// client (a swarm of the simulator's, which never needs a relay, has
+    /// no relay transport for it) and no relaying for others.
     pub fn new(
         key: &libp2p::identity::Keypair,
         agent: &str,
@@ -63,16 +81,23 @@ impl NodeBehaviour {
             agent,
             gossipsub,
             &NetLimits::with_max_connections(max_connections),
+            None,
+            None,
         )
     }
 
-    /// As [`new`](Self::new), with the connection and stream limits of `limits`.
+    /// As [`new`](Self::new), with the connection and stream limits of
+    /// `limits`, the relay client the swarm builder made
+    /// ([`wire::build_swarm`]), and relaying for others within `serve`.
     pub fn with_limits(
         key: &libp2p::identity::Keypair,
         agent: &str,
         gossipsub: gossipsub::Behaviour,
         limits: &NetLimits,
+        relay_client: Option<relay::client::Behaviour>,
+        serve: Option<&crate::nat::RelayLimits>,
     ) -> Self {
+        let me = key.public().to_peer_id();
         NodeBehaviour {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
@@ -92,6 +117,12 @@ impl NodeBehaviour {
                     .with_request_timeout(wire::DIRECT_REQUEST_TIMEOUT)
                     .with_max_concurrent_streams(limits.streams_per_connection.max(1)),
             ),
+            relay_client: Toggle::from(relay_client),
+            relay: Toggle::from(serve.map(|l| relay::Behaviour::new(me, l.config()))),
+            dcutr: dcutr::Behaviour::new(me),
+            // Probes every 5 s while candidates are untested.
+            autonat: autonat::v2::client::Behaviour::default(),
+            autonat_server: autonat::v2::server::Behaviour::default(),
         }
     }
 }

@@ -23,9 +23,12 @@ pub mod bootstrap_list;
 pub mod driver;
 pub mod limits;
 pub mod metrics;
+pub mod nat;
 pub mod swarm_driver;
 pub mod wire;
 
 pub use bootstrap_list::{BootstrapAddr, BootstrapListError};
 pub use limits::NetLimits;
-pub use swarm_driver::{DirectOutcome, DriverEvent, PeerInfo, SwarmDriver, TableSizes};
+pub use swarm_driver::{
+    DirectOutcome, DriverEvent, PeerInfo, RelayService, SwarmDriver, TableSizes,
+};

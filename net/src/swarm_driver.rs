@@ -29,10 +29,13 @@ use crate::driver::{
     SyncAnswer, Verdict,
 };
 use crate::limits::{NetLimits, RequestBuckets};
+use crate::nat::{NatState, ReachabilityChange, is_relayed};
 use crate::wire;
 use libp2p::futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, kad, request_response};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, autonat, dcutr, gossipsub, identify, kad, relay, request_response,
+};
 use modchain_protocol::{Action, Digest, Kind, NodeId, Peer, Signed, Timestamp, Topic};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use tokio::time::Instant;
@@ -42,6 +45,10 @@ use tokio::time::Instant;
 pub struct PeerInfo {
     /// Connections open to it now.
     pub connections: u32,
+    /// Of `connections`, those through a relay (the rest are direct).
+    pub relayed: u32,
+    /// It serves as a relay (identify lists the relay v2 hop protocol).
+    pub relays: bool,
     /// Addresses it was reached at or said it listens on.
     pub addrs: BTreeSet<Multiaddr>,
     /// Its identify agent string, once identify ran.
@@ -229,6 +236,56 @@ pub enum DriverEvent {
         /// What went wrong.
         error: String,
     },
+    /// A direct message whose dial failed was sent once more, through the
+    /// relays we know.
+    DirectRetried { peer: PeerId },
+    /// An AutoNAT probe of one of our addresses answered.
+    Probed {
+        addr: Multiaddr,
+        server: PeerId,
+        error: Option<String>,
+    },
+    /// AutoNAT changed its mind about whether we can be dialled.
+    Reachability(ReachabilityChange),
+    /// We asked `relay` for a reservation and listen on `addr` through it.
+    RelayReserving { relay: PeerId, addr: Multiaddr },
+    /// `relay` accepted our reservation: peers can reach us through it.
+    RelayReserved { relay: PeerId },
+    /// A reservation ended (the relay went away or refused); another is
+    /// asked for on the next tick while we still need one.
+    RelayLost {
+        relay: PeerId,
+        addr: Multiaddr,
+        /// Why, when the relay or the transport said.
+        reason: Option<String>,
+    },
+    /// A relayed connection to `peer` was upgraded to a direct one
+    /// (`error: None`), or the attempt failed and traffic stays on the relay.
+    HolePunch { peer: PeerId, error: Option<String> },
+    /// What our relay server did for others.
+    Relayed(RelayService),
+}
+
+/// One thing our relay server did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayService {
+    ReservationAccepted,
+    ReservationDenied,
+    CircuitOpened,
+    CircuitDenied,
+    CircuitClosed,
+}
+
+impl RelayService {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayService::ReservationAccepted => "reservation_accepted",
+            RelayService::ReservationDenied => "reservation_denied",
+            RelayService::CircuitOpened => "circuit_opened",
+            RelayService::CircuitDenied => "circuit_denied",
+            RelayService::CircuitClosed => "circuit_closed",
+        }
+    }
 }
 
 /// How full the driver's tables are, and what their caps made them drop.
@@ -250,6 +307,10 @@ pub struct TableSizes {
 
 /// Owns a swarm and a protocol peer and runs one over the other. See the
 /// module documentation for the loop that drives it.
+/// Requests to unconnected peers kept for one retry; past this many, new
+/// ones are sent without a retry.
+const MAX_UNCONNECTED_SENDS: usize = 1024;
+
 pub struct SwarmDriver {
     swarm: Swarm<NodeBehaviour>,
     peer: Peer,
@@ -272,6 +333,14 @@ pub struct SwarmDriver {
     buckets: RequestBuckets,
     /// Disconnected peers still in the peer table, longest gone first.
     gone: VecDeque<PeerId>,
+    /// Our reachability and relay reservations.
+    nat: NatState,
+    /// DHT walks after joining.
+    rewalks: driver::Rewalks,
+    /// Requests to peers we were not connected to, kept until answered:
+    /// one whose dial fails is sent once more through the relays (see
+    /// [`add_relayed_route`](Self::add_relayed_route)).
+    unconnected_sends: HashMap<request_response::OutboundRequestId, (PeerId, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for SwarmDriver {
@@ -313,7 +382,22 @@ impl SwarmDriver {
             ),
             limits: NetLimits::default(),
             gone: VecDeque::new(),
+            nat: NatState::new(Instant::now(), false),
+            rewalks: driver::Rewalks::default(),
+            unconnected_sends: HashMap::new(),
         }
+    }
+
+    /// Reserve relays while we cannot be dialled (a node does; the
+    /// simulator's engine, on a memory transport, never needs to).
+    pub fn with_relays(mut self) -> Self {
+        self.nat = NatState::new(Instant::now(), true);
+        self
+    }
+
+    /// Our reachability, relay reservations and hole-punch counts.
+    pub fn nat(&self) -> &NatState {
+        &self.nat
     }
 
     /// The caps on what remote peers can make the driver hold (the
@@ -414,7 +498,8 @@ impl SwarmDriver {
         self.events.pop_front()
     }
 
-    /// Dials the bootstrap peers that are due (call it on a tick).
+    /// Dials the bootstrap peers that are due, and keeps relay
+    /// reservations while we need them (call it on a tick).
     pub fn dial_due(&mut self) {
         let now = Instant::now();
         for failed in self
@@ -425,6 +510,47 @@ impl SwarmDriver {
                 error: failed.error.to_string(),
                 retries: failed.retries,
             });
+        }
+        self.keep_relays(now);
+        if self.bootstrap.joined() && self.rewalks.due(now) {
+            // No known peers is no news: the next tick's join walks anyway.
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    /// Reserves on connected relays while private (bootstrap peers first,
+    /// then peers that relay and reach us directly), and lets reservations
+    /// go once public.
+    fn keep_relays(&mut self, now: Instant) {
+        for gone in self.nat.surplus(now) {
+            self.swarm.remove_listener(gone.listener);
+        }
+        let bootstrap = self
+            .bootstrap
+            .iter()
+            .filter(|b| b.connected())
+            .map(|b| (b.peer().peer_id, b.dial_addr().clone()));
+        let relays: Vec<(PeerId, Multiaddr)> = bootstrap
+            .chain(self.peers.iter().filter_map(|(p, info)| {
+                let serves = info.relays && info.connections > info.relayed;
+                let addr = info.addrs.iter().find(|a| !is_relayed(a))?;
+                serves.then(|| (*p, addr.clone()))
+            }))
+            .collect();
+        for (relay, addr) in self.nat.relays_to_reserve(now, relays) {
+            match self.swarm.listen_on(addr.clone()) {
+                Ok(listener) => {
+                    self.nat.reserving(relay, addr.clone(), listener);
+                    self.events
+                        .push_back(DriverEvent::RelayReserving { relay, addr });
+                }
+                // Refused at once (no transport for it): asked again next tick.
+                Err(e) => self.events.push_back(DriverEvent::RelayLost {
+                    relay,
+                    addr,
+                    reason: Some(e.to_string()),
+                }),
+            }
         }
     }
 
@@ -481,14 +607,53 @@ impl SwarmDriver {
             self.events.push_back(DriverEvent::Withheld { to, kind });
             return;
         }
+        let retry = self
+            .add_relayed_route(&to)
+            .map(|peer| (peer, message.to_bytes()));
         let messages = &mut self.swarm.behaviour_mut().messages;
         match driver::send_direct(&mut self.peer, messages, self.me, now, to, message) {
-            Ok(how) => self.events.push_back(DriverEvent::Sent { to, kind, how }),
+            Ok(how) => {
+                if let (Sent::Request(id), Some(retry)) = (&how, retry)
+                    && self.unconnected_sends.len() < MAX_UNCONNECTED_SENDS
+                {
+                    self.unconnected_sends.insert(*id, retry);
+                }
+                self.events.push_back(DriverEvent::Sent { to, kind, how })
+            }
             Err(e) => self.events.push_back(DriverEvent::Unaddressable {
                 to,
                 error: e.to_string(),
             }),
         }
+    }
+
+    /// A peer we are not connected to may be reachable only through a
+    /// relay, and its `/p2p-circuit` addresses may not have reached us yet
+    /// (identify carries them to the peers it is connected to, Kademlia to
+    /// the rest, later). Private nodes reserve on the bootstrap peers first,
+    /// so each connected bootstrap peer's circuit is offered to the dial
+    /// beside the addresses we know: a wrong guess fails at the relay at
+    /// once, a right one connects.
+    ///
+    /// Returns the peer when routes were added (it is not connected).
+    fn add_relayed_route(&mut self, to: &NodeId) -> Option<PeerId> {
+        let peer = to.to_peer_id().ok()?;
+        if *to == self.me || self.swarm.is_connected(&peer) || !self.nat.uses_relays() {
+            return None;
+        }
+        let routes: Vec<Multiaddr> = self
+            .bootstrap
+            .iter()
+            .filter(|b| b.connected())
+            .filter_map(|b| crate::nat::circuit_addr(b.dial_addr(), b.peer().peer_id))
+            .collect();
+        // Every behaviour hears of it (request-response keeps it for its
+        // dials); Kademlia's table would take it only for a peer in DHT
+        // server mode, which a node behind NAT is not.
+        for route in routes {
+            self.swarm.add_peer_address(peer, route);
+        }
+        Some(peer)
     }
 
     /// Translates one swarm event into the peer's inputs and the driver's
@@ -516,6 +681,9 @@ impl SwarmDriver {
             } => {
                 let entry = self.peers.entry(peer_id).or_default();
                 entry.connections = num_established.get();
+                if endpoint.is_relayed() {
+                    entry.relayed += 1;
+                }
                 if endpoint.is_dialer() && entry.addrs.len() < self.limits.max_addrs_per_peer {
                     entry.addrs.insert(endpoint.get_remote_address().clone());
                 }
@@ -535,6 +703,7 @@ impl SwarmDriver {
                     self.peer.rejoined(now);
                     let kad = &mut self.swarm.behaviour_mut().kad;
                     let walk = driver::walk_dht(kad, &self.provided).map(|_| ());
+                    self.rewalks.joined(Instant::now());
                     self.events.push_back(DriverEvent::Joined(walk));
                 }
             }
@@ -542,10 +711,15 @@ impl SwarmDriver {
                 peer_id,
                 num_established,
                 cause,
+                endpoint,
                 ..
             } => {
                 if let Some(e) = self.peers.get_mut(&peer_id) {
                     e.connections = num_established;
+                    if endpoint.is_relayed() {
+                        e.relayed = e.relayed.saturating_sub(1);
+                    }
+                    e.relayed = e.relayed.min(num_established);
                 }
                 self.events.push_back(DriverEvent::Disconnected {
                     peer: peer_id,
@@ -572,6 +746,19 @@ impl SwarmDriver {
                     self.events.push_back(DriverEvent::DialFailed {
                         peer: peer_id,
                         error,
+                    });
+                }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(r) = self.nat.listener_closed(listener_id) {
+                    self.events.push_back(DriverEvent::RelayLost {
+                        relay: r.relay,
+                        addr: r.addr,
+                        reason: reason.err().map(|e| format!("{e:?}")),
                     });
                 }
             }
@@ -625,6 +812,7 @@ impl SwarmDriver {
                 info.listen_addrs.truncate(self.limits.max_addrs_per_peer);
                 let entry = self.peers.entry(peer_id).or_default();
                 entry.agent = Some(info.agent_version.clone());
+                entry.relays = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
                 let room = self
                     .limits
                     .max_addrs_per_peer
@@ -676,6 +864,12 @@ impl SwarmDriver {
                 }
             }
             NodeBehaviourEvent::Messages(request_response::Event::Message {
+                message: request_response::Message::Response { request_id, .. },
+                ..
+            }) => {
+                self.unconnected_sends.remove(&request_id);
+            }
+            NodeBehaviourEvent::Messages(request_response::Event::Message {
                 peer,
                 message:
                     request_response::Message::Request {
@@ -712,8 +906,22 @@ impl SwarmDriver {
             NodeBehaviourEvent::Messages(request_response::Event::OutboundFailure {
                 peer,
                 error,
+                request_id,
                 ..
             }) => {
+                // A dial that failed may have raced one that had no relayed
+                // route yet (a dial already under way is joined, not
+                // redone): once more, now that the routes are known.
+                let kept = self.unconnected_sends.remove(&request_id);
+                if let (request_response::OutboundFailure::DialFailure, Some((to, bytes))) =
+                    (&error, kept)
+                {
+                    let messages = &mut self.swarm.behaviour_mut().messages;
+                    messages.send_request(&to, bytes);
+                    self.events
+                        .push_back(DriverEvent::DirectRetried { peer: to });
+                    return;
+                }
                 self.events.push_back(DriverEvent::DirectFailed {
                     peer,
                     error: error.to_string(),
@@ -728,6 +936,77 @@ impl SwarmDriver {
                     from: peer,
                     error: error.to_string(),
                 });
+            }
+            NodeBehaviourEvent::Autonat(autonat::v2::client::Event {
+                tested_addr,
+                result,
+                server,
+                ..
+            }) => {
+                self.events.push_back(DriverEvent::Probed {
+                    addr: tested_addr.clone(),
+                    server,
+                    error: result.as_ref().err().map(|e| e.to_string()),
+                });
+                // Only "the server could not connect" says we are not
+                // reachable at that address; other failures (a stream that
+                // broke) say nothing. The error's kind is private to
+                // libp2p-autonat: its text is what tells them apart.
+                let reached = match &result {
+                    Ok(()) => Some(true),
+                    Err(e) if e.to_string().contains("failed to establish a connection") => {
+                        Some(false)
+                    }
+                    Err(_) => None,
+                };
+                if let Some(change) = self.nat.probed(Instant::now(), &tested_addr, reached) {
+                    self.events.push_back(DriverEvent::Reachability(change));
+                }
+            }
+            // Renewals are not news.
+            NodeBehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                ..
+            }) if self.nat.accepted(&relay_peer_id) => {
+                self.events.push_back(DriverEvent::RelayReserved {
+                    relay: relay_peer_id,
+                });
+            }
+            NodeBehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => {
+                let error = match result {
+                    Ok(_) => {
+                        self.nat.punched += 1;
+                        None
+                    }
+                    Err(e) => {
+                        self.nat.punch_failed += 1;
+                        Some(e.to_string())
+                    }
+                };
+                self.events.push_back(DriverEvent::HolePunch {
+                    peer: remote_peer_id,
+                    error,
+                });
+            }
+            NodeBehaviourEvent::Relay(ev) => {
+                let what = match ev {
+                    relay::Event::ReservationReqAccepted { .. } => {
+                        Some(RelayService::ReservationAccepted)
+                    }
+                    relay::Event::ReservationReqDenied { .. } => {
+                        Some(RelayService::ReservationDenied)
+                    }
+                    relay::Event::CircuitReqAccepted { .. } => Some(RelayService::CircuitOpened),
+                    relay::Event::CircuitReqDenied { .. } => Some(RelayService::CircuitDenied),
+                    relay::Event::CircuitClosed { .. } => Some(RelayService::CircuitClosed),
+                    _ => None,
+                };
+                if let Some(what) = what {
+                    self.events.push_back(DriverEvent::Relayed(what));
+                }
             }
             NodeBehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 result: kad::QueryResult::Bootstrap(Ok(r)),

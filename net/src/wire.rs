@@ -157,12 +157,13 @@ pub fn identify(key: &identity::Keypair, agent: &str) -> libp2p::identify::Behav
     )
 }
 
-/// A swarm on TCP (noise, yamux) and QUIC, with our behaviour. When
+/// A swarm on TCP (noise, yamux) and QUIC, and through circuit relays
+/// (relay v2 client: `behaviour` gets its half), with our behaviour. When
 /// `registry` is given, bandwidth per transport is recorded there.
 pub fn build_swarm<B: NetworkBehaviour>(
     key: identity::Keypair,
     registry: Option<&mut libp2p::metrics::Registry>,
-    behaviour: impl FnOnce(&identity::Keypair) -> B,
+    behaviour: impl FnOnce(&identity::Keypair, libp2p::relay::client::Behaviour) -> B,
 ) -> Result<Swarm<B>, NetworkError> {
     let builder = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -172,17 +173,19 @@ pub fn build_swarm<B: NetworkBehaviour>(
             yamux::Config::default,
         )
         .map_err(|e| NetworkError::Transport(e.to_string()))?
-        .with_quic();
+        .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetworkError::Transport(e.to_string()))?;
     let config = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
     let swarm = match registry {
         Some(registry) => builder
             .with_bandwidth_metrics(registry)
-            .with_behaviour(|k| behaviour(k))
+            .with_behaviour(|k, relay| behaviour(k, relay))
             .map_err(|e| NetworkError::Transport(e.to_string()))?
             .with_swarm_config(config)
             .build(),
         None => builder
-            .with_behaviour(|k| behaviour(k))
+            .with_behaviour(|k, relay| behaviour(k, relay))
             .map_err(|e| NetworkError::Transport(e.to_string()))?
             .with_swarm_config(config)
             .build(),

@@ -611,6 +611,7 @@ fn libp2p_settings_match_wire() {
         "noise::Config::new",
         "yamux::Config::default",
         ".with_quic()",
+        ".with_relay_client(",
     ] {
         assert!(
             WIRE_RS.contains(piece),
@@ -626,10 +627,36 @@ fn libp2p_settings_match_wire() {
             (
                 "Transports",
                 Says::Mentions(
-                    ["TCP", "`nodelay`", "noise", "yamux", "QUIC"]
-                        .map(String::from)
-                        .to_vec(),
+                    [
+                        "TCP",
+                        "`nodelay`",
+                        "noise",
+                        "yamux",
+                        "QUIC",
+                        "circuit relay v2",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
                 ),
+            ),
+            (
+                "NAT traversal",
+                Says::Mentions(vec![
+                    "AutoNAT v2".to_string(),
+                    libp2p::relay::HOP_PROTOCOL_NAME.as_ref().to_string(),
+                    "DCUtR".to_string(),
+                    format!(
+                        "{} MiB",
+                        modchain_net::nat::RelayLimits::default().max_circuit_bytes >> 20
+                    ),
+                    format!(
+                        "{} min",
+                        modchain_net::nat::RelayLimits::default()
+                            .max_circuit_duration
+                            .as_secs()
+                            / 60
+                    ),
+                ]),
             ),
             (
                 "Kademlia protocol id",

@@ -34,6 +34,7 @@ pub struct Config {
     pub llm: LlmSettings,
     pub limits: LimitsSettings,
     pub wasm: WasmSettings,
+    pub relay: RelaySettings,
 }
 
 /// The `[limits]` table: the cap on everything a remote peer (or a job) can
@@ -139,6 +140,50 @@ impl LimitsSettings {
             bundle_deadline: Duration::from_secs(self.bundle_deadline_secs),
             max_adverts_per_sync: self.max_adverts_per_sync,
         }
+    }
+}
+
+/// The `[relay]` table: relaying for peers that cannot be dialled (behind
+/// a NAT). A node relays only where peers can reach it, so serving costs a
+/// node behind a NAT nothing.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySettings {
+    /// Relay for others (circuit relay v2), within the limits below.
+    pub serve: bool,
+    /// Peers holding a reservation at once.
+    pub max_reservations: usize,
+    /// Relayed connections at once.
+    pub max_circuits: usize,
+    /// A relayed connection closes after this many seconds...
+    pub max_circuit_secs: u64,
+    /// ...or after this many bytes each way.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        let l = modchain_net::nat::RelayLimits::default();
+        RelaySettings {
+            serve: true,
+            max_reservations: l.max_reservations,
+            max_circuits: l.max_circuits,
+            max_circuit_secs: l.max_circuit_duration.as_secs(),
+            max_circuit_bytes: l.max_circuit_bytes,
+        }
+    }
+}
+
+impl RelaySettings {
+    /// The limits to serve within, or `None` when not serving.
+    pub fn limits(&self) -> Option<modchain_net::nat::RelayLimits> {
+        self.serve.then(|| modchain_net::nat::RelayLimits {
+            max_reservations: self.max_reservations,
+            max_circuits: self.max_circuits,
+            max_circuit_duration: Duration::from_secs(self.max_circuit_secs),
+            max_circuit_bytes: self.max_circuit_bytes,
+            ..modchain_net::nat::RelayLimits::default()
+        })
     }
 }
 
@@ -261,6 +306,7 @@ impl Default for Config {
             llm: LlmSettings::default(),
             limits: LimitsSettings::default(),
             wasm: WasmSettings::default(),
+            relay: RelaySettings::default(),
         }
     }
 }
@@ -552,6 +598,17 @@ allow_pull = {docker_pull}
 # such as "busybox@sha256:*" above) whose local image has that digest.
 require_digest = {docker_digest}
 
+# Relaying for peers behind a NAT that no one can dial (circuit relay v2).
+# Only peers that can reach this node use it, so behind a NAT it costs
+# nothing; on a public machine each relayed connection carries at most
+# max_circuit_bytes each way for at most max_circuit_secs.
+[relay]
+serve = {relay_serve}
+max_reservations = {relay_res}
+max_circuits = {relay_circ}
+max_circuit_secs = {relay_secs}
+max_circuit_bytes = {relay_bytes}
+
 # The wasm adapter (always offered).
 [wasm]
 # MiB of compiled modules kept for reuse, least recently used evicted first.
@@ -650,6 +707,11 @@ results_max_age_secs = {l_rma}
         l_rma = d.limits.results_max_age_secs,
         docker_digest = d.docker.require_digest,
         wasm_cache = d.wasm.module_cache_mib,
+        relay_serve = d.relay.serve,
+        relay_res = d.relay.max_reservations,
+        relay_circ = d.relay.max_circuits,
+        relay_secs = d.relay.max_circuit_secs,
+        relay_bytes = d.relay.max_circuit_bytes,
     )
 }
 

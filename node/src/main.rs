@@ -375,6 +375,7 @@ async fn start(data_dir: &DataDir, args: StartArgs) -> Result<()> {
         provider: config.provider,
         docker: config.docker.clone(),
         wasm: config.wasm.clone(),
+        relay: config.relay.clone(),
         grant: modchain_protocol::Credits::ZERO,
         limits: config.limits.clone(),
     };

@@ -64,6 +64,21 @@ struct ResultLabel {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabel {
+    path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabel {
+    what: String,
+}
+
 /// What the node knows at scrape time, copied into the registry.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -119,6 +134,18 @@ pub struct Snapshot {
     pub wasm_calls_held: usize,
     /// Bid-time module checks since start: (result, count).
     pub wasm_module_checks: [(&'static str, u64); 3],
+    /// Whether peers can dial us: `unknown`, `public` or `private`.
+    pub reachability: &'static str,
+    /// Relays we hold a reservation on.
+    pub relay_reservations: usize,
+    /// Our reservations that ended (cumulative).
+    pub relay_reservations_lost: u64,
+    /// Hole punches: (`direct`, count), (`failed`, count), cumulative.
+    pub hole_punches: [(&'static str, u64); 2],
+    /// Connected peers by path: (`direct`, n), (`relayed`, n).
+    pub peers_by_path: [(&'static str, u64); 2],
+    /// What our relay server did, by kind (cumulative).
+    pub relay_served: BTreeMap<String, u64>,
 }
 
 /// Every reason [`Snapshot::dropped`] names, so that each reads 0 from the
@@ -186,6 +213,12 @@ pub struct NodeMetrics {
     wasm_cache_evictions: Counter,
     wasm_calls_held: Gauge,
     wasm_module_checks: Family<ResultLabel, Counter>,
+    reachability: Family<StateLabel, Gauge>,
+    relay_reservations: Gauge,
+    relay_reservations_lost: Counter,
+    hole_punches: Family<ResultLabel, Counter>,
+    peers_by_path: Family<PathLabel, Gauge>,
+    relay_served: Family<WhatLabel, Counter>,
     /// Adapter of each job this node is running, for the duration histogram.
     running: HashMap<JobId, String>,
 }
@@ -451,7 +484,49 @@ impl NodeMetrics {
             "Bid-time wasm module checks, by result (valid, invalid, overflow)",
             wasm_module_checks.clone(),
         );
+        let reachability = Family::<StateLabel, Gauge>::default();
+        r.register(
+            "reachability",
+            "1 for whether peers can dial this node as AutoNAT last found (unknown, public, private), 0 for the others",
+            reachability.clone(),
+        );
+        let relay_reservations = Gauge::default();
+        r.register(
+            "relay_reservations",
+            "Relays this node holds a reservation on (it cannot be dialled directly)",
+            relay_reservations.clone(),
+        );
+        let relay_reservations_lost = Counter::default();
+        r.register(
+            "relay_reservations_lost",
+            "Relay reservations of this node that ended (the relay went away or refused)",
+            relay_reservations_lost.clone(),
+        );
+        let hole_punches = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "hole_punches",
+            "Relayed connections DCUtR tried to make direct, by result (direct, failed)",
+            hole_punches.clone(),
+        );
+        let peers_by_path = Family::<PathLabel, Gauge>::default();
+        r.register(
+            "peers_connected_by_path",
+            "Connected peers by path: direct (at least one direct connection) or relayed (only through a relay)",
+            peers_by_path.clone(),
+        );
+        let relay_served = Family::<WhatLabel, Counter>::default();
+        r.register(
+            "relay_served",
+            "What this node's relay server did for others (reservation_accepted, reservation_denied, circuit_opened, circuit_denied, circuit_closed)",
+            relay_served.clone(),
+        );
         NodeMetrics {
+            reachability,
+            relay_reservations,
+            relay_reservations_lost,
+            hole_punches,
+            peers_by_path,
+            relay_served,
             tables,
             evictions,
             dropped,
@@ -674,6 +749,38 @@ impl NodeMetrics {
                     result: result.into(),
                 }),
                 n,
+            );
+        }
+        for state in ["unknown", "public", "private"] {
+            let g = self.reachability.get_or_create(&StateLabel {
+                state: state.into(),
+            });
+            g.set(i64::from(state == s.reachability));
+        }
+        set(&self.relay_reservations, s.relay_reservations as u64);
+        sync(&self.relay_reservations_lost, s.relay_reservations_lost);
+        for (result, n) in s.hole_punches {
+            sync(
+                &self.hole_punches.get_or_create(&ResultLabel {
+                    result: result.into(),
+                }),
+                n,
+            );
+        }
+        for (path, n) in s.peers_by_path {
+            set(
+                &self
+                    .peers_by_path
+                    .get_or_create(&PathLabel { path: path.into() }),
+                n,
+            );
+        }
+        for (what, n) in &s.relay_served {
+            sync(
+                &self
+                    .relay_served
+                    .get_or_create(&WhatLabel { what: what.clone() }),
+                *n,
             );
         }
     }

@@ -220,7 +220,7 @@ fn publish_forged_advert(
     rt.block_on(async move {
         let key = Keypair::from_seed(FORGER_SEED).to_libp2p();
         let gs = network::gossipsub(&key).expect("gossipsub");
-        let mut swarm = network::build_swarm(key, None, |_| gs).expect("swarm");
+        let mut swarm = network::build_swarm(key, None, |_, _| gs).expect("swarm");
         let topic = network::topic(Topic::Adverts);
         swarm.behaviour_mut().subscribe(&topic).expect("subscribe");
         let mut waiting: HashSet<PeerId> = HashSet::new();

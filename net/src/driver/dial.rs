@@ -47,6 +47,11 @@ impl BootstrapDial {
         self.connected
     }
 
+    /// The address it is dialled at.
+    pub fn dial_addr(&self) -> &Multiaddr {
+        &self.dial_addr
+    }
+
     /// Failed attempts since it last answered.
     pub fn failures(&self) -> u32 {
         self.failures

@@ -253,8 +253,8 @@ pub fn take_direct_capped(
 pub enum Sent {
     /// It was for ourselves: handed to the peer in memory.
     ToSelf,
-    /// Sent to another peer by request-response.
-    Request,
+    /// Sent to another peer by request-response, as this request.
+    Request(request_response::OutboundRequestId),
 }
 
 /// A signed message to one node: in memory when it is `me`, else by
@@ -272,8 +272,9 @@ pub fn send_direct(
         return Ok(Sent::ToSelf);
     }
     let peer_id = to.to_peer_id()?;
-    messages.send_request(&peer_id, message.to_bytes());
-    Ok(Sent::Request)
+    Ok(Sent::Request(
+        messages.send_request(&peer_id, message.to_bytes()),
+    ))
 }
 
 #[cfg(test)]

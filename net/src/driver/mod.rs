@@ -33,5 +33,5 @@ pub use messages::{
     BundleTaken, Direct, Sent, Verdict, screen_gossip, send_direct, take_bytes, take_direct,
     take_direct_capped,
 };
-pub use provided::{ProvideUpdate, ProvidedKeys, walk_dht};
+pub use provided::{ProvideUpdate, ProvidedKeys, Rewalks, walk_dht};
 pub use publish::{PendingPublish, Publication, PublishOutcome};

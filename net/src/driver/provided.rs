@@ -75,6 +75,40 @@ pub fn walk_dht(kad: &mut Kad, provided: &ProvidedKeys) -> Result<kad::QueryId, 
     walk
 }
 
+/// The first walk again, after joining: peers that joined just before us,
+/// or became DHT servers only once AutoNAT confirmed their address, are
+/// missing from the walk made on joining, and a message to one of them has
+/// no address to go to. Walks 5 s after joining, then at gaps growing
+/// threefold up to five minutes.
+#[derive(Clone, Debug, Default)]
+pub struct Rewalks {
+    next: Option<tokio::time::Instant>,
+    gap: std::time::Duration,
+}
+
+impl Rewalks {
+    pub const FIRST: std::time::Duration = std::time::Duration::from_secs(5);
+    pub const MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
+    /// We (re)joined at `now`: the schedule starts over.
+    pub fn joined(&mut self, now: tokio::time::Instant) {
+        self.gap = Self::FIRST;
+        self.next = Some(now + Self::FIRST);
+    }
+
+    /// Whether a walk is due at `now` (and if so, when the next one is).
+    pub fn due(&mut self, now: tokio::time::Instant) -> bool {
+        match self.next {
+            Some(t) if t <= now => {
+                self.gap = (self.gap * 3).min(Self::MAX);
+                self.next = Some(now + self.gap);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +143,27 @@ mod tests {
         ));
         assert!(provided.keys().is_empty());
         assert!(walk_dht(&mut kad, &provided).is_err(), "no known peers yet");
+    }
+
+    #[test]
+    fn walks_again_at_growing_gaps_after_joining() {
+        let t = tokio::time::Instant::now();
+        let mut w = Rewalks::default();
+        assert!(!w.due(t + Rewalks::MAX), "not before joining");
+        w.joined(t);
+        assert!(!w.due(t + std::time::Duration::from_secs(4)));
+        assert!(w.due(t + Rewalks::FIRST));
+        assert!(!w.due(t + Rewalks::FIRST));
+        let mut at = t + Rewalks::FIRST;
+        let mut gaps = Vec::new();
+        for _ in 0..5 {
+            let mut step = at;
+            while !w.due(step) {
+                step += std::time::Duration::from_secs(1);
+            }
+            gaps.push((step - at).as_secs());
+            at = step;
+        }
+        assert_eq!(gaps, [15, 45, 135, 300, 300]);
     }
 }

@@ -183,7 +183,7 @@ impl Rogue {
         let Some(libp2p::multiaddr::Protocol::P2p(peer)) = target.iter().last() else {
             bail!("--target must end in /p2p/<peer id>");
         };
-        let mut swarm = wire::build_swarm(key.to_libp2p(), None, |_| RogueBehaviour {
+        let mut swarm = wire::build_swarm(key.to_libp2p(), None, |_, _| RogueBehaviour {
             messages: request_response::Behaviour::new(
                 [(
                     MESSAGE_PROTOCOL,

@@ -56,8 +56,16 @@ impl Node {
         let gs = node_gossipsub(&lkey, &mut registry)?;
         let net_limits = options.limits.net(options.max_connections);
         let agent = format!("modchain/{}", crate::build_info::SOFTWARE_VERSION);
-        let mut swarm = wire::build_swarm(lkey, Some(&mut registry), |k| {
-            NodeBehaviour::with_limits(k, &wire::agent_string(&agent), gs, &net_limits)
+        let serve = options.relay.limits();
+        let mut swarm = wire::build_swarm(lkey, Some(&mut registry), |k, relay_client| {
+            NodeBehaviour::with_limits(
+                k,
+                &wire::agent_string(&agent),
+                gs,
+                &net_limits,
+                Some(relay_client),
+                serve.as_ref(),
+            )
         })?;
         wire::join(
             &mut swarm,
@@ -188,12 +196,15 @@ impl Node {
         // provider that can run it and leaves no receipt.
         peer.set_admission(Box::new(admission));
         Ok(Node {
-            net: SwarmDriver::new(swarm, peer, bootstrap, Box::new(jitter)).with_limits(net_limits),
+            net: SwarmDriver::new(swarm, peer, bootstrap, Box::new(jitter))
+                .with_limits(net_limits)
+                .with_relays(),
             me,
             metrics: NodeMetrics::new(registry, &key.to_libp2p().public().to_peer_id().to_string()),
             started: Instant::now(),
             gossip: GossipCounters::default(),
             limits_seen: LimitCounters::default(),
+            nat_seen: NatCounters::default(),
             options,
             provider_lookups: HashMap::new(),
             protocol_watch: versions::ProtocolWatch::default(),

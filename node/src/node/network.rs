@@ -147,7 +147,8 @@ impl Node {
                 DriverEvent::Published { publication, .. }
                 | DriverEvent::Republished(publication) => self.note_publication(publication),
                 DriverEvent::Sent {
-                    how: Sent::Request, ..
+                    how: Sent::Request(_),
+                    ..
                 } => self.gossip.direct_sent += 1,
                 DriverEvent::Unaddressable { to, error } => {
                     tracing::warn!(to = %to.short(), %error, "cannot address a direct message")
@@ -183,8 +184,64 @@ impl Node {
                     tracing::debug!(%from, %error, "a direct request never arrived whole");
                 }
                 DriverEvent::PeersForgotten(n) => self.limits_seen.evict("peers", n as u64),
+                DriverEvent::Reachability(change) => self.reachability_changed(&change),
+                DriverEvent::Probed {
+                    addr,
+                    server,
+                    error,
+                } => tracing::debug!(%addr, %server, ?error, "reachability probe answered"),
+                DriverEvent::RelayReserving { relay, addr } => {
+                    tracing::info!(%relay, %addr, "asking a relay for a reservation (this node cannot be dialled directly)")
+                }
+                DriverEvent::RelayReserved { relay } => {
+                    tracing::info!(%relay, "relay reservation accepted: peers can reach this node through it")
+                }
+                DriverEvent::RelayLost {
+                    relay,
+                    addr,
+                    reason,
+                } => {
+                    self.nat_seen.reservations_lost += 1;
+                    tracing::info!(%relay, %addr, ?reason, "relay reservation ended; another is asked for while needed")
+                }
+                DriverEvent::HolePunch { peer, error: None } => {
+                    tracing::info!(%peer, "hole punched: the relayed connection is now direct")
+                }
+                DriverEvent::HolePunch {
+                    peer,
+                    error: Some(error),
+                } => tracing::info!(%peer, %error, "hole punch failed; traffic stays on the relay"),
+                DriverEvent::Relayed(what) => {
+                    *self.nat_seen.relay_served.entry(what.as_str()).or_default() += 1;
+                    tracing::debug!(what = what.as_str(), "relayed for a peer");
+                }
                 _ => {}
             }
+        }
+    }
+
+    /// AutoNAT changed its mind: say so, and for a private node what it
+    /// means and what the operator can do.
+    fn reachability_changed(&mut self, change: &modchain_net::nat::ReachabilityChange) {
+        use modchain_net::nat::Reachability;
+        match change.to {
+            Reachability::Public => tracing::info!(
+                addr = %change.addr,
+                "reachability: public (a peer dialled this node back at this address)"
+            ),
+            Reachability::Private => {
+                let port = change.addr.iter().find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::Tcp(port) => Some(format!("TCP port {port}")),
+                    libp2p::multiaddr::Protocol::Udp(port) => Some(format!("UDP port {port}")),
+                    _ => None,
+                });
+                tracing::warn!(
+                    addr = %change.addr,
+                    "reachability: private (peers cannot dial this node). It keeps working through relays and hole punching; to be dialled directly, forward {} on your router to this machine",
+                    port.unwrap_or_else(|| "the port it listens on".into())
+                );
+            }
+            Reachability::Unknown => tracing::info!("reachability: unknown"),
         }
     }
 

@@ -121,6 +121,18 @@ impl Node {
                 "failures": b.failures(),
             })).collect::<Vec<_>>(),
             "capability_keys": self.net.provided().keys(),
+            "reachability": self.net.nat().reachability().as_str(),
+            "reachable_addrs": self.net.nat().reachable_addrs().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "relays": self.net.nat().reservations().map(|r| json!({
+                "relay": r.relay.to_string(),
+                "addr": r.addr.to_string(),
+                "accepted": r.accepted,
+            })).collect::<Vec<_>>(),
+            "hole_punches": {
+                "direct": self.net.nat().punched,
+                "failed": self.net.nat().punch_failed,
+            },
+            "relay_served": self.nat_seen.relay_served,
         })
     }
 
@@ -149,6 +161,10 @@ impl Node {
                     "node_id": node.map(|n| n.to_hex()),
                     "self": pid == me,
                     "connected": pid == me || entry.is_some_and(|e| e.connections > 0),
+                    // How we reach it now: directly, or only through a relay.
+                    "path": entry.filter(|e| e.connections > 0).map(|e| {
+                        if e.connections > e.relayed { "direct" } else { "relayed" }
+                    }),
                     "agent": entry.and_then(|e| e.agent.clone()),
                     "gossip_score": (pid != me)
                         .then(|| self.net.swarm().behaviour().gossipsub.peer_score(&pid))
@@ -246,12 +262,40 @@ impl Node {
                 ("invalid", checks.invalid),
                 ("overflow", checks.overflow),
             ],
+            reachability: self.net.nat().reachability().as_str(),
+            relay_reservations: self.net.nat().reservations().filter(|r| r.accepted).count(),
+            relay_reservations_lost: self.nat_seen.reservations_lost,
+            hole_punches: [
+                ("direct", self.net.nat().punched),
+                ("failed", self.net.nat().punch_failed),
+            ],
+            peers_by_path: self.peers_by_path(),
+            relay_served: self
+                .nat_seen
+                .relay_served
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
         };
         self.metrics.encode(&snapshot)
     }
 }
 
 impl Node {
+    /// Connected peers reached directly (at least one direct connection)
+    /// and only through a relay.
+    fn peers_by_path(&self) -> [(&'static str, u64); 2] {
+        let (mut direct, mut relayed) = (0, 0);
+        for info in self.net.peers().values().filter(|i| i.connections > 0) {
+            if info.connections > info.relayed {
+                direct += 1;
+            } else {
+                relayed += 1;
+            }
+        }
+        [("direct", direct), ("relayed", relayed)]
+    }
+
     /// Entries in each capped table, for `/metrics`.
     fn table_entries(&self) -> BTreeMap<String, u64> {
         let t = self.net.table_sizes();

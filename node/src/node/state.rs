@@ -3,7 +3,7 @@
 //! constants its parts share. Every other module of `node/` imports this
 //! one and nothing imports them back.
 
-use crate::config::{DockerSettings, LimitsSettings, LlmSettings, WasmSettings};
+use crate::config::{DockerSettings, LimitsSettings, LlmSettings, RelaySettings, WasmSettings};
 use crate::control::LogFeed;
 use crate::executor::{EventQueue, Executor};
 use crate::ledger::{Ledger, LedgerError, LedgerWorker, Stored, Totals};
@@ -42,6 +42,7 @@ pub struct NodeOptions {
     pub docker: DockerSettings,
     pub llm: LlmSettings,
     pub wasm: WasmSettings,
+    pub relay: RelaySettings,
     /// Credits every node starts with, in micro-credits (balances only).
     pub grant: Credits,
     /// The caps on what peers and jobs can make the node hold.
@@ -86,6 +87,15 @@ pub(super) struct GossipCounters {
     pub(super) direct_failed: u64,
 }
 
+/// What this node did for peers behind NATs, and what reaching it took.
+#[derive(Clone, Debug, Default)]
+pub(super) struct NatCounters {
+    /// What our relay server did, by kind (`RelayService::as_str`).
+    pub(super) relay_served: BTreeMap<&'static str, u64>,
+    /// Our reservations on relays that ended.
+    pub(super) reservations_lost: u64,
+}
+
 /// What caps, quotas and rate limits dropped or evicted, for `/metrics`.
 #[derive(Clone, Debug, Default)]
 pub(super) struct LimitCounters {
@@ -111,6 +121,7 @@ pub struct Node {
     pub(super) started: Instant,
     pub(super) gossip: GossipCounters,
     pub(super) limits_seen: LimitCounters,
+    pub(super) nat_seen: NatCounters,
     pub(super) options: NodeOptions,
     pub(super) provider_lookups: HashMap<kad::QueryId, ProviderLookup>,
     pub(super) jobs: JobDriver,

@@ -539,7 +539,8 @@ impl LiveNode {
                     c.receipts_published.fetch_add(1, Ordering::Relaxed);
                 }
                 DriverEvent::Sent {
-                    how: Sent::Request, ..
+                    how: Sent::Request(_),
+                    ..
                 } => {
                     c.direct_sent.fetch_add(1, Ordering::Relaxed);
                 }
