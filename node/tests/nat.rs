@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{modchain, not_a_provider, repo_root, temp_root, wait_until};
+use common::{
+    Proc, modchain, not_a_provider, repo_root, spawn_bootstrap_in, temp_root, wait_until,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -114,33 +116,13 @@ impl NsNode {
     }
 }
 
-fn spawn_bootstrap(net: &Topology, root: &Path) -> (Child, String) {
-    use std::io::BufRead;
-    let dir = root.join("bootstrap");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &net.ns("pub")])
-        .arg(modchain())
-        .arg("--data-dir")
-        .arg(&dir)
-        .args([
-            "bootstrap-peer",
-            "--listen",
-            "/ip4/198.18.0.10/tcp/4001",
-            "--metrics",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("node.log")).expect("log"))
-        .spawn()
-        .expect("spawn the bootstrap peer");
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("bootstrap address line");
-    (child, first.trim().to_string())
+fn spawn_bootstrap(net: &Topology, root: &Path) -> (Proc, String) {
+    let ns = net.ns("pub");
+    spawn_bootstrap_in(
+        &["ip", "netns", "exec", &ns],
+        &root.join("bootstrap"),
+        "/ip4/198.18.0.10/tcp/4001",
+    )
 }
 
 fn spawn_node(
@@ -196,7 +178,7 @@ fn spawn_node(
 struct Network {
     // Dropped last: the namespaces go with everything in them.
     nodes: Vec<NsNode>,
-    bootstrap: Child,
+    bootstrap: Proc,
     root: PathBuf,
     started: Instant,
     _topology: Topology,
@@ -402,12 +384,10 @@ impl Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        let _ = self.bootstrap.kill();
         for n in &mut self.nodes {
             let _ = n.child.kill();
             let _ = n.child.wait();
         }
-        let _ = self.bootstrap.wait();
     }
 }
 
@@ -447,8 +427,8 @@ fn a_job_crosses_two_cone_nats_and_the_connection_becomes_direct() {
 
     // The bootstrap peer goes: jobs between the homes still complete.
     let mut net = net;
-    let _ = net.bootstrap.kill();
-    let _ = net.bootstrap.wait();
+    let _ = net.bootstrap.child.kill();
+    let _ = net.bootstrap.child.wait();
     let (v, _) = net.big_job();
     assert_eq!(v["state"], "completed");
 }

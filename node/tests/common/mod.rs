@@ -552,8 +552,22 @@ pub fn spawn_bootstrap(dir: &Path) -> (Proc, String) {
 
 /// `spawn_bootstrap`, listening only on `listen`.
 pub fn spawn_bootstrap_on(dir: &Path, listen: &str) -> (Proc, String) {
+    spawn_bootstrap_in(&[], dir, listen)
+}
+
+/// `spawn_bootstrap_on`, with `modchain` run by the command `wrapper`
+/// (e.g. `ip netns exec NS`, for a peer inside a network namespace).
+pub fn spawn_bootstrap_in(wrapper: &[&str], dir: &Path, listen: &str) -> (Proc, String) {
     std::fs::create_dir_all(dir).expect("bootstrap dir");
-    let mut child = Command::new(modchain())
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(modchain());
+            c
+        }
+        None => Command::new(modchain()),
+    };
+    let mut child = command
         .arg("--data-dir")
         .arg(dir)
         .args([
